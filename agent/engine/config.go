@@ -1,0 +1,68 @@
+package engine
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/lanmesh/lanmesh/internal/key"
+)
+
+// Config is the complete desired state of the data plane. Reconfig with an
+// equal Config is a no-op; an empty Peers list removes every peer.
+type Config struct {
+	PrivateKey key.NodePrivate
+	Addresses  []netip.Prefix // this node's mesh addresses (/32 and /128)
+	Peers      []Peer
+	// Routes to send into the mesh interface: the mesh ranges and, with
+	// accept-routes, the approved subnet routes of peers.
+	Routes []netip.Prefix
+	// AdvertisedRoutes are the LAN prefixes this node forwards for the
+	// mesh; non-empty turns on IP forwarding for the mesh interface.
+	AdvertisedRoutes []netip.Prefix
+	// SNAT masquerades forwarded traffic between the mesh and the LANs.
+	SNAT bool
+}
+
+// Peer is one WireGuard peer.
+type Peer struct {
+	Key        key.NodePublic
+	Name       string
+	AllowedIPs []netip.Prefix
+	Endpoints  []netip.AddrPort // candidates; the engine picks the path
+}
+
+// Options are fixed for the engine's lifetime.
+type Options struct {
+	TUNName    string // default "lanmesh0"
+	MTU        int    // default 1420
+	ListenPort uint16 // UDP port for WireGuard; 0 picks one
+	Offloads   Offloads
+	// MaxInflightPackets bounds packets held in the data plane per
+	// direction (memory stays bounded; wireguard-go's pools do not).
+	MaxInflightPackets int
+}
+
+// Offloads switches kernel offloads; each also falls back by itself when
+// the kernel refuses it.
+type Offloads struct {
+	TUN    bool // TUN TSO/GRO via IFF_VNET_HDR
+	UDPGSO bool
+	UDPGRO bool
+}
+
+// PeerStatus is what the engine knows of a peer right now.
+type PeerStatus struct {
+	Key           key.NodePublic
+	Endpoint      netip.AddrPort // the path in use; invalid when none yet
+	LastHandshake time.Time
+	RxBytes       uint64
+	TxBytes       uint64
+}
+
+// Engine is the data plane the daemon drives.
+type Engine interface {
+	Reconfig(Config) error
+	Peers() []PeerStatus
+	ListenPort() uint16
+	Close() error // removes the interface, its routes and the nftables table
+}

@@ -1,0 +1,122 @@
+package wire
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/lanmesh/lanmesh/internal/key"
+)
+
+// ProtocolVersion is the version of this package's protocol. Coord refuses
+// requests from a version it does not speak, with a message naming both.
+const ProtocolVersion = 1
+
+// HTTP paths served by coord.
+const (
+	PathChallenge = "/v1/challenge" // GET: a fresh single-use nonce
+	PathRegister  = "/v1/register"  // POST Envelope{RegisterRequest}
+	PathMap       = "/v1/map"       // POST Envelope{MapRequest}: long-lived stream of MapMessage
+	PathHealth    = "/healthz"      // GET: 200 "ok" when the store answers
+)
+
+// Limits both ends enforce.
+const (
+	MaxRequestBytes    = 64 << 10 // a control request body
+	MaxMapMessageBytes = 16 << 20 // one line of the netmap stream
+	KeepAliveInterval  = 15 * time.Second
+	NonceTTL           = 60 * time.Second
+)
+
+// Challenge is coord's answer on PathChallenge.
+type Challenge struct {
+	Nonce string `json:"nonce"`
+}
+
+// Envelope carries every node request. Sig is the machine key's Ed25519
+// signature of SignedBytes(path, nonce, body): it proves possession of the
+// machine key without a reusable bearer secret, and the single-use nonce
+// makes a captured request worthless.
+type Envelope struct {
+	Version int               `json:"version"`
+	Machine key.MachinePublic `json:"machine"`
+	Nonce   string            `json:"nonce"`
+	Body    []byte            `json:"body"` // JSON of the request, base64 in the envelope
+	Sig     []byte            `json:"sig"`
+}
+
+// SignedBytes is what the machine key signs for a request to path.
+func SignedBytes(path, nonce string, body []byte) []byte {
+	b := make([]byte, 0, len("lanmesh-v1\n")+len(path)+len(nonce)+len(body)+2)
+	b = append(b, "lanmesh-v1\n"...)
+	b = append(b, path...)
+	b = append(b, '\n')
+	b = append(b, nonce...)
+	b = append(b, '\n')
+	return append(b, body...)
+}
+
+// RegisterRequest joins a node to the mesh with a pre-auth key. A machine
+// already registered may re-register (e.g. new node key) without an auth
+// key.
+type RegisterRequest struct {
+	AuthKey  string         `json:"auth_key,omitempty"`
+	NodeKey  key.NodePublic `json:"node_key"`
+	Hostname string         `json:"hostname"`
+	OS       string         `json:"os,omitempty"`
+}
+
+// RegisterResponse is coord's answer to a successful registration.
+type RegisterResponse struct {
+	Node Node `json:"node"`
+}
+
+// Error is the JSON body of every 4xx/5xx answer from coord.
+type Error struct {
+	Error string `json:"error"`
+}
+
+// MapRequest opens the netmap stream. It also reports what the node
+// knows about itself: its endpoints and the routes it offers.
+type MapRequest struct {
+	NodeKey         key.NodePublic   `json:"node_key"`
+	Endpoints       []netip.AddrPort `json:"endpoints,omitempty"`
+	AdvertiseRoutes []netip.Prefix   `json:"advertise_routes,omitempty"`
+	Hostname        string           `json:"hostname,omitempty"`
+}
+
+// NodeID is coord's stable identifier of a node.
+type NodeID int64
+
+// Node is one node as the netmap describes it.
+type Node struct {
+	ID        NodeID           `json:"id"`
+	Name      string           `json:"name"` // DNS label, unique in the mesh
+	Key       key.NodePublic   `json:"key"`
+	Addresses []netip.Prefix   `json:"addresses"` // mesh IPv4 /32 and IPv6 /128
+	Endpoints []netip.AddrPort `json:"endpoints,omitempty"`
+	// Routes are the subnet routes approved for this node; they belong in
+	// its WireGuard AllowedIPs. AdvertisedRoutes may include unapproved ones.
+	Routes           []netip.Prefix `json:"routes,omitempty"`
+	AdvertisedRoutes []netip.Prefix `json:"advertised_routes,omitempty"`
+	User             string         `json:"user,omitempty"`
+	Tags             []string       `json:"tags,omitempty"`
+	Online           bool           `json:"online"`
+	KeyExpiry        time.Time      `json:"key_expiry,omitzero"`
+}
+
+// MapMessage is one line of the netmap stream (newline-delimited JSON).
+// The first message has Full set and carries Self and all Peers; later
+// ones carry only what changed. A message with only KeepAlive set proves
+// the stream is alive.
+type MapMessage struct {
+	Seq       int64 `json:"seq"`
+	KeepAlive bool  `json:"keep_alive,omitempty"`
+	Full      bool  `json:"full,omitempty"`
+
+	Self   *Node  `json:"self,omitempty"`   // full map, or self changed
+	Domain string `json:"domain,omitempty"` // mesh DNS domain, e.g. "mesh.internal"
+
+	Peers        []Node   `json:"peers,omitempty"`         // Full only
+	PeersChanged []Node   `json:"peers_changed,omitempty"` // upserts, whole nodes
+	PeersRemoved []NodeID `json:"peers_removed,omitempty"`
+}
