@@ -1,0 +1,224 @@
+// Command lanmesh-derp is the standalone lanmesh relay and STUN server.
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/lanmesh/lanmesh/derp"
+	"github.com/lanmesh/lanmesh/derp/stun"
+	"github.com/lanmesh/lanmesh/internal/key"
+	"github.com/lanmesh/lanmesh/internal/wire"
+)
+
+const usage = `lanmesh-derp: the lanmesh relay (encrypted packets between nodes) and STUN server.
+
+Usage:
+  lanmesh-derp [flags]               serve
+  lanmesh-derp fingerprint [flags]   print the certificate pin and exit
+
+On first start it makes a self-signed certificate in --state-dir and prints
+its fingerprint; put that into the relay map (cert_fingerprint) so nodes pin it.
+Every client key is checked with --verify-url (normally coord); when that
+cannot answer, clients are refused (fail closed).
+
+Example:
+  lanmesh-derp --listen :443 --stun-port 3478 \
+    --verify-url https://coord.example/v1/derp/verify --verify-token-file /etc/lanmesh-derp/token
+
+Flags:
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+type config struct {
+	listen, stateDir, verifyURL, tokenFile, tlsCert, tlsKey, hostnames string
+	stunPort                                                           int
+	rate, burst                                                        int64
+	queue                                                              int
+	recheck                                                            time.Duration
+	openRelay, verbose                                                 bool
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	fingerprintOnly := len(args) > 0 && args[0] == "fingerprint"
+	if fingerprintOnly {
+		args = args[1:]
+	}
+	var c config
+	fs := flag.NewFlagSet("lanmesh-derp", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, usage); fs.PrintDefaults() }
+	fs.StringVar(&c.listen, "listen", ":443", "HTTPS address for the relay (GET /derp)")
+	fs.IntVar(&c.stunPort, "stun-port", stun.DefaultPort, "UDP port for STUN on the --listen host; 0 turns STUN off")
+	fs.StringVar(&c.verifyURL, "verify-url", "", "URL asked (POST {\"node_key\":...} -> {\"allowed\":bool}) whether a node may use the relay")
+	fs.StringVar(&c.tokenFile, "verify-token-file", "", "file with a bearer token for --verify-url (or env LANMESH_DERP_VERIFY_TOKEN)")
+	fs.BoolVar(&c.openRelay, "insecure-open-relay", false, "serve any node key without asking anyone (tests only: an open relay)")
+	fs.StringVar(&c.stateDir, "state-dir", "/var/lib/lanmesh-derp", "directory for the certificate and relay key")
+	fs.StringVar(&c.tlsCert, "tls-cert", "", "PEM certificate (instead of the self-signed one)")
+	fs.StringVar(&c.tlsKey, "tls-key", "", "PEM private key for --tls-cert")
+	fs.StringVar(&c.hostnames, "hostname", "", "comma-separated names/IPs for the self-signed certificate")
+	fs.Int64Var(&c.rate, "rate-limit", 0, "bytes per second one client may relay; 0 = unlimited")
+	fs.Int64Var(&c.burst, "burst", 0, "burst bytes for --rate-limit (default one second's worth)")
+	fs.IntVar(&c.queue, "queue", 256, "packets queued per receiving client before drop-tail")
+	fs.DurationVar(&c.recheck, "recheck", 30*time.Second, "how often connected keys are verified again")
+	fs.BoolVar(&c.verbose, "verbose", false, "debug logs")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "lanmesh-derp: unexpected argument %q; see --help\n", fs.Arg(0))
+		return 2
+	}
+	level := slog.LevelInfo
+	if c.verbose {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	if err := os.MkdirAll(c.stateDir, 0o700); err != nil {
+		fmt.Fprintf(stderr, "lanmesh-derp: state dir: %v\n", err)
+		return 1
+	}
+	names := strings.Split(c.hostnames, ",")
+	if h, err := os.Hostname(); err == nil {
+		names = append(names, h)
+	}
+	cert, err := loadOrCreateCert(c.stateDir, c.tlsCert, c.tlsKey, names)
+	if err != nil {
+		fmt.Fprintf(stderr, "lanmesh-derp: certificate: %v\n", err)
+		return 1
+	}
+	fp := wire.Fingerprint(cert.Certificate[0])
+	if fingerprintOnly {
+		fmt.Fprintln(stdout, fp)
+		return 0
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := serve(ctx, c, cert, fp, log, stdout); err != nil {
+		fmt.Fprintf(stderr, "lanmesh-derp: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func verifier(c config, log *slog.Logger) (derp.Verifier, error) {
+	switch {
+	case c.verifyURL != "" && c.openRelay:
+		return nil, errors.New("--verify-url and --insecure-open-relay exclude each other")
+	case c.openRelay:
+		log.Warn("open relay: any node key may relay (--insecure-open-relay); never on a public address")
+		return derp.VerifierFunc(func(context.Context, key.NodePublic) (bool, error) { return true, nil }), nil
+	case c.verifyURL == "":
+		return nil, errors.New("no --verify-url: the relay must ask coord who may use it (S9); see --help")
+	}
+	token := os.Getenv("LANMESH_DERP_VERIFY_TOKEN")
+	if c.tokenFile != "" {
+		b, err := os.ReadFile(c.tokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("--verify-token-file: %w", err)
+		}
+		token = strings.TrimSpace(string(b))
+	}
+	return &derp.HTTPVerifier{URL: c.verifyURL, Token: token}, nil
+}
+
+func serve(ctx context.Context, c config, cert tls.Certificate, fp string, log *slog.Logger, stdout io.Writer) error {
+	v, err := verifier(c, log)
+	if err != nil {
+		return err
+	}
+	nodeKey, err := loadOrCreateNodeKey(c.stateDir)
+	if err != nil {
+		return fmt.Errorf("relay key: %w", err)
+	}
+	srv, err := derp.NewServer(derp.Options{
+		PrivateKey:      nodeKey,
+		Verifier:        v,
+		RateBytesPerSec: c.rate,
+		Burst:           c.burst,
+		QueueLen:        c.queue,
+		RecheckInterval: c.recheck,
+		Logger:          log,
+	})
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+
+	mux := http.NewServeMux()
+	mux.Handle(derp.Path, srv)
+	mux.HandleFunc(derp.Path+"/probe", func(w http.ResponseWriter, r *http.Request) {}) // latency probes
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
+	mux.HandleFunc("/{$}", func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "lanmesh relay\n")
+	})
+
+	ln, err := net.Listen("tcp", c.listen)
+	if err != nil {
+		return err
+	}
+	hs := &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		// The relay upgrades HTTP/1.1 connections; HTTP/2 cannot hijack.
+		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
+		TLSConfig:    &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"http/1.1"}},
+		ErrorLog:     slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	errc := make(chan error, 2)
+	go func() { errc <- hs.ServeTLS(ln, "", "") }()
+
+	if c.stunPort > 0 {
+		host, _, err := net.SplitHostPort(c.listen)
+		if err != nil {
+			return fmt.Errorf("--listen %q: %w", c.listen, err)
+		}
+		pc, err := net.ListenPacket("udp", net.JoinHostPort(host, strconv.Itoa(c.stunPort)))
+		if err != nil {
+			hs.Close()
+			return fmt.Errorf("STUN: %w", err)
+		}
+		st := &stun.Server{Logger: log}
+		go func() { errc <- st.Serve(ctx, pc.(*net.UDPConn)) }()
+		fmt.Fprintf(stdout, "stun: %s\n", pc.LocalAddr())
+	}
+	fmt.Fprintf(stdout, "relay: https://%s%s\nfingerprint: %s\nrelay key: %s\n", ln.Addr(), derp.Path, fp, srv.PublicKey())
+	log.Info("lanmesh-derp serving", "listen", ln.Addr().String(), "stun_port", c.stunPort, "verify_url", c.verifyURL)
+
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
+			hs.Close()
+			return err
+		}
+	}
+	srv.Close()
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	hs.Shutdown(sctx)
+	m := srv.Metrics()
+	log.Info("lanmesh-derp stopped", "accepted", m.ClientsAccepted, "rejected", m.ClientsRejected, "forwarded", m.PacketsForwarded)
+	return nil
+}

@@ -1,0 +1,346 @@
+package derp
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/lanmesh/lanmesh/internal/key"
+)
+
+// UpgradeProtocol is the value of the Upgrade header on GET /derp.
+const UpgradeProtocol = "lanmesh-derp"
+
+// Path is where the relay handler is mounted.
+const Path = "/derp"
+
+// Options configure a Server. Zero values pick the defaults noted.
+type Options struct {
+	// PrivateKey is the relay's Curve25519 key that clients seal their
+	// handshake to. Zero: a fresh key (clients then cannot pin it, which
+	// they do not need to: TLS authenticates the relay).
+	PrivateKey key.NodePrivate
+	// Verifier is required: without one the relay would be open (S9).
+	Verifier Verifier
+	// RateBytesPerSec caps what one client may send through the relay;
+	// 0 means no cap. Burst defaults to one second of rate.
+	RateBytesPerSec int64
+	Burst           int64
+	// QueueLen bounds the packets waiting to be written to one client;
+	// past it new packets are dropped (drop-tail) and counted. Default 256.
+	QueueLen int
+	// RecheckInterval is how often a connected client's key is asked of
+	// the Verifier again. Default 30 s.
+	RecheckInterval  time.Duration
+	KeepAlive        time.Duration // default 15 s
+	HandshakeTimeout time.Duration // default 10 s
+	WriteTimeout     time.Duration // default 10 s: a client that cannot take a write in this time is dropped
+	VerifyTimeout    time.Duration // default 5 s
+	Logger           *slog.Logger
+}
+
+// Metrics are the server's counters, a snapshot.
+type Metrics struct {
+	ClientsConnected    int64 // now
+	ClientsAccepted     int64 // handshakes that passed the verifier
+	HandshakesFailed    int64 // malformed or unauthenticated handshakes
+	ClientsRejected     int64 // authenticated, but the verifier said no or failed
+	ClientsDropped      int64 // connected clients removed by re-check or Revoke
+	PacketsReceived     int64 // SendPacket frames from clients
+	BytesReceived       int64
+	PacketsForwarded    int64 // queued to a connected destination
+	BytesForwarded      int64
+	PacketsDroppedQueue int64 // destination's queue was full
+	PacketsUnknownDst   int64 // destination not connected
+	BadFrames           int64 // connections closed for a bad or oversized frame
+}
+
+type metrics struct {
+	connected, accepted, hsFailed, rejected, dropped,
+	pktsIn, bytesIn, pktsFwd, bytesFwd, dropQueue, unknownDst, badFrames atomic.Int64
+}
+
+// Server is a relay. It is an http.Handler for GET /derp.
+type Server struct {
+	opts Options
+	priv key.NodePrivate
+	pub  key.NodePublic
+	log  *slog.Logger
+
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu      sync.Mutex
+	clients map[key.NodePublic]*sclient
+
+	m metrics
+}
+
+// NewServer returns a relay server. It fails without a Verifier.
+func NewServer(opts Options) (*Server, error) {
+	if opts.Verifier == nil {
+		return nil, errors.New("derp: a Verifier is required; a relay without one would be open to anyone (S9)")
+	}
+	if opts.PrivateKey.IsZero() {
+		opts.PrivateKey = key.NewNode()
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&opts.RecheckInterval, 30*time.Second)
+	def(&opts.KeepAlive, 15*time.Second)
+	def(&opts.HandshakeTimeout, 10*time.Second)
+	def(&opts.WriteTimeout, 10*time.Second)
+	def(&opts.VerifyTimeout, 5*time.Second)
+	if opts.QueueLen <= 0 {
+		opts.QueueLen = 256
+	}
+	if opts.RateBytesPerSec < 0 {
+		return nil, fmt.Errorf("derp: rate limit %d bytes/s is negative", opts.RateBytesPerSec)
+	}
+	if opts.Burst <= 0 {
+		opts.Burst = opts.RateBytesPerSec
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Server{
+		opts:    opts,
+		priv:    opts.PrivateKey,
+		pub:     opts.PrivateKey.Public(),
+		log:     opts.Logger,
+		ctx:     ctx,
+		cancel:  cancel,
+		clients: make(map[key.NodePublic]*sclient),
+	}, nil
+}
+
+// PublicKey is the key clients seal their handshake to.
+func (s *Server) PublicKey() key.NodePublic { return s.pub }
+
+// Metrics returns a snapshot of the counters.
+func (s *Server) Metrics() Metrics {
+	m := &s.m
+	return Metrics{
+		ClientsConnected: m.connected.Load(), ClientsAccepted: m.accepted.Load(),
+		HandshakesFailed: m.hsFailed.Load(), ClientsRejected: m.rejected.Load(),
+		ClientsDropped: m.dropped.Load(), PacketsReceived: m.pktsIn.Load(),
+		BytesReceived: m.bytesIn.Load(), PacketsForwarded: m.pktsFwd.Load(),
+		BytesForwarded: m.bytesFwd.Load(), PacketsDroppedQueue: m.dropQueue.Load(),
+		PacketsUnknownDst: m.unknownDst.Load(), BadFrames: m.badFrames.Load(),
+	}
+}
+
+// Close disconnects every client; the server accepts none afterwards.
+func (s *Server) Close() error {
+	s.cancel()
+	s.mu.Lock()
+	cs := make([]*sclient, 0, len(s.clients))
+	for _, c := range s.clients {
+		cs = append(cs, c)
+	}
+	s.mu.Unlock()
+	for _, c := range cs {
+		c.close("relay shutting down")
+	}
+	return nil
+}
+
+// Revoke drops k's connection at once (S15) and forgets any cached
+// verdict, so a reconnect asks the verifier again.
+func (s *Server) Revoke(k key.NodePublic) {
+	if f, ok := s.opts.Verifier.(forgetter); ok {
+		f.Forget(k)
+	}
+	s.mu.Lock()
+	c := s.clients[k]
+	s.mu.Unlock()
+	if c != nil {
+		s.m.dropped.Add(1)
+		s.log.Info("relay client revoked", "node", k.ShortString())
+		c.close("node key revoked")
+	}
+}
+
+// Recheck asks the verifier about every connected client now and drops
+// those it refuses or cannot answer for; coord calls it after a change.
+func (s *Server) Recheck(ctx context.Context) {
+	s.mu.Lock()
+	cs := make([]*sclient, 0, len(s.clients))
+	for _, c := range s.clients {
+		cs = append(cs, c)
+	}
+	s.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, c := range cs {
+		wg.Go(func() { c.recheck(ctx) })
+	}
+	wg.Wait()
+}
+
+// ServeHTTP upgrades GET /derp to the relay protocol.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet {
+		http.Error(w, "lanmesh relay: use GET with Upgrade: "+UpgradeProtocol, http.StatusMethodNotAllowed)
+		return
+	}
+	if !strings.EqualFold(r.Header.Get("Upgrade"), UpgradeProtocol) || !headerHasToken(r.Header, "Connection", "upgrade") {
+		http.Error(w, "lanmesh relay: this endpoint speaks only the lanmesh relay protocol (Upgrade: "+UpgradeProtocol+")", http.StatusUpgradeRequired)
+		return
+	}
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		http.Error(w, "lanmesh relay: connection cannot be upgraded (HTTP/2?); serve the relay over HTTP/1.1", http.StatusInternalServerError)
+		return
+	}
+	conn, brw, err := hj.Hijack()
+	if err != nil {
+		s.log.Warn("relay: hijack failed", "err", err)
+		return
+	}
+	if _, err := brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: " + UpgradeProtocol + "\r\nConnection: Upgrade\r\n\r\n"); err != nil {
+		conn.Close()
+		return
+	}
+	if err := brw.Flush(); err != nil {
+		conn.Close()
+		return
+	}
+	s.ServeConn(conn, brw.Reader)
+}
+
+func headerHasToken(h http.Header, name, token string) bool {
+	for _, v := range h.Values(name) {
+		for t := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// ServeConn runs the relay protocol on an already upgraded connection
+// until it ends. br may hold bytes already read from conn; nil is fine.
+// It closes conn.
+func (s *Server) ServeConn(conn net.Conn, br *bufio.Reader) {
+	if br == nil {
+		br = bufio.NewReader(conn)
+	}
+	c, err := s.handshake(conn, br)
+	if err != nil {
+		conn.Close()
+		return
+	}
+	defer c.close("")
+	go c.writeLoop()
+	go c.recheckLoop()
+	err = c.readLoop()
+	switch {
+	case err == nil, errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed), c.ctx.Err() != nil:
+		c.log.Debug("relay client left", "err", err)
+	default:
+		c.log.Info("relay client dropped", "err", err)
+	}
+}
+
+func (s *Server) handshake(conn net.Conn, br *bufio.Reader) (*sclient, error) {
+	if s.ctx.Err() != nil {
+		return nil, errors.New("server closed")
+	}
+	conn.SetDeadline(time.Now().Add(s.opts.HandshakeTimeout))
+	var challenge [challengeLen]byte
+	if _, err := rand.Read(challenge[:]); err != nil {
+		return nil, err
+	}
+	if err := WriteFrame(conn, FrameServerKey, encodeServerKey(s.pub, challenge)); err != nil {
+		return nil, err
+	}
+	fail := func(counter *atomic.Int64, msg string, err error) error {
+		counter.Add(1)
+		WriteFrame(conn, FrameError, textPayload(msg))
+		s.log.Info("relay handshake refused", "remote", conn.RemoteAddr().String(), "reason", msg, "err", err)
+		return fmt.Errorf("%s: %w", msg, err)
+	}
+	t, p, err := ReadFrame(br, nil)
+	if err != nil {
+		return nil, fail(&s.m.hsFailed, "handshake: cannot read ClientInfo", err)
+	}
+	if t != FrameClientInfo {
+		return nil, fail(&s.m.hsFailed, "handshake: expected ClientInfo", fmt.Errorf("got %s", t))
+	}
+	pub, _, err := openClientInfo(p, s.priv, challenge)
+	if err != nil {
+		return nil, fail(&s.m.hsFailed, "handshake: bad ClientInfo", err)
+	}
+	log := s.log.With("node", pub.ShortString(), "remote", conn.RemoteAddr().String())
+	vctx, cancel := context.WithTimeout(s.ctx, s.opts.VerifyTimeout)
+	ok, err := s.opts.Verifier.Allowed(vctx, pub)
+	cancel()
+	if err != nil {
+		// Fail closed (S9): no answer is no.
+		return nil, fail(&s.m.rejected, "node key not verified (relay cannot reach its verifier); retry later", err)
+	}
+	if !ok {
+		return nil, fail(&s.m.rejected, "node key not allowed on this relay", errors.New("verifier said no"))
+	}
+
+	c := &sclient{
+		s:       s,
+		key:     pub,
+		conn:    conn,
+		br:      br,
+		log:     log,
+		packets: make(chan []byte, s.opts.QueueLen),
+		control: make(chan []byte, 16),
+		peers:   make(map[key.NodePublic]struct{}),
+	}
+	c.ctx, c.cancel = context.WithCancel(s.ctx)
+	if s.opts.RateBytesPerSec > 0 {
+		c.bucket = newTokenBucket(s.opts.RateBytesPerSec, s.opts.Burst, time.Now())
+	}
+
+	// Register before ServerInfo: once the client hears it is in, peers
+	// must be able to reach it. Packets queue until writeLoop starts.
+	s.mu.Lock()
+	if s.ctx.Err() != nil {
+		s.mu.Unlock()
+		return nil, errors.New("server closed")
+	}
+	old := s.clients[pub]
+	s.clients[pub] = c
+	s.mu.Unlock()
+	if old != nil {
+		old.close("replaced by a newer connection with the same node key")
+	}
+	s.m.accepted.Add(1)
+	s.m.connected.Add(1)
+	info, _ := json.Marshal(ServerInfo{Version: ProtocolVersion, RateBytesPerSec: s.opts.RateBytesPerSec, Burst: s.opts.Burst})
+	if err := WriteFrame(conn, FrameServerInfo, info); err != nil {
+		c.close("")
+		return nil, err
+	}
+	conn.SetDeadline(time.Time{})
+	log.Debug("relay client connected")
+	return c, nil
+}
+
+func (s *Server) lookup(k key.NodePublic) *sclient {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.clients[k]
+}
