@@ -1,0 +1,96 @@
+package wire
+
+import "net/netip"
+
+// IP protocol numbers a FilterRule names.
+const (
+	ProtoICMP   uint8 = 1
+	ProtoTCP    uint8 = 6
+	ProtoUDP    uint8 = 17
+	ProtoGRE    uint8 = 47
+	ProtoESP    uint8 = 50
+	ProtoAH     uint8 = 51
+	ProtoICMPv6 uint8 = 58
+	ProtoSCTP   uint8 = 132
+)
+
+// PortRange is an inclusive range of ports, First <= Last.
+type PortRange struct {
+	First uint16 `json:"first"`
+	Last  uint16 `json:"last"`
+}
+
+// AllPorts is the range every port falls in.
+var AllPorts = PortRange{First: 0, Last: 65535}
+
+// FilterRule admits a packet whose source is in Src, destination in Dst
+// and protocol in Protos. Ports restrict only protocols that have ports
+// (TCP, UDP, SCTP); for the others (ICMP, GRE, ...) the rule matches on
+// addresses alone, as in Tailscale. Nothing is admitted that no rule
+// admits: an empty list is "deny", never "any".
+type FilterRule struct {
+	Src    []netip.Prefix `json:"src"`
+	Dst    []netip.Prefix `json:"dst"`
+	Ports  []PortRange    `json:"ports,omitempty"`
+	Protos []uint8        `json:"protos"`
+}
+
+// PacketFilter is what coord tells one node to enforce. Inbound covers
+// packets from the mesh to the node's own addresses and to the LAN
+// prefixes it routes. Forward is only for subnet routers: packets from
+// their LANs into the mesh; a LAN host gets nothing from its router's
+// identity (security class S1).
+type PacketFilter struct {
+	Inbound []FilterRule `json:"inbound,omitempty"`
+	Forward []FilterRule `json:"forward,omitempty"`
+}
+
+// HasPorts reports whether port numbers mean anything for proto.
+func HasPorts(proto uint8) bool {
+	return proto == ProtoTCP || proto == ProtoUDP || proto == ProtoSCTP
+}
+
+// Match reports whether r admits a packet. port is the destination port
+// and is ignored for protocols without ports.
+func (r FilterRule) Match(src, dst netip.Addr, proto uint8, port uint16) bool {
+	if !containsProto(r.Protos, proto) || !prefixesContain(r.Src, src) || !prefixesContain(r.Dst, dst) {
+		return false
+	}
+	if !HasPorts(proto) {
+		return true
+	}
+	for _, pr := range r.Ports {
+		if pr.First <= port && port <= pr.Last {
+			return true
+		}
+	}
+	return false
+}
+
+// MatchAny reports whether any rule in rules admits the packet.
+func MatchAny(rules []FilterRule, src, dst netip.Addr, proto uint8, port uint16) bool {
+	for _, r := range rules {
+		if r.Match(src, dst, proto, port) {
+			return true
+		}
+	}
+	return false
+}
+
+func containsProto(ps []uint8, p uint8) bool {
+	for _, x := range ps {
+		if x == p {
+			return true
+		}
+	}
+	return false
+}
+
+func prefixesContain(ps []netip.Prefix, a netip.Addr) bool {
+	for _, p := range ps {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
