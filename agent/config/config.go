@@ -1,0 +1,395 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/knadh/koanf/parsers/yaml"
+	"github.com/knadh/koanf/providers/confmap"
+	"github.com/knadh/koanf/v2"
+)
+
+// Config is the one schema of the agent's configuration. Keys are the
+// koanf tags; the YAML file, env (LANMESH_ + upper-case key with "." as
+// "_") and flags all use them.
+type Config struct {
+	StateDir       string   `koanf:"state_dir"`
+	Socket         string   `koanf:"socket"`
+	TUNName        string   `koanf:"tun_name"`
+	ListenPort     int      `koanf:"listen_port"`
+	MTU            int      `koanf:"mtu"`
+	LogLevel       string   `koanf:"log_level"`
+	MemoryLimitMiB int      `koanf:"memory_limit_mib"` // 0: no limit
+	Offloads       Offloads `koanf:"offloads"`
+	// MaxInflightPackets bounds the packets the data plane holds per
+	// direction, so memory stays bounded on small routers.
+	MaxInflightPackets int `koanf:"max_inflight_packets"`
+}
+
+// Offloads are the kernel offload switches; each has had kernel bugs, so
+// each can be turned off.
+type Offloads struct {
+	TUN    bool `koanf:"tun"`
+	UDPGSO bool `koanf:"udp_gso"`
+	UDPGRO bool `koanf:"udp_gro"`
+}
+
+// DefaultSocket is where the agent's local API listens by default.
+const DefaultSocket = "/var/run/lanmesh/lanmesh.sock"
+
+// Defaults is the only place defaults live.
+func Defaults() Config {
+	return Config{
+		StateDir:           "/var/lib/lanmesh",
+		Socket:             DefaultSocket,
+		TUNName:            "lanmesh0",
+		ListenPort:         41641,
+		MTU:                1420,
+		LogLevel:           "warn",
+		MemoryLimitMiB:     24,
+		Offloads:           Offloads{TUN: true, UDPGSO: true, UDPGRO: true},
+		MaxInflightPackets: 1024,
+	}
+}
+
+// maxFileBytes bounds the config file; real ones are a few hundred bytes.
+const maxFileBytes = 1 << 20
+
+// Flag is one command-line flag the user actually set.
+type Flag struct {
+	Key   string // schema key, e.g. "tun_name"
+	Name  string // as typed, e.g. "--tun"
+	Value string
+}
+
+// Sources are the inputs of Load above the defaults.
+type Sources struct {
+	File  string   // YAML file path; "" for none
+	Env   []string // KEY=VALUE, usually os.Environ()
+	Flags []Flag
+}
+
+// Load merges defaults < file < env < flags and validates the result.
+func Load(src Sources) (*Config, error) {
+	var fileBytes []byte
+	if src.File != "" {
+		b, err := readFile(src.File)
+		if err != nil {
+			return nil, err
+		}
+		fileBytes = b
+	}
+	return load(src, fileBytes)
+}
+
+func readFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("config file: %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxFileBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("config file %s: %w", path, err)
+	}
+	if len(b) > maxFileBytes {
+		return nil, fmt.Errorf("config file %s: larger than %d bytes", path, maxFileBytes)
+	}
+	return b, nil
+}
+
+// kind is the type of a schema key, taken from the defaults.
+type kind int
+
+const (
+	kString kind = iota
+	kInt
+	kBool
+)
+
+// schemaKeys maps each flattened key to its kind.
+func schemaKeys() map[string]kind {
+	k := koanf.New(".")
+	if err := k.Load(confmap.Provider(defaultsMap(), "."), nil); err != nil {
+		panic(err) // defaults are static
+	}
+	out := map[string]kind{}
+	for key, v := range k.All() {
+		switch v.(type) {
+		case string:
+			out[key] = kString
+		case int:
+			out[key] = kInt
+		case bool:
+			out[key] = kBool
+		}
+	}
+	return out
+}
+
+func defaultsMap() map[string]any {
+	d := Defaults()
+	return map[string]any{
+		"state_dir":            d.StateDir,
+		"socket":               d.Socket,
+		"tun_name":             d.TUNName,
+		"listen_port":          d.ListenPort,
+		"mtu":                  d.MTU,
+		"log_level":            d.LogLevel,
+		"memory_limit_mib":     d.MemoryLimitMiB,
+		"offloads.tun":         d.Offloads.TUN,
+		"offloads.udp_gso":     d.Offloads.UDPGSO,
+		"offloads.udp_gro":     d.Offloads.UDPGRO,
+		"max_inflight_packets": d.MaxInflightPackets,
+	}
+}
+
+// EnvName is the environment variable for a schema key.
+func EnvName(key string) string {
+	return "LANMESH_" + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
+}
+
+func load(src Sources, fileBytes []byte) (*Config, error) {
+	keys := schemaKeys()
+	origin := map[string]string{}
+	k := koanf.New(".")
+	if err := k.Load(confmap.Provider(defaultsMap(), "."), nil); err != nil {
+		return nil, fmt.Errorf("load defaults: %w", err)
+	}
+	for key := range keys {
+		origin[key] = "default"
+	}
+
+	if src.File != "" {
+		layer, err := fileLayer(src.File, fileBytes, keys)
+		if err != nil {
+			return nil, err
+		}
+		fileOrigin := map[string]string{}
+		for key := range layer {
+			fileOrigin[key] = "from " + src.File
+		}
+		if err := mergeEach(k, layer, fileOrigin, origin); err != nil {
+			return nil, err
+		}
+	}
+
+	envLayer := map[string]any{}
+	envOrigin := map[string]string{}
+	envByName := map[string]string{}
+	for key := range keys {
+		envByName[EnvName(key)] = key
+	}
+	for _, kv := range src.Env {
+		name, val, ok := strings.Cut(kv, "=")
+		key, known := envByName[name]
+		if !ok || !known {
+			continue // other LANMESH_* vars belong to the CLI
+		}
+		from := "from env " + name
+		v, err := convert(key, val, keys[key], from)
+		if err != nil {
+			return nil, err
+		}
+		envLayer[key] = v
+		envOrigin[key] = from
+	}
+	if err := mergeEach(k, envLayer, envOrigin, origin); err != nil {
+		return nil, err
+	}
+
+	flagLayer := map[string]any{}
+	flagOrigin := map[string]string{}
+	for _, f := range src.Flags {
+		kd, ok := keys[f.Key]
+		if !ok {
+			return nil, fmt.Errorf("flag %s: unknown config key %q", f.Name, f.Key)
+		}
+		from := "from flag " + f.Name
+		v, err := convert(f.Key, f.Value, kd, from)
+		if err != nil {
+			return nil, err
+		}
+		flagLayer[f.Key] = v
+		flagOrigin[f.Key] = from
+	}
+	if err := mergeEach(k, flagLayer, flagOrigin, origin); err != nil {
+		return nil, err
+	}
+
+	var c Config
+	if err := k.UnmarshalWithConf("", &c, koanf.UnmarshalConf{Tag: "koanf"}); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if err := c.validate(origin); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+func mergeEach(k *koanf.Koanf, layer map[string]any, layerOrigin, origin map[string]string) error {
+	for key, from := range layerOrigin {
+		origin[key] = from
+	}
+	return k.Load(confmap.Provider(layer, "."), nil)
+}
+
+// fileLayer parses the YAML file into flattened, typed keys. Unknown keys
+// are errors: a typo must not silently fall back to a default.
+func fileLayer(path string, b []byte, keys map[string]kind) (map[string]any, error) {
+	from := "from " + path
+	if len(strings.TrimSpace(string(b))) == 0 {
+		return map[string]any{}, nil
+	}
+	raw, err := yaml.Parser().Unmarshal(b)
+	if err != nil {
+		return nil, fmt.Errorf("config file %s: not valid YAML: %w", path, err)
+	}
+	fk := koanf.New(".")
+	if err := fk.Load(confmap.Provider(raw, ""), nil); err != nil {
+		return nil, fmt.Errorf("config file %s: %w", path, err)
+	}
+	flat := fk.All()
+	names := make([]string, 0, len(flat))
+	for key := range flat {
+		names = append(names, key)
+	}
+	sort.Strings(names)
+	out := map[string]any{}
+	for _, key := range names {
+		kd, ok := keys[key]
+		if !ok {
+			return nil, fmt.Errorf("%s: unknown key (%s); known keys: %s", key, from, knownKeys(keys))
+		}
+		v, err := fromYAML(key, flat[key], kd, from)
+		if err != nil {
+			return nil, err
+		}
+		out[key] = v
+	}
+	return out, nil
+}
+
+func knownKeys(keys map[string]kind) string {
+	names := make([]string, 0, len(keys))
+	for key := range keys {
+		names = append(names, key)
+	}
+	sort.Strings(names)
+	return strings.Join(names, ", ")
+}
+
+func fromYAML(key string, v any, kd kind, from string) (any, error) {
+	switch kd {
+	case kString:
+		if s, ok := v.(string); ok {
+			return s, nil
+		}
+	case kInt:
+		switch n := v.(type) {
+		case int:
+			return n, nil
+		case int64:
+			if n >= -1<<31 && n < 1<<31 {
+				return int(n), nil
+			}
+		case uint64:
+			if n < 1<<31 {
+				return int(n), nil
+			}
+		}
+	case kBool:
+		if b, ok := v.(bool); ok {
+			return b, nil
+		}
+	}
+	return nil, fmt.Errorf("%s: %s is not a %s (%s)", key, show(v), kindName(kd), from)
+}
+
+func show(v any) string {
+	s := fmt.Sprintf("%v", v)
+	if len(s) > 40 {
+		s = s[:40] + "..."
+	}
+	return strconv.Quote(s)
+}
+
+func kindName(kd kind) string {
+	switch kd {
+	case kInt:
+		return "number"
+	case kBool:
+		return "boolean (true or false)"
+	}
+	return "string"
+}
+
+func convert(key, val string, kd kind, from string) (any, error) {
+	switch kd {
+	case kInt:
+		n, err := strconv.Atoi(strings.TrimSpace(val))
+		if err != nil {
+			return nil, fmt.Errorf("%s: %s is not a number (%s)", key, show(val), from)
+		}
+		return n, nil
+	case kBool:
+		b, err := strconv.ParseBool(strings.TrimSpace(val))
+		if err != nil {
+			return nil, fmt.Errorf("%s: %s is not a boolean (true or false) (%s)", key, show(val), from)
+		}
+		return b, nil
+	}
+	return val, nil
+}
+
+func (c *Config) validate(origin map[string]string) error {
+	var errs []error
+	bad := func(key string, v any, why string) {
+		errs = append(errs, fmt.Errorf("%s: %s %s (%s)", key, show(v), why, origin[key]))
+	}
+	if c.StateDir == "" {
+		bad("state_dir", c.StateDir, "must not be empty")
+	}
+	if c.Socket == "" {
+		bad("socket", c.Socket, "must not be empty")
+	}
+	if !validIfName(c.TUNName) {
+		bad("tun_name", c.TUNName, "is not a valid interface name (1-15 characters, no spaces or /)")
+	}
+	if c.ListenPort < 0 || c.ListenPort > 65535 {
+		bad("listen_port", c.ListenPort, "is not a UDP port (0-65535, 0 picks one)")
+	}
+	if c.MTU < 1280 || c.MTU > 65455 {
+		bad("mtu", c.MTU, "is out of range (1280-65455; IPv6 needs at least 1280)")
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log_level", c.LogLevel, "is not one of debug, info, warn, error")
+	}
+	if c.MemoryLimitMiB != 0 && (c.MemoryLimitMiB < 8 || c.MemoryLimitMiB > 1<<20) {
+		bad("memory_limit_mib", c.MemoryLimitMiB, "is out of range (0 for no limit, else 8 or more)")
+	}
+	if c.MaxInflightPackets < 16 || c.MaxInflightPackets > 1<<20 {
+		bad("max_inflight_packets", c.MaxInflightPackets, "is out of range (16-1048576)")
+	}
+	return errors.Join(errs...)
+}
+
+// validIfName follows the kernel's dev_valid_name.
+func validIfName(s string) bool {
+	if s == "" || len(s) > 15 || s == "." || s == ".." {
+		return false
+	}
+	for _, r := range s {
+		if r == '/' || r == ':' || r <= ' ' || r > '~' {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,433 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/lanmesh/lanmesh/agent/config"
+	"github.com/lanmesh/lanmesh/agent/engine"
+	"github.com/lanmesh/lanmesh/agent/localapi"
+	"github.com/lanmesh/lanmesh/agent/state"
+	"github.com/lanmesh/lanmesh/internal/controlclient"
+	"github.com/lanmesh/lanmesh/internal/key"
+	"github.com/lanmesh/lanmesh/internal/wire"
+)
+
+// Control is what the daemon needs from a coord client.
+type Control interface {
+	Register(ctx context.Context, req wire.RegisterRequest) (wire.RegisterResponse, error)
+	Map(ctx context.Context, req wire.MapRequest, fn func(*wire.MapMessage) error) error
+}
+
+// Options wire the daemon to its parts.
+type Options struct {
+	Config    *config.Config
+	Logger    *slog.Logger
+	NewEngine func(engine.Options, *slog.Logger) (engine.Engine, error)
+	// NewControl makes a coord client; nil uses controlclient.New.
+	NewControl func(controlclient.Options) (Control, error)
+	// Endpoints lists this host's endpoint candidates; nil uses the
+	// host's interfaces (see localEndpoints).
+	Endpoints func(port uint16, mesh []netip.Prefix) []netip.AddrPort
+}
+
+// Daemon is the running agent.
+type Daemon struct {
+	cfg        *config.Config
+	log        *slog.Logger
+	eng        engine.Engine
+	newControl func(controlclient.Options) (Control, error)
+	endpoints  func(port uint16, mesh []netip.Prefix) []netip.AddrPort
+
+	upMu sync.Mutex // serializes up and down
+
+	mu      sync.Mutex
+	st      *state.State // nil: no state file yet (never joined)
+	nm      *netmap      // nil: no netmap since start or down
+	lastCfg engine.Config
+	coord   coordConn
+	loop    *mapLoop // nil: not connecting
+	gen     int
+}
+
+type coordConn struct {
+	connected bool
+	lastErr   string
+	nextRetry time.Time
+}
+
+// New loads state and opens the engine. A corrupt state file is an error
+// that must stop the agent (S14): joining as a new node would lose its
+// identity and run without the mesh's filter.
+func New(o Options) (*Daemon, error) {
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	cfg := o.Config
+	if cfg.MemoryLimitMiB > 0 {
+		// wireguard-go's pools grow without bound; a soft limit makes the
+		// GC work harder before a 128 MB router kills the agent.
+		debug.SetMemoryLimit(int64(cfg.MemoryLimitMiB) << 20)
+	}
+	st, err := state.Load(cfg.StateDir)
+	if errors.Is(err, state.ErrNotExist) {
+		st = nil
+		log.Info("no state file: this node has not joined a mesh yet", "dir", cfg.StateDir)
+	} else if err != nil {
+		return nil, err
+	}
+	if o.NewEngine == nil {
+		return nil, errors.New("daemon: no engine")
+	}
+	eng, err := o.NewEngine(engine.Options{
+		TUNName:            cfg.TUNName,
+		MTU:                cfg.MTU,
+		ListenPort:         uint16(cfg.ListenPort),
+		Offloads:           engine.Offloads{TUN: cfg.Offloads.TUN, UDPGSO: cfg.Offloads.UDPGSO, UDPGRO: cfg.Offloads.UDPGRO},
+		MaxInflightPackets: cfg.MaxInflightPackets,
+	}, log.With("part", "engine"))
+	if err != nil {
+		return nil, fmt.Errorf("open engine: %w", err)
+	}
+	d := &Daemon{cfg: cfg, log: log, eng: eng, st: st, newControl: o.NewControl, endpoints: o.Endpoints}
+	if d.newControl == nil {
+		d.newControl = func(o controlclient.Options) (Control, error) { return controlclient.New(o) }
+	}
+	if d.endpoints == nil {
+		tun := cfg.TUNName
+		d.endpoints = func(port uint16, mesh []netip.Prefix) []netip.AddrPort { return localEndpoints(port, tun, mesh) }
+	}
+	return d, nil
+}
+
+// Start connects to coord when the node has joined and the user wants it
+// running.
+func (d *Daemon) Start() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.st.Joined() && d.st.Prefs.WantRunning {
+		d.startLoopLocked()
+	}
+}
+
+// Close stops the stream and closes the engine (which removes its
+// interface, routes and firewall table).
+func (d *Daemon) Close() error {
+	d.stopLoop()
+	return d.eng.Close()
+}
+
+// Status implements localapi.Backend.
+func (d *Daemon) Status(context.Context) localapi.Status {
+	peerStats := map[key.NodePublic]engine.PeerStatus{}
+	for _, ps := range d.eng.Peers() {
+		peerStats[ps.Key] = ps
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	s := localapi.Status{BackendState: d.backendStateLocked(), Peers: []localapi.Peer{}}
+	if d.st != nil {
+		s.Coord.URL = d.st.LoginServer
+	}
+	s.Coord.Connected = d.coord.connected
+	s.Coord.LastError = d.coord.lastErr
+	if !d.coord.nextRetry.IsZero() {
+		s.Coord.NextRetry = d.coord.nextRetry.UTC().Format(time.RFC3339)
+	}
+	if d.st.Joined() {
+		self := &localapi.Node{
+			ID: int64(d.st.NodeID), Name: d.st.Name, Key: d.st.NodeKey.Public().String(),
+			Addresses:        nonNil(d.st.Addresses),
+			AdvertisedRoutes: nonNil(d.st.Prefs.AdvertiseRoutes),
+			Routes:           []netip.Prefix{},
+		}
+		if d.nm != nil {
+			self.Routes = nonNil(d.nm.self.Routes)
+		}
+		s.Self = self
+	}
+	if d.nm != nil {
+		for _, p := range d.nm.sortedPeers() {
+			lp := localapi.Peer{
+				ID: int64(p.ID), Name: p.Name, Key: p.Key.String(),
+				Addresses: nonNil(p.Addresses), Routes: nonNil(p.Routes), Online: p.Online,
+			}
+			if ps, ok := peerStats[p.Key]; ok {
+				if ps.Endpoint.IsValid() {
+					lp.Endpoint = ps.Endpoint.String()
+				}
+				lp.Path = pathKind(ps.Endpoint)
+				if !ps.LastHandshake.IsZero() {
+					lp.LastHandshake = ps.LastHandshake.UTC().Format(time.RFC3339)
+				}
+				lp.RxBytes, lp.TxBytes = ps.RxBytes, ps.TxBytes
+			}
+			s.Peers = append(s.Peers, lp)
+		}
+	}
+	return s
+}
+
+func nonNil(p []netip.Prefix) []netip.Prefix {
+	if p == nil {
+		return []netip.Prefix{}
+	}
+	return slices.Clone(p)
+}
+
+// pathKind names how a peer is reached: relayed peers get a loopback
+// endpoint owned by the agent (DESIGN.md, kernel backend).
+func pathKind(ep netip.AddrPort) string {
+	switch {
+	case !ep.IsValid():
+		return ""
+	case ep.Addr().IsLoopback():
+		return "relay"
+	}
+	return "direct"
+}
+
+func (d *Daemon) backendStateLocked() string {
+	switch {
+	case !d.st.Joined():
+		return localapi.StateNeedsLogin
+	case !d.st.Prefs.WantRunning:
+		return localapi.StateStopped
+	case d.nm == nil:
+		return localapi.StateStarting
+	}
+	return localapi.StateRunning
+}
+
+// Up implements localapi.Backend: it joins (with an auth key) or changes
+// prefs and reconnects, and returns once the first full netmap arrived.
+func (d *Daemon) Up(ctx context.Context, req localapi.UpRequest) (localapi.UpResponse, error) {
+	d.upMu.Lock()
+	defer d.upMu.Unlock()
+	timeout := req.Timeout
+	if timeout <= 0 {
+		timeout = 30 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+
+	var ak wire.AuthKey
+	if req.AuthKey != "" {
+		var err error
+		if ak, err = wire.ParseAuthKey(req.AuthKey); err != nil {
+			return localapi.UpResponse{}, localapi.BadRequest("%v", err)
+		}
+	}
+
+	d.mu.Lock()
+	var st state.State
+	if d.st != nil {
+		st = *d.st
+		st.Prefs.AdvertiseRoutes = slices.Clone(st.Prefs.AdvertiseRoutes)
+	} else {
+		st = *state.New() // keys are made once and stored before registering
+	}
+	d.mu.Unlock()
+
+	if req.AuthKey == "" && !st.Joined() {
+		return localapi.UpResponse{}, localapi.BadRequest("this node has not joined a mesh yet: run lanmesh up --login-server URL --auth-key KEY")
+	}
+	login := req.LoginServer
+	if login == "" {
+		login = st.LoginServer
+	}
+	if login == "" {
+		return localapi.UpResponse{}, localapi.BadRequest("--login-server is required to join")
+	}
+	fp := req.CoordFingerprint
+	if fp == "" {
+		fp = ak.Fingerprint
+	}
+	if fp == "" && login == st.LoginServer {
+		fp = st.CoordFingerprint
+	}
+	if fp != "" {
+		if _, err := wire.ParseFingerprint(fp); err != nil {
+			return localapi.UpResponse{}, localapi.BadRequest("%v", err)
+		}
+	}
+	if login != st.LoginServer && st.Joined() {
+		if req.AuthKey == "" {
+			return localapi.UpResponse{}, localapi.BadRequest("this node is joined to %s; switching to %s needs --auth-key", st.LoginServer, login)
+		}
+		st.NodeID, st.Name, st.Addresses = 0, "", nil
+	}
+	oldPrefs := st.Prefs
+	if req.AdvertiseRoutes != nil {
+		rs := make([]netip.Prefix, 0, len(*req.AdvertiseRoutes))
+		for _, r := range *req.AdvertiseRoutes {
+			if !r.IsValid() {
+				return localapi.UpResponse{}, localapi.BadRequest("advertise-routes: invalid prefix")
+			}
+			rs = appendUnique(rs, r.Masked())
+		}
+		slices.SortFunc(rs, func(a, b netip.Prefix) int { return a.Addr().Compare(b.Addr()) })
+		st.Prefs.AdvertiseRoutes = rs
+	}
+	if req.AcceptRoutes != nil {
+		st.Prefs.AcceptRoutes = *req.AcceptRoutes
+	}
+	if req.SNATSubnetRoutes != nil {
+		st.Prefs.SNATSubnetRoutes = *req.SNATSubnetRoutes
+	}
+	if req.Hostname != nil {
+		st.Prefs.Hostname = *req.Hostname
+	}
+	st.Prefs.WantRunning = true
+	serverChanged := login != st.LoginServer || fp != st.CoordFingerprint
+	st.LoginServer, st.CoordFingerprint = login, fp
+
+	if err := d.commit(&st); err != nil {
+		return localapi.UpResponse{}, err
+	}
+
+	d.mu.Lock()
+	running := d.loop != nil
+	d.mu.Unlock()
+	if req.AuthKey != "" || serverChanged || !oldPrefs.Equal(st.Prefs) || !running {
+		d.stopLoop()
+	}
+	if req.AuthKey != "" {
+		if err := d.register(ctx, &st, ak); err != nil {
+			return localapi.UpResponse{}, err
+		}
+	}
+
+	d.mu.Lock()
+	if d.loop == nil {
+		d.startLoopLocked()
+	}
+	loop := d.loop
+	d.mu.Unlock()
+
+	select {
+	case <-loop.ready:
+	case err := <-loop.fatal:
+		return localapi.UpResponse{}, err
+	case <-ctx.Done():
+		d.mu.Lock()
+		last := d.coord.lastErr
+		d.mu.Unlock()
+		msg := fmt.Sprintf("no netmap from coord within %v", timeout)
+		if last != "" {
+			msg += ": " + last
+		}
+		return localapi.UpResponse{}, &localapi.Error{Code: http.StatusGatewayTimeout, Msg: msg}
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return localapi.UpResponse{Name: d.st.Name, Addresses: slices.Clone(d.st.Addresses)}, nil
+}
+
+// commit makes st the daemon's state and writes it (only when changed).
+func (d *Daemon) commit(st *state.State) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if _, err := state.Store(d.cfg.StateDir, st); err != nil {
+		return err
+	}
+	d.st = st
+	return nil
+}
+
+// register joins the mesh with ak. The auth key lives only in this
+// request: it is never stored or logged (S11).
+func (d *Daemon) register(ctx context.Context, st *state.State, ak wire.AuthKey) error {
+	cc, err := d.newControl(controlclient.Options{ServerURL: st.LoginServer, Fingerprint: st.CoordFingerprint, MachineKey: st.MachineKey, Logger: d.log.With("part", "control")})
+	if err != nil {
+		return localapi.BadRequest("%v", err)
+	}
+	d.log.Info("registering", "server", st.LoginServer, "auth_key", ak.Redacted())
+	resp, err := cc.Register(ctx, wire.RegisterRequest{
+		AuthKey: ak.WithoutFingerprint(), NodeKey: st.NodeKey.Public(), Hostname: d.hostname(st.Prefs), OS: runtime.GOOS,
+	})
+	if err != nil {
+		return userError(err)
+	}
+	n := resp.Node
+	if n.ID == 0 || len(n.Addresses) == 0 {
+		return &localapi.Error{Code: http.StatusBadGateway, Msg: "coord answered the registration without a node ID or addresses"}
+	}
+	next := *st
+	next.NodeID, next.Name, next.Addresses = n.ID, n.Name, slices.Clone(n.Addresses)
+	if err := d.commit(&next); err != nil {
+		return err
+	}
+	*st = next
+	d.log.Info("registered", "node", n.Name, "id", n.ID)
+	return nil
+}
+
+func (d *Daemon) hostname(p state.Prefs) string {
+	if p.Hostname != "" {
+		return p.Hostname
+	}
+	h, _ := os.Hostname()
+	return h
+}
+
+// userError turns a coord refusal into the message `lanmesh up` prints.
+func userError(err error) error {
+	var se *controlclient.StatusError
+	if errors.As(err, &se) {
+		code := se.Code
+		if code < 400 || code >= 500 {
+			code = http.StatusBadGateway
+		}
+		return &localapi.Error{Code: code, Msg: se.Message}
+	}
+	return &localapi.Error{Code: http.StatusBadGateway, Msg: shortErr(err)}
+}
+
+// Down implements localapi.Backend: stop the stream and remove every peer.
+// Keys and state stay, so `up` reconnects.
+func (d *Daemon) Down(context.Context) error {
+	d.upMu.Lock()
+	defer d.upMu.Unlock()
+	d.stopLoop()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.st == nil {
+		return nil
+	}
+	if d.st.Prefs.WantRunning {
+		next := *d.st
+		next.Prefs.WantRunning = false
+		if _, err := state.Store(d.cfg.StateDir, &next); err != nil {
+			return err
+		}
+		d.st = &next
+	}
+	d.nm = nil
+	d.coord = coordConn{}
+	return d.reconfigLocked(engine.Config{PrivateKey: d.st.NodeKey})
+}
+
+func (d *Daemon) reconfigLocked(cfg engine.Config) error {
+	if configEqual(cfg, d.lastCfg) && !d.lastCfg.PrivateKey.IsZero() {
+		return nil
+	}
+	if err := d.eng.Reconfig(cfg); err != nil {
+		d.log.Error("engine reconfig failed", "err", err)
+		return fmt.Errorf("configure the data plane: %w", err)
+	}
+	d.lastCfg = cfg
+	d.log.Debug("engine reconfigured", "peers", len(cfg.Peers), "routes", len(cfg.Routes))
+	return nil
+}

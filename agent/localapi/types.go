@@ -1,0 +1,105 @@
+package localapi
+
+import (
+	"net/netip"
+	"time"
+)
+
+// Paths served on the socket.
+const (
+	PathStatus = "/localapi/v0/status"
+	PathUp     = "/localapi/v0/up"
+	PathDown   = "/localapi/v0/down"
+	PathPing   = "/localapi/v0/ping"
+)
+
+// Backend states, as `lanmesh status` shows them.
+const (
+	StateNeedsLogin = "NeedsLogin"
+	StateStopped    = "Stopped"
+	StateStarting   = "Starting"
+	StateRunning    = "Running"
+)
+
+// Status is the body of GET /localapi/v0/status and of `lanmesh status
+// --json` (docs/cli.md; fields are stable, more may appear).
+type Status struct {
+	BackendState string      `json:"backend_state"`
+	Coord        CoordStatus `json:"coord"`
+	Self         *Node       `json:"self,omitempty"`
+	Peers        []Peer      `json:"peers"`
+}
+
+// CoordStatus is the state of the connection to coord.
+type CoordStatus struct {
+	URL       string `json:"url"`
+	Connected bool   `json:"connected"`
+	LastError string `json:"last_error"`
+	NextRetry string `json:"next_retry"` // RFC3339; "" when not waiting
+}
+
+// Node is this node as coord knows it.
+type Node struct {
+	ID               int64          `json:"id"`
+	Name             string         `json:"name"`
+	Key              string         `json:"key"`
+	Addresses        []netip.Prefix `json:"addresses"`
+	AdvertisedRoutes []netip.Prefix `json:"advertised_routes"`
+	Routes           []netip.Prefix `json:"routes"` // approved
+}
+
+// Peer is one peer in the netmap plus what the data plane knows of it.
+type Peer struct {
+	ID            int64          `json:"id"`
+	Name          string         `json:"name"`
+	Key           string         `json:"key"`
+	Addresses     []netip.Prefix `json:"addresses"`
+	Routes        []netip.Prefix `json:"routes"`
+	Endpoint      string         `json:"endpoint"`
+	Path          string         `json:"path"` // "direct", "relay" or "" (none yet)
+	LastHandshake string         `json:"last_handshake"`
+	RxBytes       uint64         `json:"rx_bytes"`
+	TxBytes       uint64         `json:"tx_bytes"`
+	Online        bool           `json:"online"`
+}
+
+// UpRequest is the body of POST /localapi/v0/up. Nil pointers leave a
+// preference as it is.
+type UpRequest struct {
+	LoginServer      string          `json:"login_server,omitempty"`
+	AuthKey          string          `json:"auth_key,omitempty"` // used once, never stored
+	CoordFingerprint string          `json:"coord_fingerprint,omitempty"`
+	AdvertiseRoutes  *[]netip.Prefix `json:"advertise_routes,omitempty"`
+	AcceptRoutes     *bool           `json:"accept_routes,omitempty"`
+	SNATSubnetRoutes *bool           `json:"snat_subnet_routes,omitempty"`
+	Hostname         *string         `json:"hostname,omitempty"`
+	Timeout          time.Duration   `json:"timeout,omitempty"` // 0: 30s
+}
+
+// UpResponse is the answer once the first full netmap arrived.
+type UpResponse struct {
+	Name      string         `json:"name"`
+	Addresses []netip.Prefix `json:"addresses"`
+}
+
+// PingRequest is the body of POST /localapi/v0/ping: one ICMP echo.
+type PingRequest struct {
+	Target  string        `json:"target"` // peer name or mesh IP
+	Seq     int           `json:"seq"`
+	Timeout time.Duration `json:"timeout,omitempty"` // 0: 5s
+}
+
+// PingResponse is one answered echo.
+type PingResponse struct {
+	Name     string  `json:"name"`
+	IP       string  `json:"ip"`
+	Endpoint string  `json:"endpoint"`
+	Path     string  `json:"path"`
+	Seq      int     `json:"seq"`
+	RTTMs    float64 `json:"rtt_ms"`
+}
+
+// errorBody is every error answer.
+type errorBody struct {
+	Error string `json:"error"`
+}
