@@ -1,0 +1,363 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"reflect"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/vishvananda/netns"
+	"golang.zx2c4.com/wireguard/device"
+
+	"github.com/lanmesh/lanmesh/agent/firewall"
+	"github.com/lanmesh/lanmesh/agent/magicsock"
+	"github.com/lanmesh/lanmesh/agent/router"
+	"github.com/lanmesh/lanmesh/internal/key"
+)
+
+// Defaults for Options left zero.
+const (
+	DefaultTUNName = "lanmesh0"
+	DefaultMTU     = 1420
+	// DefaultMaxInflightPackets was picked by measurement (iperf3 through
+	// two engines on the namespace testbed): more buys no throughput, and
+	// each packet may pin a 64 KiB buffer.
+	DefaultMaxInflightPackets = 128
+	// batchSize caps wireguard-go's batch. Each reader (TUN, UDP v4, UDP v6)
+	// keeps a 64 KiB buffer per slot; 64 still fits one TSO super-packet
+	// (64 KiB / MSS 1380 = 48 segments) and one UDP GRO datagram.
+	batchSize = 64
+	// creditTTL: in-flight credit older than this counts as dropped.
+	creditTTL = 500 * time.Millisecond
+)
+
+type engine struct {
+	opts Options
+	log  *slog.Logger
+
+	work     chan func()   // runs on a thread in the engine's network namespace
+	dead     chan struct{} // closed: the worker is gone
+	stop     chan struct{} // closed: the path ticker stops
+	done     sync.WaitGroup
+	tickDone sync.WaitGroup
+	closeMu  sync.Once
+
+	// Owned by the worker goroutine.
+	dev     *device.Device
+	bind    *magicsock.Conn
+	router  *router.Router
+	fw      *firewall.Firewall
+	paths   *pathPicker
+	applied *Config
+	fwCfg   firewall.Config
+}
+
+// New creates the TUN, the WireGuard device on our Bind, the link setup
+// and the nftables table, in the calling thread's network namespace (the
+// daemon's, or a test's), and keeps using that namespace for every later
+// change whichever goroutine calls.
+func New(opts Options, logger *slog.Logger) (Engine, error) {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	if opts.TUNName == "" {
+		opts.TUNName = DefaultTUNName
+	}
+	if opts.MTU == 0 {
+		opts.MTU = DefaultMTU
+	}
+	if opts.MTU < 1280 || opts.MTU > 65535-80 {
+		return nil, fmt.Errorf("engine: MTU %d out of range (1280..65455)", opts.MTU)
+	}
+	if opts.MaxInflightPackets <= 0 {
+		opts.MaxInflightPackets = DefaultMaxInflightPackets
+	}
+	e := &engine{
+		opts:  opts,
+		log:   logger.With("component", "engine", "tun", opts.TUNName),
+		work:  make(chan func()),
+		dead:  make(chan struct{}),
+		stop:  make(chan struct{}),
+		paths: newPathPicker(),
+	}
+	ns, err := netns.Get()
+	if err != nil {
+		return nil, fmt.Errorf("engine: current network namespace: %w", err)
+	}
+	started := make(chan error, 1)
+	e.done.Add(1)
+	go e.worker(ns, started)
+	if err := <-started; err != nil {
+		return nil, err
+	}
+	if err := e.do(e.setup); err != nil {
+		close(e.dead)
+		e.done.Wait()
+		return nil, err
+	}
+	e.tickDone.Add(1)
+	go e.tickPaths()
+	return e, nil
+}
+
+// worker owns one OS thread in the engine's namespace: sockets (netlink,
+// nftables, UDP on rebind) and /proc/sys writes land in the namespace of
+// the thread that opens them. The thread is never unlocked, so it dies with
+// the goroutine instead of returning to the pool in a foreign namespace.
+func (e *engine) worker(ns netns.NsHandle, started chan<- error) {
+	defer e.done.Done()
+	defer ns.Close()
+	runtime.LockOSThread()
+	if err := netns.Set(ns); err != nil {
+		started <- fmt.Errorf("engine: enter network namespace: %w", err)
+		return
+	}
+	started <- nil
+	for {
+		select {
+		case f := <-e.work:
+			f()
+		case <-e.dead:
+			return
+		}
+	}
+}
+
+// ErrClosed is returned by calls on a closed engine.
+var ErrClosed = errors.New("engine: closed")
+
+func (e *engine) do(f func() error) error {
+	errc := make(chan error, 1)
+	select {
+	case e.work <- func() { errc <- f() }:
+		return <-errc
+	case <-e.dead:
+		return ErrClosed
+	}
+}
+
+func (e *engine) setup() (err error) {
+	o := e.opts
+	t, err := createTUN(o.TUNName, o.MTU, o.Offloads.TUN, e.log)
+	if err != nil {
+		return fmt.Errorf("engine: %w", err)
+	}
+	out, in := newInflight(o.MaxInflightPackets, creditTTL), newInflight(o.MaxInflightPackets, creditTTL)
+	ft := &flowTUN{Device: t, out: out, in: in, batch: batchSize}
+	e.bind = magicsock.New(magicsock.Options{
+		GSO: o.Offloads.UDPGSO, GRO: o.Offloads.UDPGRO, BatchSize: batchSize, Logger: e.log,
+	})
+	e.dev = device.NewDevice(ft, &flowBind{Conn: e.bind, out: out, in: in}, deviceLogger(e.log))
+	defer func() {
+		if err != nil {
+			e.dev.Close()
+		}
+	}()
+	if err := e.dev.IpcSet(fmt.Sprintf("listen_port=%d\n", o.ListenPort)); err != nil {
+		return fmt.Errorf("engine: listen on UDP port %d: %w", o.ListenPort, err)
+	}
+	if err := e.dev.Up(); err != nil {
+		return fmt.Errorf("engine: bring WireGuard device up: %w", err)
+	}
+	if e.router, err = router.New(o.TUNName, o.MTU, e.log); err != nil {
+		return fmt.Errorf("engine: %w", err)
+	}
+	e.fw = firewall.New(e.log)
+	e.fwCfg = firewall.Config{MeshIface: o.TUNName}
+	if err := e.fw.Set(e.fwCfg); err != nil {
+		return fmt.Errorf("engine: %w", err)
+	}
+	e.log.Info("data plane up", "port", e.bind.Port(), "mtu", o.MTU,
+		"tun_offload", o.Offloads.TUN, "udp_gso", o.Offloads.UDPGSO, "udp_gro", o.Offloads.UDPGRO,
+		"max_inflight", o.MaxInflightPackets)
+	return nil
+}
+
+func deviceLogger(l *slog.Logger) *device.Logger {
+	dl := &device.Logger{Verbosef: device.DiscardLogf, Errorf: func(f string, a ...any) {
+		l.Warn("wireguard: " + fmt.Sprintf(f, a...))
+	}}
+	if l.Enabled(context.Background(), slog.LevelDebug) {
+		dl.Verbosef = func(f string, a ...any) { l.Debug("wireguard: " + fmt.Sprintf(f, a...)) }
+	}
+	return dl
+}
+
+// Reconfig applies cfg, touching only what changed.
+func (e *engine) Reconfig(cfg Config) error {
+	if cfg.PrivateKey.IsZero() {
+		return errors.New("engine: config has no private key")
+	}
+	for _, p := range cfg.Routes {
+		if err := router.CheckRoute(p, false); err != nil {
+			return fmt.Errorf("engine: %w", err)
+		}
+	}
+	seen := map[key.NodePublic]bool{}
+	for _, p := range cfg.Peers {
+		if p.Key.IsZero() || seen[p.Key] {
+			return fmt.Errorf("engine: peer %q: zero or duplicate key", p.Name)
+		}
+		seen[p.Key] = true
+	}
+	return e.do(func() error { return e.reconfig(cfg) })
+}
+
+func (e *engine) reconfig(cfg Config) error {
+	if e.applied != nil && reflect.DeepEqual(*e.applied, cfg) {
+		return nil
+	}
+	var b strings.Builder
+	first := e.applied == nil
+	if first || cfg.PrivateKey != e.applied.PrivateKey {
+		fmt.Fprintf(&b, "private_key=%s\n", cfg.PrivateKey.Hex())
+	}
+	old := map[key.NodePublic]Peer{}
+	if first {
+		b.WriteString("replace_peers=true\n") // start from a clean device
+	} else {
+		for _, p := range e.applied.Peers {
+			old[p.Key] = p
+		}
+	}
+	now := time.Now()
+	keep := map[key.NodePublic]bool{}
+	for _, p := range cfg.Peers {
+		keep[p.Key] = true
+		ep, epChanged := e.paths.set(p.Key, p.Endpoints, now)
+		o, had := old[p.Key]
+		if had && !epChanged && slices.Equal(o.AllowedIPs, p.AllowedIPs) {
+			continue
+		}
+		if !epChanged {
+			ep = netip.AddrPort{} // keep the path in use
+		}
+		peerUAPI(&b, p, ep)
+		e.log.Debug("peer configured", "peer", p.Key.ShortString(), "name", p.Name, "endpoint", ep)
+	}
+	for k := range old {
+		if !keep[k] {
+			removeUAPI(&b, k)
+			e.log.Debug("peer removed", "peer", k.ShortString())
+		}
+	}
+	e.paths.retain(keep)
+	if b.Len() > 0 {
+		// The UAPI text holds the private key: never log it (S11).
+		if err := e.dev.IpcSet(b.String()); err != nil {
+			return fmt.Errorf("engine: configure WireGuard: %w", err)
+		}
+	}
+	var errs []error
+	if err := e.router.Set(router.Config{Addresses: cfg.Addresses, Routes: cfg.Routes,
+		Forwarding: len(cfg.AdvertisedRoutes) > 0}); err != nil {
+		errs = append(errs, fmt.Errorf("engine: %w", err))
+	}
+	fwCfg := firewall.Config{MeshIface: e.opts.TUNName, SNAT: cfg.SNAT}
+	if fwCfg != e.fwCfg {
+		if err := e.fw.Set(fwCfg); err != nil {
+			errs = append(errs, fmt.Errorf("engine: %w", err))
+		} else {
+			e.fwCfg = fwCfg
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err // applied stays old: the next Reconfig retries the rest
+	}
+	c := cfg
+	c.Peers = slices.Clone(cfg.Peers)
+	e.applied = &c
+	return nil
+}
+
+// tickPaths rotates endpoints of peers whose path shows no handshake.
+func (e *engine) tickPaths() {
+	defer e.tickDone.Done()
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-e.stop:
+			return
+		case <-t.C:
+		}
+		err := e.do(func() error {
+			st, err := e.state()
+			if err != nil {
+				return err
+			}
+			moves := e.paths.tick(time.Now(), st.Peers)
+			if len(moves) == 0 {
+				return nil
+			}
+			var b strings.Builder
+			for k, ep := range moves {
+				endpointUAPI(&b, k, ep)
+				e.log.Info("trying next endpoint", "peer", k.ShortString(), "endpoint", ep)
+			}
+			return e.dev.IpcSet(b.String())
+		})
+		if err != nil {
+			e.log.Warn("path check failed", "err", err)
+		}
+	}
+}
+
+func (e *engine) state() (deviceState, error) {
+	s, err := e.dev.IpcGet()
+	if err != nil {
+		return deviceState{}, fmt.Errorf("read WireGuard state: %w", err)
+	}
+	return parseUAPI(s)
+}
+
+// Peers reports every configured peer, in config order.
+func (e *engine) Peers() []PeerStatus {
+	var out []PeerStatus
+	_ = e.do(func() error {
+		st, err := e.state()
+		if err != nil {
+			e.log.Warn("peer status", "err", err)
+			return err
+		}
+		byKey := map[key.NodePublic]PeerStatus{}
+		for _, p := range st.Peers {
+			byKey[p.Key] = p
+		}
+		if e.applied != nil {
+			for _, p := range e.applied.Peers {
+				if s, ok := byKey[p.Key]; ok {
+					out = append(out, s)
+				}
+			}
+		}
+		return nil
+	})
+	return out
+}
+
+func (e *engine) ListenPort() uint16 { return e.bind.Port() }
+
+// Close removes the nftables table, our routes and the interface.
+func (e *engine) Close() error {
+	var err error
+	e.closeMu.Do(func() {
+		close(e.stop)
+		e.tickDone.Wait()
+		err = e.do(func() error {
+			errs := []error{e.fw.Close(), e.router.Close()}
+			e.dev.Close() // closes the TUN (the link goes) and the sockets
+			return errors.Join(errs...)
+		})
+		close(e.dead)
+		e.done.Wait()
+	})
+	return err
+}

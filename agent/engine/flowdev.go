@@ -1,0 +1,88 @@
+package engine
+
+import (
+	"net"
+	"os"
+
+	"github.com/lanmesh/lanmesh/agent/magicsock"
+	"golang.zx2c4.com/wireguard/conn"
+	"golang.zx2c4.com/wireguard/tun"
+)
+
+// flowTUN is the TUN as wireguard-go sees it: reads wait while too many
+// outbound packets are in flight (out), writes release inbound credit (in).
+type flowTUN struct {
+	tun.Device
+	out, in *inflight
+	batch   int
+}
+
+func (t *flowTUN) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
+	if !t.out.wait() {
+		return 0, os.ErrClosed
+	}
+	n, err := t.Device.Read(bufs, sizes, offset)
+	t.out.add(n)
+	return n, err
+}
+
+func (t *flowTUN) Write(bufs [][]byte, offset int) (int, error) {
+	n, err := t.Device.Write(bufs, offset)
+	t.in.release(len(bufs))
+	return n, err
+}
+
+// BatchSize caps the device's batch: wireguard-go keeps a 64 KiB buffer
+// per batch slot per reader, so the batch is part of the memory bound.
+func (t *flowTUN) BatchSize() int { return min(t.batch, max(t.Device.BatchSize(), 1)) }
+
+func (t *flowTUN) Close() error {
+	t.out.close()
+	t.in.close()
+	return t.Device.Close()
+}
+
+// flowBind is the Bind as wireguard-go sees it: receives wait while too
+// many inbound packets are in flight, sends release outbound credit. Only
+// transport data counts; handshakes and keepalives never touch the TUN.
+type flowBind struct {
+	*magicsock.Conn
+	out, in *inflight
+}
+
+func (b *flowBind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
+	fns, got, err := b.Conn.Open(port)
+	for i, fn := range fns {
+		fns[i] = b.wrapReceive(fn)
+	}
+	return fns, got, err
+}
+
+func (b *flowBind) wrapReceive(fn conn.ReceiveFunc) conn.ReceiveFunc {
+	return func(bufs [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
+		if !b.in.wait() {
+			return 0, net.ErrClosed
+		}
+		n, err := fn(bufs, sizes, eps)
+		data := 0
+		for i := 0; i < n; i++ {
+			if sizes[i] > 0 && magicsock.IsTransportData(bufs[i][:sizes[i]]) {
+				data++
+			}
+		}
+		b.in.add(data)
+		return n, err
+	}
+}
+
+func (b *flowBind) Send(bufs [][]byte, ep conn.Endpoint) error {
+	data := 0
+	for _, p := range bufs {
+		if magicsock.IsTransportData(p) {
+			data++
+		}
+	}
+	err := b.Conn.Send(bufs, ep)
+	b.out.release(data)
+	return err
+}

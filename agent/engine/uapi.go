@@ -1,0 +1,130 @@
+package engine
+
+import (
+	"encoding/hex"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/lanmesh/lanmesh/internal/key"
+)
+
+// keepaliveSeconds keeps NAT mappings open and gives the path picker
+// handshakes to judge a path by.
+const keepaliveSeconds = 25
+
+// peerUAPI is the UAPI "set" section that makes the device's view of p
+// match: its allowed IPs replaced, and endpoint set when ep is valid.
+func peerUAPI(b *strings.Builder, p Peer, ep netip.AddrPort) {
+	fmt.Fprintf(b, "public_key=%s\n", p.Key.Hex())
+	b.WriteString("replace_allowed_ips=true\n")
+	for _, a := range p.AllowedIPs {
+		fmt.Fprintf(b, "allowed_ip=%s\n", a.Masked())
+	}
+	if ep.IsValid() {
+		fmt.Fprintf(b, "endpoint=%s\n", ep)
+	}
+	fmt.Fprintf(b, "persistent_keepalive_interval=%d\n", keepaliveSeconds)
+}
+
+// endpointUAPI moves p to ep and re-arms the keepalive, which makes the
+// device send a handshake on the new path right away (turning it off and
+// on is what triggers the immediate keepalive).
+func endpointUAPI(b *strings.Builder, k key.NodePublic, ep netip.AddrPort) {
+	fmt.Fprintf(b, "public_key=%s\nupdate_only=true\nendpoint=%s\n", k.Hex(), ep)
+	fmt.Fprintf(b, "persistent_keepalive_interval=0\npersistent_keepalive_interval=%d\n", keepaliveSeconds)
+}
+
+func removeUAPI(b *strings.Builder, k key.NodePublic) {
+	fmt.Fprintf(b, "public_key=%s\nremove=true\n", k.Hex())
+}
+
+// deviceState is what IpcGet reports.
+type deviceState struct {
+	ListenPort uint16
+	Peers      []PeerStatus
+}
+
+// parseUAPI parses the device's UAPI "get" output. It comes from our own
+// process, but it is parsed strictly anyway: an error names the line.
+func parseUAPI(s string) (deviceState, error) {
+	var st deviceState
+	var cur *PeerStatus
+	var sec, nsec int64
+	flush := func() {
+		if cur != nil {
+			if sec != 0 || nsec != 0 {
+				cur.LastHandshake = time.Unix(sec, nsec)
+			}
+			st.Peers = append(st.Peers, *cur)
+		}
+		sec, nsec = 0, 0
+	}
+	for n, line := range strings.Split(s, "\n") {
+		if line == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(line, "=")
+		if !ok {
+			return deviceState{}, fmt.Errorf("uapi line %d: no '=' in %q", n+1, line)
+		}
+		var err error
+		switch k {
+		case "public_key":
+			flush()
+			cur = &PeerStatus{}
+			err = decodeHexKey(v, (*[32]byte)(&cur.Key))
+		case "listen_port":
+			var p uint64
+			p, err = strconv.ParseUint(v, 10, 16)
+			st.ListenPort = uint16(p)
+		case "private_key", "fwmark", "errno":
+			// not reported; errno is the trailer of a raw UAPI answer
+		default:
+			if cur == nil {
+				return deviceState{}, fmt.Errorf("uapi line %d: peer field %q before public_key", n+1, k)
+			}
+			err = parsePeerField(cur, k, v, &sec, &nsec)
+		}
+		if err != nil {
+			return deviceState{}, fmt.Errorf("uapi line %d (%s): %w", n+1, k, err)
+		}
+	}
+	flush()
+	return st, nil
+}
+
+func parsePeerField(p *PeerStatus, k, v string, sec, nsec *int64) error {
+	var err error
+	switch k {
+	case "endpoint":
+		var ap netip.AddrPort
+		ap, err = netip.ParseAddrPort(v)
+		p.Endpoint = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	case "last_handshake_time_sec":
+		*sec, err = strconv.ParseInt(v, 10, 64)
+	case "last_handshake_time_nsec":
+		*nsec, err = strconv.ParseInt(v, 10, 64)
+		if err == nil && (*nsec < 0 || *nsec >= 1e9) {
+			err = fmt.Errorf("nanoseconds %d out of range", *nsec)
+		}
+	case "rx_bytes":
+		p.RxBytes, err = strconv.ParseUint(v, 10, 64)
+	case "tx_bytes":
+		p.TxBytes, err = strconv.ParseUint(v, 10, 64)
+	case "preshared_key", "protocol_version", "persistent_keepalive_interval", "allowed_ip":
+	default:
+		err = fmt.Errorf("unknown key")
+	}
+	return err
+}
+
+func decodeHexKey(s string, dst *[32]byte) error {
+	if len(s) != 64 {
+		return fmt.Errorf("key has %d hex digits, want 64", len(s))
+	}
+	_, err := hex.Decode(dst[:], []byte(s))
+	return err
+}
