@@ -1,0 +1,125 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lanmesh/lanmesh/coord/adminapi"
+	"github.com/lanmesh/lanmesh/internal/controlclient"
+	"github.com/lanmesh/lanmesh/internal/key"
+	"github.com/lanmesh/lanmesh/internal/wire"
+)
+
+func freeAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func cli(t *testing.T, dir string, args ...string) (string, int) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(context.Background(), append([]string{"--state-dir", dir}, args...), &out, &errb)
+	return out.String() + errb.String(), code
+}
+
+// TestCLI drives the real serve command and the admin commands against
+// it, with a real node joining through controlclient.
+func TestCLI(t *testing.T) {
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int)
+	go func() {
+		done <- run(ctx, []string{"--state-dir", dir, "serve", "--listen", addr, "--server-url", "https://" + addr}, os.Stdout, os.Stderr)
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	sock := filepath.Join(dir, "admin.sock")
+	for i := 0; ; i++ {
+		if _, err := os.Stat(sock); err == nil {
+			break
+		}
+		if i > 100 {
+			t.Fatal("admin socket never appeared")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if fi, _ := os.Stat(sock); fi.Mode().Perm() != 0o600 {
+		t.Fatalf("admin socket mode %v", fi.Mode())
+	}
+	if fi, _ := os.Stat(filepath.Join(dir, "tls.key")); fi.Mode().Perm() != 0o600 {
+		t.Fatalf("tls key mode %v", fi.Mode())
+	}
+
+	out, code := cli(t, dir, "keys", "create", "--tag", "tag:router")
+	if code != 0 {
+		t.Fatalf("keys create: %d %s", code, out)
+	}
+	ak, err := wire.ParseAuthKey(out)
+	if err != nil || ak.Fingerprint == "" {
+		t.Fatalf("keys create printed %q: %v", out, err)
+	}
+	fp, _ := cli(t, dir, "fingerprint")
+	if strings.TrimSpace(fp) != ak.Fingerprint {
+		t.Fatalf("fingerprint %q, key pins %q", fp, ak.Fingerprint)
+	}
+
+	c, err := controlclient.New(controlclient.Options{ServerURL: "https://" + addr, Fingerprint: ak.Fingerprint, MachineKey: key.NewMachine()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nk := key.NewNode().Public()
+	if _, err := c.Register(ctx, wire.RegisterRequest{AuthKey: ak.WithoutFingerprint(), NodeKey: nk, Hostname: "gw"}); err != nil {
+		t.Fatal(err)
+	}
+	// Open a stream advertising a route, then approve it from the CLI.
+	mctx, mcancel := context.WithCancel(ctx)
+	got := make(chan *wire.MapMessage, 10)
+	go c.Map(mctx, wire.MapRequest{NodeKey: nk, AdvertiseRoutes: []netip.Prefix{netip.MustParsePrefix("198.19.1.0/24")}}, func(m *wire.MapMessage) error { got <- m; return nil })
+	defer mcancel()
+	<-got
+
+	out, code = cli(t, dir, "keys", "list")
+	if code != 0 || !strings.Contains(out, ak.ID) || strings.Contains(out, ak.Secret) {
+		t.Fatalf("keys list: %s", out)
+	}
+	out, code = cli(t, dir, "nodes", "list", "--json")
+	var nodes []adminapi.Node
+	if code != 0 || json.Unmarshal([]byte(out), &nodes) != nil || len(nodes) != 1 || nodes[0].Name != "gw" || !nodes[0].Online {
+		t.Fatalf("nodes list --json: %s", out)
+	}
+	out, code = cli(t, dir, "routes", "approve", "gw", "198.19.1.0/24")
+	if code != 0 {
+		t.Fatalf("routes approve: %s", out)
+	}
+	out, _ = cli(t, dir, "routes", "list")
+	if !strings.Contains(out, "198.19.1.0/24") || !strings.Contains(out, "true") {
+		t.Fatalf("routes list: %s", out)
+	}
+	if out, code = cli(t, dir, "routes", "approve", "gw", "not-a-cidr"); code == 0 || !strings.Contains(out, "not a CIDR") {
+		t.Fatalf("bad CIDR accepted: %d %s", code, out)
+	}
+	if out, code = cli(t, dir, "nodes", "delete", "gw"); code != 0 {
+		t.Fatalf("nodes delete: %s", out)
+	}
+	if out, code = cli(t, dir, "nodes", "delete", "gw"); code != 1 || !strings.Contains(out, "not found") {
+		t.Fatalf("delete twice: %d %s", code, out)
+	}
+	if out, code = cli(t, dir, "bogus"); code != 2 {
+		t.Fatalf("unknown command: %d %s", code, out)
+	}
+	if out, code = cli(t, dir, "nodes", "delete", "--help"); code != 0 || !strings.Contains(out, "Examples:") {
+		t.Fatalf("help: %d %s", code, out)
+	}
+}

@@ -1,0 +1,122 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/lanmesh/lanmesh/coord/server"
+	"github.com/lanmesh/lanmesh/coord/store"
+	"github.com/lanmesh/lanmesh/coord/tlscert"
+)
+
+var serveCmd = &command{
+	name:    "serve",
+	summary: "run the coordination server",
+	examples: []string{
+		"lanmesh-coord serve --listen :443 --server-url https://coord.example.net",
+		"lanmesh-coord serve --listen 198.18.0.10:8443 --server-url https://198.18.0.10:8443 --state-dir /tmp/coord --verbose",
+	},
+	setup: func(fs *flag.FlagSet) func(context.Context, *globals, []string) error {
+		listen := fs.String("listen", ":443", "address for the node API (HTTPS)")
+		serverURL := fs.String("server-url", "", "URL nodes use to reach this server; its host goes into the self-signed certificate")
+		domain := fs.String("domain", "", `mesh DNS domain (default: the stored one, initially "mesh.internal")`)
+		certFile := fs.String("tls-cert", "", "TLS certificate (PEM); default: a self-signed one made in the state dir")
+		keyFile := fs.String("tls-key", "", "TLS private key (PEM) for --tls-cert")
+		keyExpiry := fs.Duration("node-key-expiry", server.DefaultKeyLifetime, "lifetime of an untagged node's key")
+		derpTokenFile := fs.String("derp-token-file", "", "file with the bearer token relays present on /v1/derp/verify (or env LANMESH_COORD_DERP_TOKEN); unset: relays are refused")
+		verbose := fs.Bool("verbose", false, "log every request-level event (debug)")
+		return func(ctx context.Context, g *globals, args []string) error {
+			if len(args) != 0 {
+				return usageError{"serve takes no arguments"}
+			}
+			if (*certFile == "") != (*keyFile == "") {
+				return usageError{"--tls-cert and --tls-key go together"}
+			}
+			if *keyExpiry <= 0 {
+				return usageError{"--node-key-expiry must be positive"}
+			}
+			level := slog.LevelWarn
+			if *verbose {
+				level = slog.LevelDebug
+			}
+			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+			token, err := derpToken(*derpTokenFile)
+			if err != nil {
+				return err
+			}
+			return serve(ctx, g, log, *listen, *serverURL, *domain, *certFile, *keyFile, *keyExpiry, token)
+		}
+	},
+}
+
+func serve(ctx context.Context, g *globals, log *slog.Logger, listen, serverURL, domain, certFile, keyFile string, keyExpiry time.Duration, derpToken string) error {
+	host := ""
+	if serverURL != "" {
+		u, err := url.Parse(serverURL)
+		if err != nil || u.Scheme != "https" || u.Hostname() == "" {
+			return usageError{fmt.Sprintf("--server-url %q: want https://host[:port]", serverURL)}
+		}
+		host = u.Hostname()
+	}
+	if err := os.MkdirAll(g.stateDir, 0o700); err != nil {
+		return fmt.Errorf("state dir: %w", err)
+	}
+	cert, err := tlscert.Load(certFile, keyFile)
+	if certFile == "" {
+		cert, err = tlscert.LoadOrCreate(g.stateDir, host)
+	}
+	if err != nil {
+		return err
+	}
+	st, err := store.OpenSQLite(ctx, filepath.Join(g.stateDir, "coord.db"))
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	srv, err := server.New(ctx, server.Config{Store: st, Cert: cert, Logger: log, Domain: domain, KeyLifetime: keyExpiry, DerpToken: derpToken})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", listen, err)
+	}
+	aln, err := server.ListenAdmin(filepath.Join(g.stateDir, "admin.sock"))
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	// Always shown, even when quiet: the operator needs the pin.
+	fmt.Fprintf(os.Stderr, "lanmesh-coord: serving on %s, state in %s\nlanmesh-coord: certificate fingerprint %s\n", ln.Addr(), g.stateDir, srv.Fingerprint())
+	log.Info("serving", "listen", ln.Addr().String(), "fingerprint", srv.Fingerprint())
+	return srv.Serve(ctx, ln, aln)
+}
+
+// derpToken reads the relay token; it is a secret, so errors never quote it.
+func derpToken(file string) (string, error) {
+	tok := os.Getenv("LANMESH_COORD_DERP_TOKEN")
+	if file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return "", fmt.Errorf("--derp-token-file: %w", err)
+		}
+		tok = strings.TrimSpace(string(b))
+	}
+	if tok != "" && len(tok) < 16 {
+		return "", errors.New("relay token: want at least 16 characters")
+	}
+	return tok, nil
+}

@@ -1,0 +1,233 @@
+package server
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/netip"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/lanmesh/lanmesh/coord/adminapi"
+	"github.com/lanmesh/lanmesh/coord/store"
+	"github.com/lanmesh/lanmesh/internal/wire"
+)
+
+// AdminHandler is the admin API. It has no authentication of its own: it
+// must only be served on the 0600 unix socket (ListenAdmin).
+func (s *Server) AdminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+adminapi.PathFingerprint, func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, adminapi.Fingerprint{Fingerprint: s.fp})
+	})
+	mux.HandleFunc("POST "+adminapi.PathKeys, s.adminCreateKey)
+	mux.HandleFunc("GET "+adminapi.PathKeys, s.adminListKeys)
+	mux.HandleFunc("GET "+adminapi.PathNodes, s.adminListNodes)
+	mux.HandleFunc("DELETE "+adminapi.PathNodes+"/{ref}", s.adminDeleteNode)
+	mux.HandleFunc("GET "+adminapi.PathRoutes, s.adminListRoutes)
+	mux.HandleFunc("POST "+adminapi.PathRoutesApprove, s.adminApproveRoutes)
+	return mux
+}
+
+var tagRE = regexp.MustCompile(`^tag:[a-z0-9][a-z0-9-]{0,62}$`)
+
+// maxKeyExpiry bounds pre-auth keys: a forgotten key should not live forever.
+const maxKeyExpiry = 10 * 365 * 24 * time.Hour
+
+func (s *Server) adminCreateKey(w http.ResponseWriter, r *http.Request) {
+	var req adminapi.CreateKeyRequest
+	if !readAdmin(w, r, &req) {
+		return
+	}
+	exp, err := time.ParseDuration(req.Expiry)
+	if err != nil || exp <= 0 || exp > maxKeyExpiry {
+		writeErr(w, http.StatusBadRequest, fmt.Sprintf("expiry %q: want a positive duration up to %v, e.g. 1h or 720h", req.Expiry, maxKeyExpiry))
+		return
+	}
+	for _, t := range req.Tags {
+		if !tagRE.MatchString(t) {
+			writeErr(w, http.StatusBadRequest, fmt.Sprintf("tag %q: want tag:name (lower-case letters, digits, hyphens)", t))
+			return
+		}
+	}
+	var idb [6]byte
+	var sec [24]byte
+	rand.Read(idb[:])
+	rand.Read(sec[:])
+	ak := wire.AuthKey{ID: hex.EncodeToString(idb[:]), Secret: base64.RawURLEncoding.EncodeToString(sec[:]), Fingerprint: s.fp}
+	sum := sha256.Sum256([]byte(ak.Secret))
+	now := s.cfg.Now()
+	k := store.PreAuthKey{ID: ak.ID, Hash: sum[:], Reusable: req.Reusable, Tags: req.Tags, Expiry: now.Add(exp), Created: now}
+	if err := s.st.CreatePreAuthKey(r.Context(), k); err != nil {
+		s.log.Error("create auth key", "err", err)
+		writeErr(w, http.StatusInternalServerError, "creating the key failed; see coord's log")
+		return
+	}
+	s.log.Info("auth key created", "auth_key", ak.Redacted(), "reusable", k.Reusable, "tags", k.Tags, "expiry", k.Expiry)
+	writeJSON(w, http.StatusOK, adminapi.Key{ID: k.ID, Key: ak.String(), Reusable: k.Reusable, Tags: k.Tags, Expiry: k.Expiry, Created: k.Created})
+}
+
+func (s *Server) adminListKeys(w http.ResponseWriter, r *http.Request) {
+	keys, err := s.st.PreAuthKeys(r.Context())
+	if err != nil {
+		s.adminFail(w, err)
+		return
+	}
+	out := []adminapi.Key{}
+	for _, k := range keys {
+		out = append(out, adminapi.Key{ID: k.ID, Reusable: k.Reusable, Tags: k.Tags, Expiry: k.Expiry, Used: k.Used, Created: k.Created})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) adminListNodes(w http.ResponseWriter, r *http.Request) {
+	nodes, err := s.st.Nodes(r.Context())
+	if err != nil {
+		s.adminFail(w, err)
+		return
+	}
+	snap, err := s.hub.Snapshot(r.Context())
+	if err != nil {
+		s.adminFail(w, err)
+		return
+	}
+	now := s.cfg.Now()
+	out := []adminapi.Node{}
+	for _, n := range nodes {
+		live, _ := snap.Node(wire.NodeID(n.ID))
+		out = append(out, adminapi.Node{
+			ID: n.ID, Name: n.Name, Hostname: n.Hostname, OS: n.OS,
+			NodeKey: n.NodeKey.String(), Machine: n.MachineKey.String(),
+			IPv4: n.IPv4, IPv6: n.IPv6, User: n.User, Tags: n.Tags,
+			Online: live.Online, Expired: n.Expired(now),
+			Endpoints: n.Endpoints, AdvertisedRoutes: n.AdvertisedRoutes, ApprovedRoutes: n.ApprovedRoutes,
+			KeyExpiry: n.KeyExpiry, LastSeen: n.LastSeen, Created: n.Created,
+		})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// findNode resolves an ID or a name.
+func (s *Server) findNode(r *http.Request, ref string) (store.Node, error) {
+	nodes, err := s.st.Nodes(r.Context())
+	if err != nil {
+		return store.Node{}, err
+	}
+	id, idErr := strconv.ParseInt(ref, 10, 64)
+	for _, n := range nodes {
+		if (idErr == nil && n.ID == id) || strings.EqualFold(n.Name, ref) {
+			return n, nil
+		}
+	}
+	return store.Node{}, fmt.Errorf("node %q: %w", ref, store.ErrNotFound)
+}
+
+func (s *Server) adminDeleteNode(w http.ResponseWriter, r *http.Request) {
+	n, err := s.findNode(r, r.PathValue("ref"))
+	if err != nil {
+		s.adminFail(w, err)
+		return
+	}
+	if err := s.st.DeleteNode(r.Context(), n.ID); err != nil {
+		s.adminFail(w, err)
+		return
+	}
+	// Every stream re-reads the mesh now: peers get PeersRemoved and the
+	// node's own stream closes (S15).
+	s.hub.Changed()
+	s.log.Info("node deleted", "node", n.Name, "id", n.ID)
+	writeJSON(w, http.StatusOK, map[string]any{"deleted": n.ID, "name": n.Name})
+}
+
+func (s *Server) adminListRoutes(w http.ResponseWriter, r *http.Request) {
+	nodes, err := s.st.Nodes(r.Context())
+	if err != nil {
+		s.adminFail(w, err)
+		return
+	}
+	out := []adminapi.Route{}
+	for _, n := range nodes {
+		for _, p := range n.AdvertisedRoutes {
+			out = append(out, adminapi.Route{NodeID: n.ID, Node: n.Name, Prefix: p, Approved: containsPrefix(n.ApprovedRoutes, p)})
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) adminApproveRoutes(w http.ResponseWriter, r *http.Request) {
+	var req adminapi.ApproveRequest
+	if !readAdmin(w, r, &req) {
+		return
+	}
+	var routes []netip.Prefix
+	for _, c := range req.Routes {
+		p, err := netip.ParsePrefix(strings.TrimSpace(c))
+		if err != nil {
+			writeErr(w, http.StatusBadRequest, fmt.Sprintf("route %q: not a CIDR prefix like 192.168.1.0/24", c))
+			return
+		}
+		if err := checkRoute(p); err != nil {
+			writeErr(w, http.StatusBadRequest, "route "+err.Error())
+			return
+		}
+		routes = append(routes, p)
+	}
+	if len(routes) == 0 {
+		writeErr(w, http.StatusBadRequest, "no routes given")
+		return
+	}
+	n, err := s.findNode(r, req.Node)
+	if err != nil {
+		s.adminFail(w, err)
+		return
+	}
+	n, err = s.st.ApproveRoutes(r.Context(), n.ID, routes)
+	if err != nil {
+		s.adminFail(w, err)
+		return
+	}
+	s.hub.Changed()
+	s.log.Info("routes approved", "node", n.Name, "routes", routes)
+	writeJSON(w, http.StatusOK, map[string]any{"node": n.Name, "approved_routes": n.ApprovedRoutes})
+}
+
+func (s *Server) adminFail(w http.ResponseWriter, err error) {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		writeErr(w, http.StatusNotFound, err.Error())
+	case errors.Is(err, store.ErrNotAdvertised):
+		writeErr(w, http.StatusBadRequest, err.Error()+": the node must advertise it first (lanmesh up --advertise-routes)")
+	default:
+		s.log.Error("admin request failed", "err", err)
+		writeErr(w, http.StatusInternalServerError, "internal error; see coord's log")
+	}
+}
+
+func readAdmin(w http.ResponseWriter, r *http.Request, v any) bool {
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 1<<20))
+	if err != nil {
+		writeErr(w, http.StatusRequestEntityTooLarge, "request body too large")
+		return false
+	}
+	if err := strictJSON(b, v); err != nil {
+		writeErr(w, http.StatusBadRequest, "malformed request: "+err.Error())
+		return false
+	}
+	return true
+}
+
+func containsPrefix(list []netip.Prefix, p netip.Prefix) bool {
+	for _, q := range list {
+		if q == p {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,221 @@
+package server
+
+import (
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"encoding/json"
+
+	"github.com/lanmesh/lanmesh/coord/netmap"
+	"github.com/lanmesh/lanmesh/coord/store"
+	"github.com/lanmesh/lanmesh/internal/key"
+	"github.com/lanmesh/lanmesh/internal/wire"
+)
+
+// verify reads and authenticates a signed request for path: envelope
+// shape, single-use nonce, and the machine key's signature. On failure it
+// has already answered.
+func (s *Server) verify(w http.ResponseWriter, r *http.Request, path string) (key.MachinePublic, []byte, bool) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
+		writeErr(w, http.StatusMethodNotAllowed, "use POST")
+		return key.MachinePublic{}, nil, false
+	}
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, wire.MaxRequestBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			writeErr(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", wire.MaxRequestBytes))
+		} else {
+			writeErr(w, http.StatusBadRequest, "reading request body failed")
+		}
+		return key.MachinePublic{}, nil, false
+	}
+	env, err := decodeEnvelope(b)
+	if err != nil {
+		writeErr(w, http.StatusBadRequest, err.Error())
+		return key.MachinePublic{}, nil, false
+	}
+	// Consume first: a failed signature still burns the nonce, so no nonce
+	// can be tried twice.
+	if !s.nonces.consume(env.Nonce) {
+		writeErr(w, http.StatusUnauthorized, "unknown, used or expired nonce: fetch a new challenge")
+		return key.MachinePublic{}, nil, false
+	}
+	if !env.Machine.Verify(wire.SignedBytes(path, env.Nonce, env.Body), env.Sig) {
+		writeErr(w, http.StatusUnauthorized, "bad signature")
+		return key.MachinePublic{}, nil, false
+	}
+	return env.Machine, env.Body, true
+}
+
+func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
+	mk, body, ok := s.verify(w, r, wire.PathRegister)
+	if !ok {
+		return
+	}
+	req, err := decodeRegister(body)
+	if err != nil {
+		writeErr(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	reg := store.Registration{
+		MachineKey:  mk,
+		NodeKey:     req.NodeKey,
+		Hostname:    req.Hostname,
+		OS:          req.OS,
+		KeyLifetime: s.cfg.KeyLifetime,
+		Now:         s.cfg.Now(),
+	}
+	keyID := ""
+	if req.AuthKey != "" {
+		ak, err := wire.ParseAuthKey(req.AuthKey)
+		if err != nil {
+			writeErr(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		sum := sha256.Sum256([]byte(ak.Secret))
+		reg.AuthKeyID, reg.AuthKeyHash = ak.ID, sum[:]
+		keyID = ak.ID
+	}
+	n, err := s.st.Register(r.Context(), reg)
+	if err != nil {
+		code, msg := registerError(err)
+		if code >= 500 {
+			s.log.Error("register failed", "machine", mk, "err", err)
+		} else {
+			s.log.Info("register refused", "machine", mk, "auth_key_id", keyID, "reason", msg)
+		}
+		writeErr(w, code, msg)
+		return
+	}
+	s.hub.Changed()
+	s.log.Info("node registered", "node", n.Name, "id", n.ID, "machine", mk, "auth_key_id", keyID)
+	writeJSON(w, http.StatusOK, wire.RegisterResponse{Node: netmap.ToWire(n, false)})
+}
+
+func registerError(err error) (int, string) {
+	var ke *store.KeyExpiredError
+	var ne *store.NodeExpiredError
+	switch {
+	case errors.Is(err, store.ErrKeyNotFound), errors.Is(err, store.ErrKeyUsed), errors.Is(err, store.ErrNeedAuthKey):
+		return http.StatusUnauthorized, err.Error()
+	case errors.As(err, &ke), errors.As(err, &ne):
+		return http.StatusUnauthorized, err.Error()
+	case errors.Is(err, store.ErrAddressesFull):
+		return http.StatusServiceUnavailable, err.Error()
+	}
+	return http.StatusInternalServerError, "internal error; see coord's log"
+}
+
+func (s *Server) handleMap(w http.ResponseWriter, r *http.Request) {
+	mk, body, ok := s.verify(w, r, wire.PathMap)
+	if !ok {
+		return
+	}
+	req, err := decodeMap(body)
+	if err != nil {
+		writeErr(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	ctx := r.Context()
+	n, err := s.st.NodeByMachine(ctx, mk)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		writeErr(w, http.StatusUnauthorized, "machine not registered: join with an auth key first")
+		return
+	case err != nil:
+		s.log.Error("map: load node", "machine", mk, "err", err)
+		writeErr(w, http.StatusInternalServerError, "internal error; see coord's log")
+		return
+	case !key.Equal(n.NodeKey[:], req.NodeKey[:]):
+		writeErr(w, http.StatusUnauthorized, "node key does not match the registered one: register again")
+		return
+	case n.Expired(s.cfg.Now()):
+		writeErr(w, http.StatusUnauthorized, (&store.NodeExpiredError{At: n.KeyExpiry}).Error())
+		return
+	}
+	n, err = s.st.UpdateNodeStatus(ctx, n.ID, store.NodeStatus{
+		Hostname:         req.Hostname,
+		Endpoints:        req.Endpoints,
+		AdvertisedRoutes: req.AdvertiseRoutes,
+		LastSeen:         s.cfg.Now(),
+	})
+	if err != nil {
+		s.log.Error("map: update node", "node", n.Name, "err", err)
+		writeErr(w, http.StatusInternalServerError, "internal error; see coord's log")
+		return
+	}
+	s.stream(w, r, n)
+}
+
+// stream serves one node's netmap until the client goes, the node is
+// deleted or expires, or the server closes.
+func (s *Server) stream(w http.ResponseWriter, r *http.Request, n store.Node) {
+	ctx := r.Context()
+	log := s.log.With("node", n.Name, "id", n.ID)
+	changes, unsub := s.hub.Subscribe()
+	defer unsub()
+	s.hub.StreamOpened(n.ID)
+	defer s.hub.StreamClosed(n.ID)
+
+	rc := http.NewResponseController(w)
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	enc := json.NewEncoder(w)
+	send := func(m *wire.MapMessage) bool {
+		// A stuck reader must not pin this goroutine forever.
+		rc.SetWriteDeadline(time.Now().Add(2 * s.cfg.KeepAlive))
+		if err := enc.Encode(m); err != nil {
+			log.Debug("netmap stream write failed", "err", err)
+			return false
+		}
+		return rc.Flush() == nil
+	}
+
+	st := netmap.NewStream(wire.NodeID(n.ID), s.cfg.Filter)
+	keep := time.NewTicker(s.cfg.KeepAlive)
+	defer keep.Stop()
+	log.Debug("netmap stream opened")
+	defer log.Debug("netmap stream closed")
+	for dirty := true; ; {
+		if dirty {
+			dirty = false
+			snap, err := s.hub.Snapshot(ctx)
+			if err != nil {
+				if ctx.Err() == nil {
+					log.Error("netmap snapshot failed", "err", err)
+				}
+				return
+			}
+			m, ok := st.Next(snap)
+			if !ok {
+				log.Info("node gone from the mesh (deleted or expired): closing its stream")
+				return
+			}
+			if m != nil {
+				if !send(m) {
+					return
+				}
+				keep.Reset(s.cfg.KeepAlive)
+			}
+		}
+		select {
+		case <-changes:
+			dirty = true
+		case <-keep.C:
+			if !send(st.KeepAlive()) {
+				return
+			}
+		case <-ctx.Done():
+			return
+		case <-s.done:
+			return
+		}
+	}
+}

@@ -1,0 +1,214 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/lanmesh/lanmesh/coord/netmap"
+	"github.com/lanmesh/lanmesh/coord/store"
+	"github.com/lanmesh/lanmesh/internal/wire"
+)
+
+// DefaultKeyLifetime is how long an untagged node key lives.
+const DefaultKeyLifetime = 180 * 24 * time.Hour
+
+// Config configures a Server.
+type Config struct {
+	Store       store.Store
+	Cert        tls.Certificate
+	Logger      *slog.Logger
+	Domain      string            // mesh DNS domain; empty keeps the stored one
+	KeyLifetime time.Duration     // node key lifetime; default DefaultKeyLifetime
+	KeepAlive   time.Duration     // default wire.KeepAliveInterval
+	Filter      netmap.PeerFilter // default netmap.AllPeers
+	MaxNonces   int               // pending challenges; default 10000
+	Now         func() time.Time  // default time.Now
+	// DerpToken is the bearer token relays present on PathDerpVerify;
+	// empty disables relay verification (every relay is refused).
+	DerpToken string
+}
+
+// Server is a running coord.
+type Server struct {
+	cfg    Config
+	st     store.Store
+	log    *slog.Logger
+	hub    *netmap.Hub
+	nonces *nonces
+	fp     string
+
+	done     chan struct{} // closed by Close: ends every stream
+	closeOne sync.Once
+}
+
+// New checks cfg and prepares a Server.
+func New(ctx context.Context, cfg Config) (*Server, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("server: no store")
+	}
+	if len(cfg.Cert.Certificate) == 0 {
+		return nil, errors.New("server: no TLS certificate")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.KeyLifetime == 0 {
+		cfg.KeyLifetime = DefaultKeyLifetime
+	}
+	if cfg.KeepAlive == 0 {
+		cfg.KeepAlive = wire.KeepAliveInterval
+	}
+	if cfg.MaxNonces == 0 {
+		cfg.MaxNonces = 10000
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Domain != "" {
+		if err := cfg.Store.SetDomain(ctx, cfg.Domain); err != nil {
+			return nil, err
+		}
+	}
+	return &Server{
+		cfg:    cfg,
+		st:     cfg.Store,
+		log:    cfg.Logger,
+		hub:    netmap.NewHub(cfg.Store, cfg.Now),
+		nonces: newNonces(wire.NonceTTL, cfg.MaxNonces, cfg.Now),
+		fp:     wire.Fingerprint(cfg.Cert.Certificate[0]),
+		done:   make(chan struct{}),
+	}, nil
+}
+
+// Fingerprint is the pin of the server's certificate.
+func (s *Server) Fingerprint() string { return s.fp }
+
+// Close ends every netmap stream. It does not close the store.
+func (s *Server) Close() {
+	s.closeOne.Do(func() {
+		close(s.done)
+		s.hub.Close()
+	})
+}
+
+// Handler is the node-facing API.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+wire.PathChallenge, s.handleChallenge)
+	mux.HandleFunc(wire.PathRegister, s.handleRegister)
+	mux.HandleFunc(wire.PathMap, s.handleMap)
+	mux.HandleFunc("GET "+wire.PathHealth, s.handleHealth)
+	mux.HandleFunc("POST "+PathDerpVerify, s.handleDerpVerify)
+	return mux
+}
+
+// Serve runs the node API on ln (TLS is added here) and the admin API on
+// adminLn until ctx ends.
+func (s *Server) Serve(ctx context.Context, ln, adminLn net.Listener) error {
+	hs := &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{s.cfg.Cert}, MinVersion: tls.VersionTLS12},
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	as := &http.Server{Handler: s.AdminHandler(), ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 2)
+	go func() { errc <- hs.Serve(tls.NewListener(ln, hs.TLSConfig)) }()
+	go func() { errc <- as.Serve(adminLn) }()
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	s.Close() // streams end, so Shutdown need not wait for them
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	hs.Shutdown(sctx)
+	as.Shutdown(sctx)
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+// ListenAdmin opens the admin unix socket at path, mode 0600: whoever can
+// reach it administers the mesh. The socket is made under a temporary name
+// and renamed into place after chmod, so it is never reachable with the
+// umask's looser mode.
+func ListenAdmin(path string) (net.Listener, error) {
+	tmp := fmt.Sprintf("%s.%d.tmp", path, os.Getpid())
+	os.Remove(tmp)
+	ln, err := net.Listen("unix", tmp)
+	if err != nil {
+		return nil, fmt.Errorf("admin socket %s: %w", path, err)
+	}
+	ul := ln.(*net.UnixListener)
+	ul.SetUnlinkOnClose(false)
+	fail := func(err error) (net.Listener, error) {
+		ul.Close()
+		os.Remove(tmp)
+		return nil, fmt.Errorf("admin socket %s: %w", path, err)
+	}
+	if err := os.Chmod(tmp, 0o600); err != nil {
+		return fail(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fail(err)
+	}
+	return &adminListener{UnixListener: ul, path: path}, nil
+}
+
+// adminListener removes the socket file on Close.
+type adminListener struct {
+	*net.UnixListener
+	path string
+	once sync.Once
+}
+
+func (l *adminListener) Close() error {
+	err := l.UnixListener.Close()
+	l.once.Do(func() { os.Remove(l.path) })
+	return err
+}
+
+func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	if err := s.st.Ping(ctx); err != nil {
+		s.log.Warn("health check failed", "err", err)
+		writeErr(w, http.StatusServiceUnavailable, "store unavailable")
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain")
+	w.Write([]byte("ok\n"))
+}
+
+func (s *Server) handleChallenge(w http.ResponseWriter, r *http.Request) {
+	n, err := s.nonces.issue()
+	if err != nil {
+		writeErr(w, http.StatusServiceUnavailable, err.Error())
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, wire.Challenge{Nonce: n})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
+}
+
+func writeErr(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, wire.Error{Error: msg})
+}

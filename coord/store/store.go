@@ -1,0 +1,122 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/lanmesh/lanmesh/internal/key"
+)
+
+// Store is coord's durable state. Every method is safe for concurrent use.
+type Store interface {
+	Ping(ctx context.Context) error
+	Settings(ctx context.Context) (Settings, error)
+	SetDomain(ctx context.Context, domain string) error
+
+	CreatePreAuthKey(ctx context.Context, k PreAuthKey) error
+	PreAuthKeys(ctx context.Context) ([]PreAuthKey, error)
+
+	// Register creates or updates the node of r.MachineKey. With an auth
+	// key it checks and consumes the key in the same transaction that
+	// writes the node (S7).
+	Register(ctx context.Context, r Registration) (Node, error)
+	Nodes(ctx context.Context) ([]Node, error)
+	NodeByMachine(ctx context.Context, m key.MachinePublic) (Node, error)
+	UpdateNodeStatus(ctx context.Context, id int64, s NodeStatus) (Node, error)
+	ApproveRoutes(ctx context.Context, id int64, routes []netip.Prefix) (Node, error)
+	DeleteNode(ctx context.Context, id int64) error
+
+	Close() error
+}
+
+// Settings are mesh-wide values created once.
+type Settings struct {
+	ULA    netip.Prefix // the mesh IPv6 /48, random per mesh
+	Domain string
+}
+
+// PreAuthKey is a stored pre-auth key; only the hash of its secret is kept.
+type PreAuthKey struct {
+	ID       string
+	Hash     []byte // SHA-256 of the secret
+	Reusable bool
+	Tags     []string
+	Expiry   time.Time
+	Used     bool
+	Created  time.Time
+}
+
+// Node is a stored node.
+type Node struct {
+	ID               int64
+	MachineKey       key.MachinePublic
+	NodeKey          key.NodePublic
+	Name             string // unique DNS label
+	Hostname         string // as the node reported it
+	OS               string
+	Host             uint32 // host number, see coord/ipam
+	IPv4, IPv6       netip.Addr
+	User             string
+	Tags             []string
+	Endpoints        []netip.AddrPort
+	AdvertisedRoutes []netip.Prefix
+	ApprovedRoutes   []netip.Prefix
+	KeyExpiry        time.Time // zero: never
+	LastSeen         time.Time
+	Created          time.Time
+}
+
+// Expired reports whether the node key has expired at now.
+func (n Node) Expired(now time.Time) bool {
+	return !n.KeyExpiry.IsZero() && !now.Before(n.KeyExpiry)
+}
+
+// Registration is one register request, already authenticated by the
+// machine key's signature.
+type Registration struct {
+	MachineKey key.MachinePublic
+	NodeKey    key.NodePublic
+	Hostname   string
+	OS         string
+	// AuthKeyID and AuthKeyHash are empty when a known machine
+	// re-registers without an auth key.
+	AuthKeyID   string
+	AuthKeyHash []byte
+	// KeyLifetime is how long an untagged node key lives from now.
+	KeyLifetime time.Duration
+	Now         time.Time
+}
+
+// NodeStatus is what a node reports when it opens its netmap stream.
+type NodeStatus struct {
+	Hostname         string // empty: unchanged
+	Endpoints        []netip.AddrPort
+	AdvertisedRoutes []netip.Prefix
+	LastSeen         time.Time
+}
+
+var (
+	ErrNotFound      = errors.New("not found")
+	ErrKeyNotFound   = errors.New("auth key not found")
+	ErrKeyUsed       = errors.New("auth key already used")
+	ErrNeedAuthKey   = errors.New("machine is not registered: an auth key is required")
+	ErrNotAdvertised = errors.New("route is not advertised by the node")
+	ErrAddressesFull = errors.New("no free mesh address left")
+)
+
+// KeyExpiredError says a pre-auth key expired.
+type KeyExpiredError struct{ At time.Time }
+
+func (e *KeyExpiredError) Error() string {
+	return fmt.Sprintf("auth key expired at %s", e.At.UTC().Format(time.RFC3339))
+}
+
+// NodeExpiredError says a node key expired and needs an auth key to renew.
+type NodeExpiredError struct{ At time.Time }
+
+func (e *NodeExpiredError) Error() string {
+	return fmt.Sprintf("node key expired at %s: register again with an auth key", e.At.UTC().Format(time.RFC3339))
+}

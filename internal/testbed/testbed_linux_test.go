@@ -1,0 +1,287 @@
+package testbed
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestStandardPing proves routing with real packets: every hop answers,
+// and the two LANs cannot reach each other without a mesh.
+func TestStandardPing(t *testing.T) {
+	SkipUnlessRoot(t)
+	t.Parallel()
+	s := NewStandard(t, StandardOptions{IPv6: true})
+	ctx := context.Background()
+	for _, c := range []struct {
+		from *Host
+		to   string
+	}{
+		{s.RouterA, CoordIP},
+		{s.RouterA, WANB},
+		{s.Coord, WANA},
+		{s.A1, RouterALAN},
+		{s.B1, RouterBLAN},
+		{s.A1, WANA},            // the router's other side, through its forwarding
+		{s.A1, "2001:db8:1::1"}, // IPv6 on the LAN
+		{s.RouterA, "2001:db8::2"},
+	} {
+		if n, err := c.from.Ping(ctx, c.to, 2, time.Second); err != nil || n != 2 {
+			t.Errorf("ping %s -> %s: %d replies, %v", c.from.Name, c.to, n, err)
+		}
+	}
+	// Without a mesh the internet has no route to the home LANs.
+	if n, err := s.A1.Ping(ctx, B1IP, 1, 500*time.Millisecond); err == nil || n != 0 {
+		t.Errorf("a1 reached b1 without a mesh (%d replies)", n)
+	}
+}
+
+// udpSources sends one datagram from a single local socket on from to
+// each of ports on the coord host and returns the source each one saw.
+func udpSources(t *testing.T, s *Standard, from *Host, ports ...int) []netip.AddrPort {
+	t.Helper()
+	var got []netip.AddrPort
+	send, err := from.ListenPacket("udp4", ":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer send.Close()
+	for _, port := range ports {
+		l, err := s.Coord.ListenPacket("udp4", fmt.Sprintf("%s:%d", CoordIP, port))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		dst := &net.UDPAddr{IP: net.ParseIP(CoordIP), Port: port}
+		l.SetReadDeadline(time.Now().Add(2 * time.Second))
+		buf := make([]byte, 64)
+		var src net.Addr
+		for try := 0; try < 5 && src == nil; try++ {
+			if _, err := send.WriteTo([]byte("probe"), dst); err != nil {
+				t.Fatalf("send to %v: %v", dst, err)
+			}
+			l.SetReadDeadline(time.Now().Add(400 * time.Millisecond))
+			if _, a, err := l.ReadFrom(buf); err == nil {
+				src = a
+			}
+		}
+		if src == nil {
+			got = append(got, netip.AddrPort{})
+			continue
+		}
+		got = append(got, src.(*net.UDPAddr).AddrPort())
+	}
+	return got
+}
+
+func TestNATKinds(t *testing.T) {
+	SkipUnlessRoot(t)
+	t.Parallel()
+	for _, c := range []struct {
+		kind       NATKind
+		samePort   bool // endpoint-independent mapping
+		udpBlocked bool
+	}{
+		{NATNone, true, false},
+		{NATEasy, true, false},
+		{NATHard, false, false},
+		{NATCGNAT, true, false},
+		{NATNoUDP, false, true},
+	} {
+		t.Run(string(c.kind)+"nat", func(t *testing.T) {
+			t.Parallel()
+			s := NewStandard(t, StandardOptions{NATA: c.kind})
+			src := udpSources(t, s, s.RouterA, 3478, 3479)
+			if c.udpBlocked {
+				for _, a := range src {
+					if a.IsValid() {
+						t.Fatalf("UDP passed the no-UDP firewall, seen from %v", a)
+					}
+				}
+				checkTCP443(t, s)
+				return
+			}
+			for _, a := range src {
+				if !a.IsValid() {
+					t.Fatalf("UDP did not arrive through %q NAT", c.kind)
+				}
+				// The source is always the public address, never the
+				// router's private WAN address behind the box.
+				if a.Addr().String() != WANA {
+					t.Errorf("source %v, want the public %s (router's own is %s)", a, WANA, s.RouterWANIP(s.RouterA))
+				}
+			}
+			if same := src[0].Port() == src[1].Port(); same != c.samePort {
+				t.Errorf("ports per destination %v: same=%v, want %v", src, same, c.samePort)
+			}
+			// A LAN host behind the router reaches the internet too, but
+			// only through the router's own masquerading (which the
+			// agent does not set up here): its datagrams are not
+			// rewritten by the testbed, so they are not answered.
+			if n, _ := s.A1.Ping(context.Background(), CoordIP, 1, 300*time.Millisecond); c.kind == NATNone && n != 0 {
+				t.Errorf("a1 reached coord without any NAT on router-a")
+			}
+		})
+	}
+}
+
+// checkTCP443 shows the firewall still lets TCP 443 through but not 80.
+func checkTCP443(t *testing.T, s *Standard) {
+	for _, c := range []struct {
+		port int
+		ok   bool
+	}{{443, true}, {80, false}} {
+		l, err := s.Coord.Listen("tcp4", fmt.Sprintf("%s:%d", CoordIP, c.port))
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			if conn, err := l.Accept(); err == nil {
+				conn.Write([]byte("hi"))
+				conn.Close()
+			}
+		}()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		conn, err := s.RouterA.DialContext(ctx, "tcp4", fmt.Sprintf("%s:%d", CoordIP, c.port))
+		cancel()
+		if (err == nil) != c.ok {
+			t.Errorf("TCP %d through the firewall: err=%v, want ok=%v", c.port, err, c.ok)
+		}
+		if conn != nil {
+			conn.Close()
+		}
+		l.Close()
+	}
+}
+
+// TestCloseCleansUp: no namespace or process survives Close.
+func TestCloseCleansUp(t *testing.T) {
+	SkipUnlessRoot(t)
+	t.Parallel()
+	w, err := Open(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := w.AddHost("h1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.AddHost("h2"); err != nil {
+		t.Fatal(err)
+	}
+	p, err := h.Start("sleeper", "sleep", "300")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(w.Namespaces()) != 2 {
+		t.Fatalf("namespaces %v, want 2", w.Namespaces())
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if ns := w.Namespaces(); len(ns) != 0 {
+		t.Errorf("left behind: %v", ns)
+	}
+	if p.Running() || syscall.Kill(p.Pid(), 0) == nil {
+		t.Errorf("process %d still running", p.Pid())
+	}
+	if _, err := os.Stat(w.Dir); !os.IsNotExist(err) {
+		t.Errorf("scratch dir %s left behind", w.Dir)
+	}
+}
+
+// TestSweep: a namespace named for a dead pid is removed by Open; one of
+// a live pid (a parallel run) is left alone.
+func TestSweep(t *testing.T) {
+	SkipUnlessRoot(t)
+	dead := 1 << 22 // above pid_max's default range
+	for syscall.Kill(dead, 0) == nil {
+		dead--
+	}
+	stale := fmt.Sprintf("%s%dx1-old", namePrefix, dead)
+	live := fmt.Sprintf("%s%dx999-keep", namePrefix, os.Getpid())
+	for _, ns := range []string{stale, live} {
+		if b, err := runIP("netns", "add", ns); err != nil {
+			t.Fatalf("%v: %s", err, b)
+		}
+	}
+	t.Cleanup(func() { deleteNetns(stale); deleteNetns(live) })
+	New(t)
+	if _, err := os.Stat(filepath.Join(netnsDir, stale)); !os.IsNotExist(err) {
+		t.Errorf("stale namespace %s survived the sweep", stale)
+	}
+	if _, err := os.Stat(filepath.Join(netnsDir, live)); err != nil {
+		t.Errorf("live run's namespace %s was swept: %v", live, err)
+	}
+}
+
+func TestProcLogsAndRun(t *testing.T) {
+	SkipUnlessRoot(t)
+	t.Parallel()
+	w := New(t)
+	h, err := w.AddHost("h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := h.Start("echo", "sh", "-c", "echo out; echo err >&2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-p.Done()
+	if log := p.Log(); !strings.Contains(log, "out") || !strings.Contains(log, "err") {
+		t.Errorf("log %q lacks stdout/stderr", log)
+	}
+	r, err := h.Run(context.Background(), "ip", "-o", "link")
+	if err != nil || !strings.Contains(r.Stdout, "lo:") || strings.Contains(r.Stdout, "eth") {
+		t.Errorf("ip link inside the namespace: %q %v", r.Stdout, err)
+	}
+	if _, err := h.Run(context.Background(), "false"); err == nil {
+		t.Error("a failing command returned no error")
+	}
+	key := "lmk1.abcd1234.0123456789abcdef0123"
+	if _, err := h.Run(context.Background(), "true", "--auth-key", key); err != nil {
+		t.Fatal(err)
+	}
+	if hits, err := w.GrepLogs("0123456789abcdef0123"); err != nil || len(hits) != 0 {
+		t.Errorf("commands.log holds an auth key secret: %v %v", hits, err)
+	}
+	// The S11 grep must be able to fail: a secret a process prints is found.
+	if _, err := h.Run(context.Background(), "echo", "SEKRET-"+"xyz"); err != nil {
+		t.Fatal(err)
+	}
+	if hits, _ := w.GrepLogs("SEKRET-xyz"); len(hits) != 1 {
+		t.Errorf("GrepLogs missed a planted secret: %v", hits)
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	for _, a := range []string{"10.0.0.1/24", "100.64.0.1/32", "198.18.0.1", "198.18.0.0/14", "junk"} {
+		if checkAddr(a) == nil {
+			t.Errorf("checkAddr(%q) accepted", a)
+		}
+	}
+	for _, n := range []string{"", "abcdefghijklmnop", "a/b", "a b"} {
+		if checkIfName(n) == nil {
+			t.Errorf("checkIfName(%q) accepted", n)
+		}
+	}
+	if _, err := natRuleset("bogus", "wan0", "lan0"); err == nil {
+		t.Error("unknown NAT kind accepted")
+	}
+	for in, want := range map[string]int{
+		"3 packets transmitted, 3 received, 0% packet loss": 3,
+		"3 packets transmitted, 0 received, +3 errors":      0,
+		"": 0,
+	} {
+		if got := parsePingReceived(in); got != want {
+			t.Errorf("parsePingReceived(%q) = %d, want %d", in, got, want)
+		}
+	}
+}
