@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/lanmesh/lanmesh/internal/key"
+	"github.com/lanmesh/lanmesh/internal/wire"
 )
 
 // Config is the complete desired state of the data plane. Reconfig with an
@@ -21,6 +22,12 @@ type Config struct {
 	AdvertisedRoutes []netip.Prefix
 	// SNAT masquerades forwarded traffic between the mesh and the LANs.
 	SNAT bool
+	// Filter is the packet filter coord compiled for this node. Nil means
+	// no filter was received yet: the firewall admits nothing from the
+	// mesh (fail closed, S14).
+	Filter *wire.PacketFilter
+	// DERPMap lists the relays for NAT traversal fallback.
+	DERPMap *wire.DERPMap
 }
 
 // Peer is one WireGuard peer.
@@ -57,6 +64,9 @@ type PeerStatus struct {
 	LastHandshake time.Time
 	RxBytes       uint64
 	TxBytes       uint64
+	// Path is how packets reach the peer now: "direct <ip:port>",
+	// "relay <region>", or "" when there is no path yet.
+	Path string
 }
 
 // Engine is the data plane the daemon drives.

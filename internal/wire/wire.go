@@ -82,6 +82,15 @@ type MapRequest struct {
 	Endpoints       []netip.AddrPort `json:"endpoints,omitempty"`
 	AdvertiseRoutes []netip.Prefix   `json:"advertise_routes,omitempty"`
 	Hostname        string           `json:"hostname,omitempty"`
+	// LANHosts are DHCP lease names a router publishes (opt-in) so that
+	// permitted peers resolve <host>.<router>.<domain>.
+	LANHosts []LANHost `json:"lan_hosts,omitempty"`
+}
+
+// LANHost is one named host on a router's LAN.
+type LANHost struct {
+	Name string     `json:"name"` // DNS label
+	Addr netip.Addr `json:"addr"` // inside one of the router's routes
 }
 
 // NodeID is coord's stable identifier of a node.
@@ -102,6 +111,7 @@ type Node struct {
 	Tags             []string       `json:"tags,omitempty"`
 	Online           bool           `json:"online"`
 	KeyExpiry        time.Time      `json:"key_expiry,omitzero"`
+	LANHosts         []LANHost      `json:"lan_hosts,omitempty"`
 }
 
 // MapMessage is one line of the netmap stream (newline-delimited JSON).
@@ -119,4 +129,11 @@ type MapMessage struct {
 	Peers        []Node   `json:"peers,omitempty"`         // Full only
 	PeersChanged []Node   `json:"peers_changed,omitempty"` // upserts, whole nodes
 	PeersRemoved []NodeID `json:"peers_removed,omitempty"`
+
+	// PacketFilter is this node's filter (inbound and, on routers,
+	// forward). Present in the full map and whenever it changes; a node
+	// that never got one enforces deny-all (S14: no filter, no traffic).
+	PacketFilter *PacketFilter `json:"packet_filter,omitempty"`
+	// DERPMap lists the relays; present in the full map and when changed.
+	DERPMap *DERPMap `json:"derp_map,omitempty"`
 }
