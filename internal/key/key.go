@@ -50,12 +50,14 @@ func (k NodePrivate) Base64() string { return base64.StdEncoding.EncodeToString(
 // MarshalText is used only by the state file, which is mode 0600.
 func (k NodePrivate) MarshalText() ([]byte, error) { return []byte(k.Base64()), nil }
 
-func (k *NodePrivate) UnmarshalText(b []byte) error { return decode32("node private key", b, (*[32]byte)(k)) }
+func (k *NodePrivate) UnmarshalText(b []byte) error {
+	return decode32("node private key", b, (*[32]byte)(k))
+}
 
 // Hex is the form the WireGuard UAPI wants.
 func (k NodePrivate) Hex() string { return fmt.Sprintf("%x", k[:]) }
 
-func (k NodePublic) IsZero() bool    { return k == NodePublic{} }
+func (k NodePublic) IsZero() bool   { return k == NodePublic{} }
 func (k NodePublic) String() string { return base64.StdEncoding.EncodeToString(k[:]) }
 func (k NodePublic) Hex() string    { return fmt.Sprintf("%x", k[:]) }
 

@@ -1,0 +1,133 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/lanmesh/lanmesh/internal/bench"
+)
+
+func main() {
+	bin := flag.String("bin", "bin", "directory with host builds and <os>_<arch>/ router builds (from `make build`)")
+	out := flag.String("out", "bench/results", "directory for the result tables")
+	only := flag.String("only", "size,throughput", "comma-separated benchmarks to run: size, throughput")
+	n := flag.Int("n", 5, "throughput: interleaved repetitions per data plane")
+	dur := flag.Duration("t", 10*time.Second, "throughput: duration of one iperf3 run")
+	modes := flag.String("modes", "", "throughput: comma-separated data planes (default all): plain, wireguard-go, lanmesh")
+	flag.Usage = func() {
+		fmt.Fprintf(os.Stderr, "Usage: lanmesh-bench [flags]\n\nMeasures binary sizes against the router budget and LAN-to-LAN throughput\nagainst plain routing and stock wireguard-go; writes markdown under -out.\nExits non-zero when the router binary is over budget or a benchmark failed.\n\nExample:\n  sudo lanmesh-bench -bin bin -out bench/results -n 3 -t 5s\n\n")
+		flag.PrintDefaults()
+	}
+	flag.Parse()
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, log, *bin, *out, *only, *modes, *n, *dur); err != nil {
+		fmt.Fprintf(os.Stderr, "lanmesh-bench: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, log *slog.Logger, bin, out, only, modes string, n int, dur time.Duration) error {
+	want := map[string]bool{}
+	for _, s := range strings.Split(only, ",") {
+		switch s = strings.TrimSpace(s); s {
+		case "size", "throughput":
+			want[s] = true
+		case "":
+		default:
+			return fmt.Errorf("-only: unknown benchmark %q (want size, throughput)", s)
+		}
+	}
+	absBin, err := filepath.Abs(bin)
+	if err != nil {
+		return fmt.Errorf("-bin %s: %w", bin, err)
+	}
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return fmt.Errorf("results dir: %w", err)
+	}
+	env := bench.CurrentEnv()
+	var failed []string
+
+	if want["size"] {
+		var md bytes.Buffer
+		err := bench.WriteSizeReport(&md, env, bench.MeasureSizes(absBin, bench.DefaultSizeTargets))
+		if werr := writeResult(out, "size.md", md.Bytes()); werr != nil {
+			return werr
+		}
+		if err != nil {
+			log.Error("bench: size", "err", err)
+			failed = append(failed, err.Error())
+		} else {
+			log.Info("bench: size within budget", "file", filepath.Join(out, "size.md"))
+		}
+	}
+
+	if want["throughput"] {
+		var ms []string
+		for _, m := range strings.Split(modes, ",") {
+			switch strings.TrimSpace(m) {
+			case "":
+			case "plain":
+				ms = append(ms, bench.ModePlain)
+			case "wireguard-go":
+				ms = append(ms, bench.ModeWireGo)
+			case "lanmesh":
+				ms = append(ms, bench.ModeLanmesh)
+			default:
+				return fmt.Errorf("-modes: unknown data plane %q (want plain, wireguard-go, lanmesh)", m)
+			}
+		}
+		res, err := bench.RunThroughput(ctx, bench.ThroughputOptions{BinDir: absBin, Reps: n, Duration: dur, Modes: ms, Log: log})
+		if err != nil {
+			failed = append(failed, "throughput: "+err.Error())
+		}
+		if res != nil {
+			var md bytes.Buffer
+			if err := bench.WriteThroughputReport(&md, res); err != nil {
+				return err
+			}
+			if err := writeResult(out, "throughput.md", md.Bytes()); err != nil {
+				return err
+			}
+			log.Info("bench: throughput written", "file", filepath.Join(out, "throughput.md"))
+			for _, f := range res.Failed() {
+				failed = append(failed, "throughput: "+f)
+			}
+		}
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("FAILED:\n  %s", strings.Join(failed, "\n  "))
+	}
+	return nil
+}
+
+// writeResult replaces a result file atomically, so an interrupted run
+// never leaves half a table.
+func writeResult(dir, name string, b []byte) error {
+	tmp, err := os.CreateTemp(dir, "."+name+".*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", name, err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", name, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", name, err)
+	}
+	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
+		return fmt.Errorf("write %s: %w", name, err)
+	}
+	return os.Rename(tmp.Name(), filepath.Join(dir, name))
+}
