@@ -251,7 +251,7 @@ func (s *Server) ServeConn(conn net.Conn, br *bufio.Reader) {
 	go c.recheckLoop()
 	err = c.readLoop()
 	switch {
-	case err == nil, errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed), c.ctx.Err() != nil:
+	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed), c.ctx.Err() != nil:
 		c.log.Debug("relay client left", "err", err)
 	default:
 		c.log.Info("relay client dropped", "err", err)

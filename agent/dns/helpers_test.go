@@ -18,7 +18,6 @@ var (
 	nodeA6  = netip.MustParseAddr("fd7a:115c:a1e0::1")
 	nodeB4  = netip.MustParseAddr("100.127.255.254")
 	lanNAS  = netip.MustParseAddr("198.19.1.10")
-	local   = netip.MustParsePrefix("127.0.0.0/8")
 	testDom = "mesh.internal"
 )
 

@@ -7,7 +7,6 @@ import (
 	"math/bits"
 	"net/netip"
 	"slices"
-	"strings"
 
 	"github.com/lanmesh/lanmesh/internal/wire"
 )
@@ -322,12 +321,4 @@ func (r *NodeResult) fingerprint(srcSum func(ps []netip.Prefix) [32]byte) {
 		h.Write([]byte{0xfd})
 	}
 	h.Sum(r.Sum[:0])
-}
-
-func describeSelectors(sels []selector) string {
-	names := make([]string, len(sels))
-	for i, s := range sels {
-		names[i] = s.name
-	}
-	return strings.Join(names, ",")
 }

@@ -130,13 +130,4 @@ func (s *selector) matchesNode(n *node) bool {
 	return false
 }
 
-// isIdentity reports whether s selects nodes by who they are.
-func (s *selector) isIdentity() bool {
-	switch s.kind {
-	case selUser, selGroup, selTag, selMember, selTagged:
-		return true
-	}
-	return false
-}
-
 func isLetter(r rune) bool { return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' }
