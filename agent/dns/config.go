@@ -57,8 +57,11 @@ func DefaultAllowedClients(meshULA netip.Prefix, lans ...netip.Prefix) []netip.P
 }
 
 const (
-	recordTTL   = 60 // netmaps change fast; caches (dnsmasq) must follow
-	negativeTTL = 30
+	// Zero TTLs: coord pushes every change, so this server is never stale,
+	// but a cache in front of it (dnsmasq on the router) would be. With TTL
+	// 0 a rename or removal shows at once on every LAN host.
+	recordTTL   = 0
+	negativeTTL = 0
 )
 
 // route is one split-DNS domain, kept sorted longest first.

@@ -4,7 +4,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -77,16 +76,12 @@ type upstream struct {
 func startUpstream(t testing.TB, answer string, truncUDP bool) *upstream {
 	t.Helper()
 	u := &upstream{answer: netip.MustParseAddr(answer), truncUDP: truncUDP}
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	// listenBoth retries when another process holds the TCP side.
+	pc, ln, err := listenBoth(netip.MustParseAddrPort("127.0.0.1:0"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	port := pc.LocalAddr().(*net.UDPAddr).Port
-	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-	if err != nil {
-		pc.Close()
-		t.Fatal(err)
-	}
 	u.addr = netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(port))
 	for _, srv := range []*mdns.Server{{PacketConn: pc, Handler: u}, {Listener: ln, Handler: u}} {
 		started := make(chan struct{})

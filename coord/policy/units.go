@@ -119,6 +119,12 @@ func Compile(p *Policy, in []Node) (*Compiled, error) {
 				case anyMatches(u.srcIdent, nd):
 					// S1: an identity is its node's addresses, not its LANs.
 					src = append(src, nd.addrs...)
+				case overlapsSome(u.srcLit, nd.subnets):
+					// A router masquerades its LAN hosts to its own mesh
+					// address (SNAT, on by default), so where a rule names
+					// a LAN, the far side sees the router. The router's
+					// Forward filter admits only the named LAN hosts (S1).
+					src = append(src, nd.addrs...)
 				}
 			}
 			src = append(src, u.srcLit...)
