@@ -16,6 +16,7 @@ APT_PACKAGES=(
 	wireguard-tools
 	iperf3
 	dnsmasq-base
+	bind9-dnsutils
 	conntrack
 	iputils-ping
 	socat

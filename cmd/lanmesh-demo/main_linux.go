@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -72,7 +73,15 @@ func run(once bool, natA, natB testbed.NATKind) int {
 
 	setup := time.Now()
 	step = "bring up the mesh"
-	m, err := testbed.StartMesh(ctx, s, say)
+	// Router B's agent writes dnsmasq's forwarding lines for the mesh
+	// domain; its LAN's dnsmasq includes them below.
+	forward, cfgB, err := dnsFiles(w)
+	if err != nil {
+		return fail(w, err)
+	}
+	m, err := testbed.StartMeshWith(ctx, s, say, testbed.MeshOptions{
+		AgentArgs: map[string][]string{"router-b": {"--config", cfgB}},
+	})
 	if err != nil {
 		return fail(w, err)
 	}
@@ -89,6 +98,11 @@ func run(once bool, natA, natB testbed.NATKind) int {
 	}
 	say("a1 -> b1 ping over the mesh: %d of 3 replies, first after %d ms", n, first.Milliseconds())
 	say("set-up to first packet: %.1f s", total.Seconds())
+
+	step = "resolve a mesh name from b1 through router-b's dnsmasq"
+	if err := resolveLine(ctx, m, forward); err != nil {
+		return fail(w, err)
+	}
 
 	step = "read status"
 	if err := table(ctx, m); err != nil {
@@ -113,6 +127,54 @@ func run(once bool, natA, natB testbed.NATKind) int {
 	}
 	say("torn down; no namespaces left")
 	return 0
+}
+
+// dnsFiles writes router B's agent config: mesh DNS on 127.0.0.1:53535
+// and the dnsmasq lines to forward.
+func dnsFiles(w *testbed.World) (forward, cfg string, err error) {
+	dir, err := w.StateDir("demo-dns")
+	if err != nil {
+		return "", "", err
+	}
+	forward = filepath.Join(dir, "lanmesh-dnsmasq.conf")
+	cfg = filepath.Join(dir, "router-b.yaml")
+	yaml := fmt.Sprintf("dns:\n  listen: \"127.0.0.1:53535\"\n  dnsmasq_conf: %q\n", forward)
+	return forward, cfg, os.WriteFile(cfg, []byte(yaml), 0o600)
+}
+
+// resolveLine starts a real dnsmasq on router B (its LAN's resolver,
+// including the agent's forwarding lines) and resolves router-a's mesh
+// name from b1, as any plain LAN host would.
+func resolveLine(ctx context.Context, m *testbed.Mesh, forward string) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b, _ := os.ReadFile(forward)
+		if strings.Contains(string(b), "server=/") {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("router-b's agent wrote no dnsmasq lines to %s", forward)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if _, err := m.RouterB.StartDnsmasq(ctx, testbed.RouterBLAN, forward); err != nil {
+		return err
+	}
+	ipA, err := m.A.MeshIP(ctx)
+	if err != nil {
+		return err
+	}
+	name := "router-a.mesh.internal"
+	var last testbed.Answer
+	for t := time.Now(); time.Since(t) < 10*time.Second; time.Sleep(50 * time.Millisecond) {
+		a, err := m.B1.Lookup(ctx, testbed.RouterBLAN, name, "A")
+		if err == nil && len(a.Addrs) == 1 && a.Addrs[0] == ipA {
+			say("b1 resolves %s through dnsmasq on %s: %s (%d ms)", name, testbed.RouterBLAN, a.Addrs[0], a.Took.Milliseconds())
+			return nil
+		}
+		last = a
+	}
+	return fmt.Errorf("b1: %s via dnsmasq %s: %v, want %s", name, testbed.RouterBLAN, last, ipA)
 }
 
 func natName(k testbed.NATKind) string {

@@ -3,6 +3,7 @@ package testbed
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/lanmesh/lanmesh/internal/wire"
@@ -16,6 +17,12 @@ type Mesh struct {
 	A, B   *Agent
 	Keys   map[string]string // auth key per node name (secrets: never log them)
 	Joined map[string]time.Duration
+	// Laptops are the agents AddLaptop started, by name.
+	Laptops map[string]*Agent
+
+	mu          sync.Mutex // guards Keys, Joined, Laptops once StartMesh returned
+	laptopOrder []*Agent
+	say         Narrate
 }
 
 // Narrate receives one line per finished step (the demo prints them,
@@ -27,6 +34,15 @@ type MeshOptions struct {
 	// Verbose runs coord with --verbose and agents with --log-level
 	// debug, so that log checks (S11) see everything the programs can log.
 	Verbose bool
+	// BeforeJoin runs once coord is healthy and before any router joins:
+	// users and a policy go in here so the routers join under them.
+	BeforeJoin func(ctx context.Context, c *Coord) error
+	// KeyArgs are extra `keys create` flags per router name (e.g.
+	// --user U --tag tag:router).
+	KeyArgs map[string][]string
+	// AgentArgs are extra `lanmesh agent` flags per router name (e.g.
+	// --config FILE for the DNS keys).
+	AgentArgs map[string][]string
 }
 
 // StartMesh brings up coord and both routers on s, step by step.
@@ -43,13 +59,18 @@ func StartMeshWith(ctx context.Context, s *Standard, say Narrate, opt MeshOption
 	if say == nil {
 		say = func(string, ...any) {}
 	}
-	m := &Mesh{Standard: s, Keys: map[string]string{}, Joined: map[string]time.Duration{}}
+	m := &Mesh{Standard: s, Keys: map[string]string{}, Joined: map[string]time.Duration{}, Laptops: map[string]*Agent{}, say: say}
 	t0 := time.Now()
 	var err error
 	if m.Coord, err = StartCoord(ctx, s.Coord, CoordIP, coordArgs...); err != nil {
 		return m, fmt.Errorf("start coord: %w", err)
 	}
 	say("coord serving at %s, healthy after %s", m.Coord.URL, ms(time.Since(t0)))
+	if opt.BeforeJoin != nil {
+		if err := opt.BeforeJoin(ctx, m.Coord); err != nil {
+			return m, fmt.Errorf("before join: %w", err)
+		}
+	}
 
 	for _, r := range []struct {
 		agent **Agent
@@ -58,7 +79,7 @@ func StartMeshWith(ctx context.Context, s *Standard, say Narrate, opt MeshOption
 		lan   string
 	}{{&m.A, s.RouterA, "router-a", LANA}, {&m.B, s.RouterB, "router-b", LANB}} {
 		t := time.Now()
-		k, err := m.Coord.CreateKey(ctx)
+		k, err := m.Coord.CreateKey(ctx, opt.KeyArgs[r.name]...)
 		if err != nil {
 			return m, fmt.Errorf("create auth key for %s: %w", r.name, err)
 		}
@@ -66,7 +87,7 @@ func StartMeshWith(ctx context.Context, s *Standard, say Narrate, opt MeshOption
 		if pk, err := wire.ParseAuthKey(k); err == nil {
 			say("auth key %s created for %s", pk.Redacted(), r.name)
 		}
-		a, err := StartAgent(ctx, r.host, r.name, agentArgs...)
+		a, err := StartAgent(ctx, r.host, r.name, append(append([]string(nil), agentArgs...), opt.AgentArgs[r.name]...)...)
 		if err != nil {
 			return m, fmt.Errorf("start agent %s: %w", r.name, err)
 		}
@@ -103,7 +124,11 @@ func StartMeshWith(ctx context.Context, s *Standard, say Narrate, opt MeshOption
 	return m, nil
 }
 
-// Agents returns the running agents by name.
-func (m *Mesh) Agents() []*Agent { return []*Agent{m.A, m.B} }
+// Agents returns the routers' agents, then the laptops' in join order.
+func (m *Mesh) Agents() []*Agent {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]*Agent{m.A, m.B}, m.laptopOrder...)
+}
 
 func ms(d time.Duration) string { return fmt.Sprintf("%d ms", d.Milliseconds()) }
