@@ -1,4 +1,4 @@
 // Package firewall owns the nftables table "inet lanmesh" (through netlink, no nft binary):
-// forwarding between the mesh and LANs, TCP MSS clamping and SNAT. It never reads or
-// changes another table; every update replaces the table's contents in one transaction.
+// coord's identity packet filter on input and forward for the mesh interface (sets, flat
+// rule count), TCP MSS clamping and SNAT. It never reads or changes another table (fw4.md).
 package firewall

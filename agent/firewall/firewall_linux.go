@@ -10,22 +10,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// TableName is our table in the inet family; nothing else is ours.
-const TableName = "lanmesh"
-
-// Config is the desired rule set.
-type Config struct {
-	MeshIface string // the mesh TUN
-	// SNAT masquerades mesh traffic forwarded to a LAN (LAN hosts answer
-	// the router) and LAN traffic forwarded into the mesh (the far side
-	// sees the router's mesh address).
-	SNAT bool
-}
-
 // Firewall writes the table. Its methods must run in the target network
 // namespace: a netlink socket is opened per update.
 type Firewall struct {
-	log *slog.Logger
+	log   *slog.Logger
+	built *shape // what the kernel holds; nil: unknown, rebuild
+	plan  *plan  // the sets' contents in the kernel when built is set
 }
 
 func New(log *slog.Logger) *Firewall {
@@ -38,16 +28,63 @@ func table() *nftables.Table {
 
 // Set replaces the table's contents with cfg's rules in one netlink batch:
 // the kernel applies all of it or none, and no packet sees a half-built
-// table. Identity ACLs will come as sets and verdict maps in this same
-// batch, so the rule count stays flat as peers grow.
+// table (or a moment without one). The identity filter lives in sets,
+// so the rule count is the same for 2 peers or 10,000.
 func (f *Firewall) Set(cfg Config) error {
 	if cfg.MeshIface == "" || len(cfg.MeshIface) >= unix.IFNAMSIZ {
 		return fmt.Errorf("firewall: invalid mesh interface name %q", cfg.MeshIface)
 	}
+	p, err := buildPlan(cfg)
+	if err != nil {
+		return err
+	}
+	sh := shape{mesh: cfg.MeshIface, snat: cfg.SNAT}
+	if f.built != nil && *f.built == sh {
+		// Only the filter changed: swap set elements, keep chains.
+		// Recreating base chains re-registers their hooks, and new
+		// connections were seen to lose a packet to that (about 1 in
+		// 1,500 during back-to-back updates); element swaps lost none.
+		if err = f.apply(func(c *nftables.Conn) error { return fillSets(c, table(), p, f.plan) }); err == nil {
+			f.plan = p
+			f.log.Debug("filter updated", "elements", p.count())
+			return nil
+		}
+		// The table may have been removed behind our back (nft flush
+		// ruleset): rebuild it whole.
+		f.log.Warn("filter update failed, rebuilding table", "err", err)
+	}
+	f.built, f.plan = nil, nil
+	if err := f.apply(func(c *nftables.Conn) error { return f.rebuild(c, cfg, p) }); err != nil {
+		return err
+	}
+	f.built, f.plan = &sh, p
+	f.log.Debug("rules applied", "mesh", cfg.MeshIface, "snat", cfg.SNAT, "filter", cfg.Filter != nil, "elements", p.count())
+	return nil
+}
+
+// shape is what fixes the table's chains and rules; the filter only
+// fills sets.
+type shape struct {
+	mesh string
+	snat bool
+}
+
+// apply runs one netlink transaction.
+func (f *Firewall) apply(batch func(*nftables.Conn) error) error {
 	c, err := nftables.New()
 	if err != nil {
 		return fmt.Errorf("firewall: open netlink: %w", err)
 	}
+	if err := batch(c); err != nil {
+		return err
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("firewall: replace table inet %s: %w", TableName, err)
+	}
+	return nil
+}
+
+func (f *Firewall) rebuild(c *nftables.Conn, cfg Config, p *plan) error {
 	t := table()
 	// Add first so the delete cannot fail on a missing table, then
 	// recreate: one transaction.
@@ -55,13 +92,19 @@ func (f *Firewall) Set(cfg Config) error {
 	c.DelTable(t)
 	c.AddTable(t)
 
+	if err := addFilter(c, t, p); err != nil {
+		return err
+	}
 	accept := nftables.ChainPolicyAccept
+	in := c.AddChain(&nftables.Chain{Name: "input", Table: t, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookInput, Priority: nftables.ChainPriorityFilter, Policy: &accept})
 	fwd := c.AddChain(&nftables.Chain{Name: "forward", Table: t, Type: nftables.ChainTypeFilter,
 		Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter, Policy: &accept})
 	post := c.AddChain(&nftables.Chain{Name: "postrouting", Table: t, Type: nftables.ChainTypeNAT,
 		Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource, Policy: &accept})
 
 	mesh := cfg.MeshIface
+	c.AddRule(&nftables.Rule{Table: t, Chain: in, Exprs: join(ifname(expr.MetaKeyIIFNAME, expr.CmpOpEq, mesh), jump(chainNames[chainMeshIn]))})
 	for _, r := range forwardRules(mesh) {
 		c.AddRule(&nftables.Rule{Table: t, Chain: fwd, Exprs: r})
 	}
@@ -70,10 +113,6 @@ func (f *Firewall) Set(cfg Config) error {
 			c.AddRule(&nftables.Rule{Table: t, Chain: post, Exprs: r})
 		}
 	}
-	if err := c.Flush(); err != nil {
-		return fmt.Errorf("firewall: replace table inet %s: %w", TableName, err)
-	}
-	f.log.Debug("rules applied", "mesh", mesh, "snat", cfg.SNAT)
 	return nil
 }
 
@@ -83,6 +122,7 @@ func (f *Firewall) Close() error {
 	if err != nil {
 		return fmt.Errorf("firewall: open netlink: %w", err)
 	}
+	f.built, f.plan = nil, nil
 	c.DelTable(table())
 	if err := c.Flush(); err != nil && !errors.Is(err, unix.ENOENT) {
 		return fmt.Errorf("firewall: delete table inet %s: %w", TableName, err)
@@ -92,7 +132,8 @@ func (f *Firewall) Close() error {
 
 // forwardRules: clamp the MSS of TCP SYNs entering or leaving the mesh to
 // the route MTU (the mesh MTU is below the LAN's, and PMTU discovery
-// through tunnels often fails), then accept mesh<->LAN forwarding.
+// through tunnels often fails), then send mesh<->LAN forwarding through
+// the identity filter.
 func forwardRules(mesh string) [][]expr.Any {
 	clamp := func(key expr.MetaKey) []expr.Any {
 		return join(ifname(key, expr.CmpOpEq, mesh), tcpSYN(), []expr.Any{
@@ -103,8 +144,8 @@ func forwardRules(mesh string) [][]expr.Any {
 	return [][]expr.Any{
 		clamp(expr.MetaKeyOIFNAME),
 		clamp(expr.MetaKeyIIFNAME),
-		join(ifname(expr.MetaKeyIIFNAME, expr.CmpOpEq, mesh), verdict(expr.VerdictAccept)),
-		join(ifname(expr.MetaKeyOIFNAME, expr.CmpOpEq, mesh), verdict(expr.VerdictAccept)),
+		join(ifname(expr.MetaKeyIIFNAME, expr.CmpOpEq, mesh), jump(chainNames[chainMeshToLAN])),
+		join(ifname(expr.MetaKeyOIFNAME, expr.CmpOpEq, mesh), jump(chainNames[chainLANToMesh])),
 	}
 }
 
@@ -136,6 +177,10 @@ func tcpSYN() []expr.Any {
 
 func masq() []expr.Any { return []expr.Any{&expr.Masq{}} }
 
+func jump(chain string) []expr.Any {
+	return []expr.Any{&expr.Verdict{Kind: expr.VerdictJump, Chain: chain}}
+}
+
 func verdict(k expr.VerdictKind) []expr.Any { return []expr.Any{&expr.Verdict{Kind: k}} }
 
 func join(parts ...[]expr.Any) []expr.Any {
@@ -144,4 +189,41 @@ func join(parts ...[]expr.Any) []expr.Any {
 		out = append(out, p...)
 	}
 	return out
+}
+
+// Stats counts, from the kernel, the rules in our table and the
+// elements in its sets: what the benchmark reports to show the rule
+// count stays flat while the sets grow.
+func (f *Firewall) Stats() (rules, elements int, err error) {
+	c, err := nftables.New()
+	if err != nil {
+		return 0, 0, fmt.Errorf("firewall: open netlink: %w", err)
+	}
+	t := table()
+	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
+	if err != nil {
+		return 0, 0, fmt.Errorf("firewall: list chains: %w", err)
+	}
+	for _, ch := range chains {
+		if ch.Table.Name != TableName {
+			continue
+		}
+		rs, err := c.GetRules(t, ch)
+		if err != nil {
+			return 0, 0, fmt.Errorf("firewall: list rules of %s: %w", ch.Name, err)
+		}
+		rules += len(rs)
+	}
+	sets, err := c.GetSets(t)
+	if err != nil {
+		return 0, 0, fmt.Errorf("firewall: list sets: %w", err)
+	}
+	for _, s := range sets {
+		es, err := c.GetSetElements(s)
+		if err != nil {
+			return 0, 0, fmt.Errorf("firewall: list set %s: %w", s.Name, err)
+		}
+		elements += len(es)
+	}
+	return rules, elements, nil
 }
