@@ -154,19 +154,26 @@ func natRuleset(kind NATKind, wan, lan string) (string, error) {
 	default:
 		return "", fmt.Errorf("testbed: unknown NAT kind %q", kind)
 	}
+	// Like a real home router, the box drops unsolicited UDP to itself:
+	// accepting it would leave a conntrack entry that clashes with the
+	// mapping a hole-punching node needs, and masquerade would then pick
+	// another port.
+	input := fmt.Sprintf("iifname %q meta l4proto udp ct state new drop", wan)
 	filter := ""
 	if kind == NATNoUDP {
+		input = "meta l4proto udp drop"
 		filter = fmt.Sprintf(`
 	chain filter_forward {
 		type filter hook forward priority filter; policy drop;
 		ct state established,related accept
 		iifname %q tcp dport 443 accept
-	}
-	chain filter_input {
-		type filter hook input priority filter; policy accept;
-		meta l4proto udp drop
 	}`, lan)
 	}
+	filter += fmt.Sprintf(`
+	chain filter_input {
+		type filter hook input priority filter; policy accept;
+		%s
+	}`, input)
 	return fmt.Sprintf(`table inet lmtb
 delete table inet lmtb
 table inet lmtb {
