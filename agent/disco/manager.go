@@ -204,8 +204,14 @@ func (m *Manager) SetPeers(peers []Peer) {
 		}
 		p.region = pe.Region
 		added := p.setSource(FromNetmap, pe.Endpoints)
-		if !p.nextRound.IsZero() {
+		if !p.nextRound.IsZero() && len(added) > 0 {
 			m.pingSoon(p, added, now, &ob)
+			// While on the relay, ask the peer to ping back now: our pings
+			// alone die at its NAT until it opens a mapping towards us.
+			if !p.best.IsValid() && len(m.local) > 0 && now.Sub(p.lastCMM) >= repingAfter {
+				p.lastCMM = now
+				ob.pkts = append(ob.pkts, outPkt{pkt: m.seal(p, &CallMeMaybe{Endpoints: m.local}), relay: p.key})
+			}
 		} // else: a new peer, the next Tick runs its first round
 	}
 	for k := range m.peers {
@@ -371,7 +377,13 @@ func (m *Manager) handleLocked(pkt []byte, from key.NodePublic, src netip.AddrPo
 		// The peer reached us from src: ping back there, which opens our
 		// NAT towards it when only its pings got through so far.
 		p.notePing(src, now)
-		if src != p.best {
+		if c := p.cands[src]; c != nil && src != p.best && c.lastPong.Before(c.lastPingTx) &&
+			now.Sub(c.lastPingTx) >= pingBackAfter {
+			// Our last ping there went unanswered, most likely dropped by
+			// the peer's NAT before this ping opened it: ping back now
+			// rather than at the next round.
+			m.ping(p, c, now, ob)
+		} else if src != p.best {
 			m.pingSoon(p, []netip.AddrPort{src}, now, ob)
 		}
 		return nil

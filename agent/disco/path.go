@@ -10,12 +10,13 @@ import (
 )
 
 // Timing of the path logic. Relay-only peers are probed often because a
-// direct path is worth a lot; a working direct path is re-checked rarely,
-// and an unanswered check is retried at once so a dead path is left after
-// two missed pongs (about 2*PingTimeout).
+// direct path is worth a lot; a direct path is re-checked every 5 s too, so
+// a dead one (NAT mapping flushed, WAN address changed) is left for the
+// relay within about DirectProbeInterval + 2*PingTimeout. An unanswered
+// check is retried at once: one lost packet is not a dead path.
 const (
 	RelayProbeInterval  = 5 * time.Second
-	DirectProbeInterval = 25 * time.Second
+	DirectProbeInterval = 5 * time.Second
 	PingTimeout         = 3 * time.Second
 	// missesToFallBack unanswered pings to the current path end it.
 	missesToFallBack = 2
@@ -27,6 +28,9 @@ const (
 	// repingAfter: a candidate is not pinged again sooner than this when a
 	// CallMeMaybe or an incoming ping asks for an immediate ping.
 	repingAfter = time.Second
+	// pingBackAfter rate-limits the ping back to a candidate whose last
+	// ping went unanswered, when the peer pings us from it.
+	pingBackAfter = 100 * time.Millisecond
 )
 
 // Source says where a candidate endpoint came from (a bit set).

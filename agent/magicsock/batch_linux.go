@@ -91,13 +91,13 @@ func fillSend(msgs []ipv6.Message, bufs [][]byte, addr *net.UDPAddr, gso, is6 bo
 	return n
 }
 
-func (s *socket) receiveFunc(handler func([]byte, netip.AddrPort)) conn.ReceiveFunc {
+func (s *socket) receiveFunc(handler func([]byte, netip.AddrPort), epFor func(netip.AddrPort) *Endpoint) conn.ReceiveFunc {
 	return func(bufs [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
-		return s.receive(bufs, sizes, eps, handler)
+		return s.receive(bufs, sizes, eps, handler, epFor)
 	}
 }
 
-func (s *socket) receive(bufs [][]byte, sizes []int, eps []conn.Endpoint, handler func([]byte, netip.AddrPort)) (int, error) {
+func (s *socket) receive(bufs [][]byte, sizes []int, eps []conn.Endpoint, handler func([]byte, netip.AddrPort), epFor func(netip.AddrPort) *Endpoint) (int, error) {
 	msgs := s.getMsgs()
 	defer s.putMsgs(msgs)
 	m := (*msgs)[:len(bufs)]
@@ -142,7 +142,7 @@ func (s *socket) receive(bufs [][]byte, sizes []int, eps []conn.Endpoint, handle
 			continue
 		}
 		sizes[i] = m[i].N
-		eps[i] = &Endpoint{ap}
+		eps[i] = epFor(ap)
 	}
 	return n, nil
 }

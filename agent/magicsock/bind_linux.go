@@ -16,6 +16,12 @@ import (
 	"golang.org/x/net/ipv6"
 	"golang.org/x/sys/unix"
 	"golang.zx2c4.com/wireguard/conn"
+
+	"github.com/lanmesh/lanmesh/agent/disco"
+	"github.com/lanmesh/lanmesh/agent/netcheck"
+	"github.com/lanmesh/lanmesh/derp"
+	"github.com/lanmesh/lanmesh/internal/key"
+	"github.com/lanmesh/lanmesh/internal/wire"
 )
 
 // Options configure a Conn.
@@ -29,6 +35,19 @@ type Options struct {
 	// STUN). pkt is only valid during the call.
 	Handler func(pkt []byte, src netip.AddrPort)
 	Logger  *slog.Logger
+
+	// OnPathChange is called (in its own goroutine's time, without locks
+	// held) when a peer's path changes; OnRelayUp when the relay connects;
+	// OnEndpoints when our candidate endpoints change.
+	OnPathChange func(key.NodePublic)
+	OnRelayUp    func()
+	OnEndpoints  func([]netip.AddrPort)
+	// InNS runs f on a thread in the data plane's network namespace, for
+	// the sockets opened after Open (relay dials, interface listing).
+	// Nil runs f directly.
+	InNS func(f func())
+	// IgnoreIface is the mesh interface, never a source of endpoints.
+	IgnoreIface string
 }
 
 const (
@@ -41,10 +60,38 @@ type Conn struct {
 	opts Options
 	log  *slog.Logger
 
-	mu   sync.Mutex
-	v4   *socket
-	v6   *socket
-	port uint16
+	mu     sync.Mutex
+	v4     *socket
+	v6     *socket
+	port   uint16
+	closed chan struct{} // of the current Open: ends the relay ReceiveFunc
+
+	ctx     context.Context // ends at Shutdown
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	checker *netcheck.Checker
+	disco   atomic.Pointer[disco.Manager]
+
+	smu       sync.Mutex // SetConfig state
+	priv      key.NodePrivate
+	dm        *wire.DERPMap
+	discoStop context.CancelFunc
+	started   bool
+
+	pmu    sync.RWMutex
+	peers  map[key.NodePublic]*peerState
+	byAddr map[netip.AddrPort]key.NodePublic // proven direct paths
+
+	relayMu    sync.Mutex
+	relay      *derp.Client // nil: not connected
+	relayCode  string
+	home       int // region id; 0: not chosen yet
+	report     *netcheck.Report
+	local      []netip.AddrPort
+	relayCh    chan relayPkt
+	relayDrops atomic.Int64
+	relayWake  chan struct{}
+	ncWake     chan struct{}
 }
 
 var _ conn.Bind = (*Conn)(nil)
@@ -57,7 +104,14 @@ func New(opts Options) *Conn {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	c := &Conn{opts: opts, log: opts.Logger.With("component", "magicsock")}
+	if opts.InNS == nil {
+		opts.InNS = func(f func()) { f() }
+	}
+	c := &Conn{opts: opts, log: opts.Logger.With("component", "magicsock"),
+		peers: map[key.NodePublic]*peerState{}, byAddr: map[netip.AddrPort]key.NodePublic{},
+		relayCh: make(chan relayPkt, relayQueue), relayWake: make(chan struct{}, 1), ncWake: make(chan struct{}, 1)}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.checker, _ = netcheck.New(netcheck.Config{Send: c.WriteTo, Logger: c.log, Dial: c.dialInNS})
 	if opts.GRO && opts.BatchSize%maxGROSegments != 0 {
 		c.log.Info("UDP GRO off: batch size is not a multiple of 64", "batch", opts.BatchSize)
 		c.opts.GRO = false
@@ -80,28 +134,6 @@ type socket struct {
 	gro  bool
 	msgs sync.Pool // *[]ipv6.Message of BatchSize
 	log  *slog.Logger
-}
-
-// Endpoint is a peer's UDP address. It does not pin a source address: the
-// routing table picks it, which is what a router with one WAN wants.
-type Endpoint struct{ netip.AddrPort }
-
-var _ conn.Endpoint = (*Endpoint)(nil)
-
-func (*Endpoint) ClearSrc()             {}
-func (*Endpoint) SrcToString() string   { return "" }
-func (*Endpoint) SrcIP() netip.Addr     { return netip.Addr{} }
-func (e *Endpoint) DstIP() netip.Addr   { return e.Addr() }
-func (e *Endpoint) DstToString() string { return e.AddrPort.String() }
-func (e *Endpoint) DstToBytes() []byte  { b, _ := e.AddrPort.MarshalBinary(); return b }
-
-// ParseEndpoint parses "ip:port" (the UAPI endpoint form).
-func (c *Conn) ParseEndpoint(s string) (conn.Endpoint, error) {
-	ap, err := netip.ParseAddrPort(s)
-	if err != nil {
-		return nil, fmt.Errorf("endpoint %q: %w", s, err)
-	}
-	return &Endpoint{netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())}, nil
 }
 
 func (c *Conn) BatchSize() int { return c.opts.BatchSize }
@@ -136,9 +168,10 @@ func (c *Conn) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
 			return nil, 0, err
 		}
 		c.v4, c.v6, c.port = v4, v6, got
-		fns := []conn.ReceiveFunc{c.v4.receiveFunc(c.opts.Handler)}
+		c.closed = make(chan struct{})
+		fns := []conn.ReceiveFunc{c.v4.receiveFunc(c.handleOther, c.endpointFor), c.relayReceive(c.closed)}
 		if v6 != nil {
-			fns = append(fns, c.v6.receiveFunc(c.opts.Handler))
+			fns = append(fns, c.v6.receiveFunc(c.handleOther, c.endpointFor))
 		}
 		c.log.Debug("listening", "port", got, "ipv6", v6 != nil, "gso", v4.gso.Load(), "gro", v4.gro)
 		return fns, got, nil
@@ -204,6 +237,10 @@ func (c *Conn) Close() error {
 			errs = append(errs, s.udp.Close())
 		}
 	}
+	if c.closed != nil {
+		close(c.closed)
+		c.closed = nil
+	}
 	c.v4, c.v6, c.port = nil, nil, 0
 	return errors.Join(errs...)
 }
@@ -246,20 +283,6 @@ func (c *Conn) socketFor(a netip.Addr) (*socket, error) {
 		return nil, fmt.Errorf("send to %s: %w", a, syscall.EAFNOSUPPORT)
 	}
 	return s, nil
-}
-
-// Send writes bufs to ep, coalescing runs of equal-size packets into UDP
-// GSO super-datagrams when GSO is on.
-func (c *Conn) Send(bufs [][]byte, ep conn.Endpoint) error {
-	e, ok := ep.(*Endpoint)
-	if !ok {
-		return conn.ErrWrongEndpointType
-	}
-	s, err := c.socketFor(e.Addr())
-	if err != nil {
-		return err
-	}
-	return s.send(bufs, net.UDPAddrFromAddrPort(e.AddrPort))
 }
 
 // WriteTo sends one non-WireGuard datagram (disco, STUN) from the shared

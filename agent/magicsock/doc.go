@@ -1,4 +1,4 @@
-// Package magicsock is the agent's conn.Bind: one UDP socket per address family shared by
-// WireGuard and (through a demux hook) disco and STUN, with recvmmsg/sendmmsg and UDP GSO/GRO.
-// It knows nothing of peers or paths; choosing endpoints is the engine's (later disco's) job.
+// Package magicsock is the agent's conn.Bind: WireGuard endpoints are peers' node keys, and each send
+// goes over the peer's disco-proven direct path (one UDP socket per family, GSO/GRO batching) or the home
+// relay; the socket also carries disco and STUN. Path choice is agent/disco's, NAT discovery agent/netcheck's.
 package magicsock

@@ -31,7 +31,7 @@ func (c *Checker) httpsLatencies(ctx context.Context, regions []wire.DERPRegion)
 	for _, reg := range regions {
 		wg.Go(func() {
 			for _, n := range reg.Nodes {
-				d, err := relayLatency(ctx, n)
+				d, err := relayLatency(ctx, c.cfg.Dial, n)
 				if err != nil {
 					c.log.Debug("netcheck: relay latency", "region", reg.ID, "node", n.Name, "err", err)
 					continue
@@ -47,18 +47,24 @@ func (c *Checker) httpsLatencies(ctx context.Context, regions []wire.DERPRegion)
 	return out
 }
 
-func relayLatency(ctx context.Context, n wire.DERPNode) (time.Duration, error) {
+func relayLatency(ctx context.Context, dial func(context.Context, string, string) (net.Conn, error), n wire.DERPNode) (time.Duration, error) {
 	u, err := url.Parse(n.URL())
 	if err != nil {
 		return 0, err
 	}
-	host := u.Host
-	if u.Port() == "" {
-		host = net.JoinHostPort(u.Hostname(), "443")
+	port := u.Port()
+	if port == "" {
+		port = "443"
 	}
-	var d net.Dialer
+	host := net.JoinHostPort(u.Hostname(), port)
+	// Dial the map's address when it has one: no DNS needed.
+	if n.IPv4.IsValid() {
+		host = net.JoinHostPort(n.IPv4.String(), port)
+	} else if n.IPv6.IsValid() {
+		host = net.JoinHostPort(n.IPv6.String(), port)
+	}
 	start := time.Now()
-	conn, err := d.DialContext(ctx, "tcp", host)
+	conn, err := dial(ctx, "tcp", host)
 	if err != nil {
 		return 0, fmt.Errorf("connect %s: %w", host, err)
 	}

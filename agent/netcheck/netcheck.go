@@ -48,6 +48,10 @@ type Config struct {
 	STUNTimeout  time.Duration
 	HTTPSTimeout time.Duration
 	Logger       *slog.Logger
+	// Dial opens the TCP connections of the relay latency fallback; nil
+	// uses a net.Dialer. The agent passes one that dials inside the data
+	// plane's network namespace.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // Checker runs checks; one Run at a time.
@@ -86,6 +90,10 @@ func New(cfg Config) (*Checker, error) {
 	}
 	if cfg.HTTPSTimeout <= 0 {
 		cfg.HTTPSTimeout = 5 * time.Second
+	}
+	if cfg.Dial == nil {
+		var d net.Dialer
+		cfg.Dial = d.DialContext
 	}
 	c := &Checker{cfg: cfg, log: cfg.Logger, inflight: map[stun.TxID]*txn{}}
 	if c.log == nil {

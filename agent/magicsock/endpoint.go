@@ -1,0 +1,99 @@
+package magicsock
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+
+	"golang.zx2c4.com/wireguard/conn"
+
+	"github.com/lanmesh/lanmesh/internal/key"
+)
+
+// Endpoint is what wireguard-go holds for a peer. A peer endpoint names
+// the peer's node key, not an address: the UAPI "endpoint=" is the key in
+// hex, and every Send looks up the peer's current path (direct address or
+// relay), so a path change never needs a UAPI call. A bare endpoint (zero
+// key) is a packet source we cannot map to a peer; wireguard-go only uses
+// it to answer that packet (cookie replies), because the engine turns its
+// roaming off for peers with an endpoint.
+type Endpoint struct {
+	key  key.NodePublic
+	addr netip.AddrPort // bare endpoints only
+}
+
+var _ conn.Endpoint = (*Endpoint)(nil)
+
+// Key is the peer's node key; zero for a bare address.
+func (e *Endpoint) Key() key.NodePublic { return e.key }
+
+func (*Endpoint) ClearSrc()           {}
+func (*Endpoint) SrcToString() string { return "" }
+func (*Endpoint) SrcIP() netip.Addr   { return netip.Addr{} }
+func (e *Endpoint) DstIP() netip.Addr { return e.addr.Addr() }
+
+// DstToString is the form ParseEndpoint reads back (UAPI get/set).
+func (e *Endpoint) DstToString() string {
+	if e.key.IsZero() {
+		return e.addr.String()
+	}
+	return e.key.Hex()
+}
+
+// DstToBytes feeds wireguard-go's cookie MACs, which only need a stable
+// per-source value.
+func (e *Endpoint) DstToBytes() []byte {
+	if e.key.IsZero() {
+		b, _ := e.addr.MarshalBinary()
+		return b
+	}
+	return e.key[:]
+}
+
+// ParseEndpoint parses a peer's node key in hex (64 digits, what the
+// engine writes), or "ip:port" for a bare address.
+func (c *Conn) ParseEndpoint(s string) (conn.Endpoint, error) {
+	if len(s) == 64 {
+		var k key.NodePublic
+		if _, err := hex.Decode(k[:], []byte(s)); err != nil {
+			return nil, fmt.Errorf("endpoint %q: not a hex node key: %w", s, err)
+		}
+		if k.IsZero() {
+			return nil, fmt.Errorf("endpoint %q: zero node key", s)
+		}
+		return c.peerEndpoint(k), nil
+	}
+	ap, err := netip.ParseAddrPort(s)
+	if err != nil {
+		return nil, fmt.Errorf("endpoint %q: want a 64-digit hex node key or ip:port: %w", s, err)
+	}
+	return &Endpoint{addr: netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())}, nil
+}
+
+// ErrNoPath is returned by Send for a peer with neither a proven direct
+// path nor a relay connection; wireguard-go retries its handshake later.
+var ErrNoPath = errors.New("magicsock: no path to peer yet (no direct path proven, relay not connected)")
+
+// Send writes bufs to ep: to the peer's proven direct address as one
+// sendmmsg batch (coalesced into UDP GSO super-datagrams when GSO is on),
+// else through the relay.
+func (c *Conn) Send(bufs [][]byte, ep conn.Endpoint) error {
+	e, ok := ep.(*Endpoint)
+	if !ok {
+		return conn.ErrWrongEndpointType
+	}
+	dst := e.addr
+	if !e.key.IsZero() {
+		dst = c.directPath(e.key)
+		if !dst.IsValid() {
+			return c.sendRelay(e.key, bufs)
+		}
+	}
+	s, err := c.socketFor(dst.Addr())
+	if err != nil {
+		return err
+	}
+	return s.send(bufs, net.UDPAddrFromAddrPort(dst))
+}

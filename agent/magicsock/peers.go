@@ -1,0 +1,309 @@
+package magicsock
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/netip"
+	"reflect"
+	"slices"
+	"time"
+
+	"github.com/lanmesh/lanmesh/agent/disco"
+	"github.com/lanmesh/lanmesh/derp/stun"
+	"github.com/lanmesh/lanmesh/internal/key"
+	"github.com/lanmesh/lanmesh/internal/wire"
+)
+
+// peerState is what the Conn knows of one peer: the endpoint object
+// wireguard-go holds, and the direct address disco proved (invalid: the
+// relay carries the peer's traffic).
+type peerState struct {
+	ep     *Endpoint
+	direct netip.AddrPort
+	// pending is the latest handshake initiation sent while the peer had
+	// no path at all; it goes out as soon as one appears. wireguard-go
+	// sends a new initiation only every 5 s, so without this the first
+	// packet would wait for its retry.
+	pending     []byte
+	pendingTime time.Time
+}
+
+// pendingTTL: wireguard-go gives up on an initiation after RekeyTimeout.
+const pendingTTL = 5 * time.Second
+
+// holdInitiation keeps a handshake initiation for k until a path appears;
+// it reports whether it did.
+func (c *Conn) holdInitiation(k key.NodePublic, bufs [][]byte) bool {
+	var init []byte
+	for _, b := range bufs {
+		if len(b) >= 4 && b[0] == 1 && IsWireGuard(b) {
+			init = b
+		}
+	}
+	if init == nil {
+		return false
+	}
+	c.pmu.Lock()
+	defer c.pmu.Unlock()
+	ps := c.peers[k]
+	if ps == nil {
+		return false
+	}
+	ps.pending, ps.pendingTime = bytes.Clone(init), time.Now()
+	return true
+}
+
+// takePending returns and forgets k's held initiation, if still fresh.
+func (c *Conn) takePending(k key.NodePublic) []byte {
+	c.pmu.Lock()
+	defer c.pmu.Unlock()
+	ps := c.peers[k]
+	if ps == nil || ps.pending == nil {
+		return nil
+	}
+	p := ps.pending
+	ps.pending = nil
+	if time.Since(ps.pendingTime) > pendingTTL {
+		return nil
+	}
+	return p
+}
+
+// flushPending sends held initiations now that a path may exist (one
+// peer, or every peer when k is zero: the relay came up).
+func (c *Conn) flushPending(k key.NodePublic) {
+	var keys []key.NodePublic
+	if k.IsZero() {
+		c.pmu.RLock()
+		for pk, ps := range c.peers {
+			if ps.pending != nil {
+				keys = append(keys, pk)
+			}
+		}
+		c.pmu.RUnlock()
+	} else {
+		keys = []key.NodePublic{k}
+	}
+	for _, pk := range keys {
+		if p := c.takePending(pk); p != nil {
+			ep := c.knownEndpoint(pk)
+			if ep == nil {
+				continue
+			}
+			if err := c.Send([][]byte{p}, ep); err != nil {
+				c.log.Debug("send held handshake", "peer", pk.ShortString(), "err", err)
+			}
+		}
+	}
+}
+
+// Peer is a peer as the engine configures it.
+type Peer struct {
+	Key       key.NodePublic
+	Endpoints []netip.AddrPort // candidates from coord
+}
+
+// peerEndpoint returns k's endpoint, creating its state: wireguard-go may
+// parse an endpoint before SetConfig tells us about the peer.
+func (c *Conn) peerEndpoint(k key.NodePublic) *Endpoint {
+	c.pmu.Lock()
+	defer c.pmu.Unlock()
+	ps := c.peers[k]
+	if ps == nil {
+		ps = &peerState{ep: &Endpoint{key: k}}
+		c.peers[k] = ps
+	}
+	return ps.ep
+}
+
+func (c *Conn) knownEndpoint(k key.NodePublic) *Endpoint {
+	c.pmu.RLock()
+	defer c.pmu.RUnlock()
+	if ps := c.peers[k]; ps != nil {
+		return ps.ep
+	}
+	return nil
+}
+
+func (c *Conn) directPath(k key.NodePublic) netip.AddrPort {
+	c.pmu.RLock()
+	defer c.pmu.RUnlock()
+	if ps := c.peers[k]; ps != nil {
+		return ps.direct
+	}
+	return netip.AddrPort{}
+}
+
+// endpointFor maps a packet's source to its peer's endpoint when that
+// source is a peer's proven direct path; else a bare endpoint, which the
+// device uses for its answer only (roaming is off, see Endpoint).
+func (c *Conn) endpointFor(src netip.AddrPort) *Endpoint {
+	c.pmu.RLock()
+	k, ok := c.byAddr[src]
+	var ep *Endpoint
+	if ok {
+		ep = c.peers[k].ep
+	}
+	c.pmu.RUnlock()
+	if ep != nil {
+		return ep
+	}
+	return &Endpoint{addr: src}
+}
+
+// onPath is disco's OnPathChange: traffic moves at the next Send.
+func (c *Conn) onPath(k key.NodePublic, p disco.Path) {
+	c.pmu.Lock()
+	ps := c.peers[k]
+	if ps == nil {
+		ps = &peerState{ep: &Endpoint{key: k}}
+		c.peers[k] = ps
+	}
+	if ps.direct.IsValid() && c.byAddr[ps.direct] == k {
+		delete(c.byAddr, ps.direct)
+	}
+	ps.direct = p.Direct
+	if p.Direct.IsValid() {
+		c.byAddr[p.Direct] = k
+	}
+	c.pmu.Unlock()
+	if p.Direct.IsValid() {
+		c.flushPending(k)
+	}
+	if c.opts.OnPathChange != nil {
+		c.opts.OnPathChange(k)
+	}
+}
+
+// SetConfig gives the Conn our node key, the peers and the relay map. It
+// starts disco, the relay client and netcheck on first use; a new key
+// restarts disco (its sealing keys change).
+func (c *Conn) SetConfig(priv key.NodePrivate, peers []Peer, dm *wire.DERPMap) error {
+	if priv.IsZero() {
+		return fmt.Errorf("magicsock: no node private key")
+	}
+	if dm != nil {
+		if err := dm.Validate(); err != nil {
+			return fmt.Errorf("magicsock: %w", err)
+		}
+	}
+	c.smu.Lock()
+	defer c.smu.Unlock()
+	if c.ctx.Err() != nil {
+		return fmt.Errorf("magicsock: shut down")
+	}
+	if priv != c.priv {
+		if c.discoStop != nil {
+			c.discoStop()
+		}
+		m, err := disco.New(disco.Config{PrivateKey: priv, Sender: discoSender{c}, Logger: c.log, OnPathChange: c.onPath})
+		if err != nil {
+			return fmt.Errorf("magicsock: %w", err)
+		}
+		c.pmu.Lock()
+		for _, ps := range c.peers {
+			ps.direct = netip.AddrPort{}
+		}
+		clear(c.byAddr)
+		c.pmu.Unlock()
+		ctx, cancel := context.WithCancel(c.ctx)
+		c.discoStop = cancel
+		c.wg.Go(func() { m.Run(ctx) })
+		c.disco.Store(m)
+		m.SetLocalEndpoints(c.LocalEndpoints())
+		c.priv = priv
+		c.resetRelay() // the relay authenticated the old key
+	}
+	if !reflect.DeepEqual(dm, c.dm) {
+		c.dm = dm
+		c.relayMu.Lock()
+		c.home = 0 // netcheck picks again; until then the first region
+		c.relayMu.Unlock()
+		c.resetRelay()
+		c.wakeNetcheck()
+	}
+	if !c.started {
+		c.started = true
+		c.wg.Go(c.relayLoop)
+		c.wg.Go(c.netcheckLoop)
+	}
+	c.wake(c.relayWake)
+
+	keep := map[key.NodePublic]bool{}
+	dps := make([]disco.Peer, 0, len(peers))
+	for _, p := range peers {
+		keep[p.Key] = true
+		dps = append(dps, disco.Peer{Key: p.Key, Endpoints: slices.Clone(p.Endpoints)})
+	}
+	c.pmu.Lock()
+	for k, ps := range c.peers {
+		if !keep[k] {
+			if ps.direct.IsValid() && c.byAddr[ps.direct] == k {
+				delete(c.byAddr, ps.direct)
+			}
+			delete(c.peers, k)
+		}
+	}
+	c.pmu.Unlock()
+	c.disco.Load().SetPeers(dps)
+	return nil
+}
+
+// PeerPath says how packets reach k now: "direct <ip:port>", "relay
+// <region code>", or "" when there is no path yet. direct is the address
+// when direct.
+func (c *Conn) PeerPath(k key.NodePublic) (path string, direct netip.AddrPort) {
+	if d := c.directPath(k); d.IsValid() {
+		return "direct " + d.String(), d
+	}
+	c.relayMu.Lock()
+	defer c.relayMu.Unlock()
+	if c.relay != nil {
+		return "relay " + c.relayCode, netip.AddrPort{}
+	}
+	return "", netip.AddrPort{}
+}
+
+// DiscoStatus is disco's view of every peer (candidates, RTTs).
+func (c *Conn) DiscoStatus() []disco.PeerStatus {
+	if m := c.disco.Load(); m != nil {
+		return m.Status()
+	}
+	return nil
+}
+
+// discoSender is the Conn as disco's Sender.
+type discoSender struct{ c *Conn }
+
+func (s discoSender) SendUDP(pkt []byte, dst netip.AddrPort) error { return s.c.WriteTo(pkt, dst) }
+
+func (s discoSender) SendRelay(pkt []byte, peer key.NodePublic) error {
+	s.c.relayMu.Lock()
+	cl := s.c.relay
+	s.c.relayMu.Unlock()
+	if cl == nil {
+		return ErrNoPath
+	}
+	return cl.Send(peer, pkt)
+}
+
+// handleOther demultiplexes what arrives on the UDP socket and is not
+// WireGuard: disco, STUN answers for netcheck, and anything else to the
+// Options.Handler hook.
+func (c *Conn) handleOther(pkt []byte, src netip.AddrPort) {
+	if disco.Looks(pkt) {
+		if m := c.disco.Load(); m != nil {
+			if err := m.HandleUDP(pkt, src); err != nil {
+				c.log.Debug("disco packet dropped", "src", src, "err", err)
+			}
+			return
+		}
+	}
+	if stun.Is(pkt) && c.checker.HandleSTUN(pkt, src) {
+		return
+	}
+	if c.opts.Handler != nil {
+		c.opts.Handler(pkt, src)
+	}
+}
