@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"sort"
 	"strconv"
@@ -29,6 +30,48 @@ type Config struct {
 	// MaxInflightPackets bounds the packets the data plane holds per
 	// direction, so memory stays bounded on small routers.
 	MaxInflightPackets int `koanf:"max_inflight_packets"`
+	DNS                DNS `koanf:"dns"`
+}
+
+// DNS configures the mesh DNS server (agent/dns).
+type DNS struct {
+	Enabled bool `koanf:"enabled"`
+	// Listen is where the server answers, UDP and TCP (port 0 picks one).
+	Listen string `koanf:"listen"`
+	// DnsmasqConf, when set, is a file the agent (re)writes with the
+	// dnsmasq lines that forward the mesh domain to Listen.
+	DnsmasqConf string `koanf:"dnsmasq_conf"`
+	// Upstreams are resolvers for everything else, comma-separated
+	// (IP or IP:port); "" reads /etc/resolv.conf, which is never written.
+	Upstreams string `koanf:"upstreams"`
+	// PublishLeases publishes the DHCP names of LeasesFile inside the
+	// advertised routes to permitted peers (<host>.<router>.<domain>).
+	PublishLeases bool   `koanf:"publish_leases"`
+	LeasesFile    string `koanf:"leases_file"`
+}
+
+// ResolvConf is where dns.upstreams = "" reads resolvers from (read-only).
+const ResolvConf = "/etc/resolv.conf"
+
+// ParseUpstreams parses dns.upstreams: comma-separated IP or IP:port.
+func ParseUpstreams(s string) ([]netip.AddrPort, error) {
+	var out []netip.AddrPort
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		if ap, err := netip.ParseAddrPort(f); err == nil {
+			out = append(out, ap)
+			continue
+		}
+		a, err := netip.ParseAddr(f)
+		if err != nil || a.Zone() != "" {
+			return nil, fmt.Errorf("%q is not an IP address or IP:port", f)
+		}
+		out = append(out, netip.AddrPortFrom(a, 53))
+	}
+	return out, nil
 }
 
 // Offloads are the kernel offload switches; each has had kernel bugs, so
@@ -54,6 +97,11 @@ func Defaults() Config {
 		MemoryLimitMiB:     24,
 		Offloads:           Offloads{TUN: true, UDPGSO: true, UDPGRO: true},
 		MaxInflightPackets: 1024,
+		DNS: DNS{
+			Enabled:    true,
+			Listen:     "127.0.0.1:53535",
+			LeasesFile: "/tmp/dhcp.leases", // OpenWrt's dnsmasq
+		},
 	}
 }
 
@@ -146,6 +194,12 @@ func defaultsMap() map[string]any {
 		"offloads.udp_gso":     d.Offloads.UDPGSO,
 		"offloads.udp_gro":     d.Offloads.UDPGRO,
 		"max_inflight_packets": d.MaxInflightPackets,
+		"dns.enabled":          d.DNS.Enabled,
+		"dns.listen":           d.DNS.Listen,
+		"dns.dnsmasq_conf":     d.DNS.DnsmasqConf,
+		"dns.upstreams":        d.DNS.Upstreams,
+		"dns.publish_leases":   d.DNS.PublishLeases,
+		"dns.leases_file":      d.DNS.LeasesFile,
 	}
 }
 
@@ -377,6 +431,15 @@ func (c *Config) validate(origin map[string]string) error {
 	}
 	if c.MaxInflightPackets < 16 || c.MaxInflightPackets > 1<<20 {
 		bad("max_inflight_packets", c.MaxInflightPackets, "is out of range (16-1048576)")
+	}
+	if ap, err := netip.ParseAddrPort(c.DNS.Listen); err != nil || ap.Addr().Zone() != "" {
+		bad("dns.listen", c.DNS.Listen, "is not an IP:port like 127.0.0.1:53535")
+	}
+	if _, err := ParseUpstreams(c.DNS.Upstreams); err != nil {
+		bad("dns.upstreams", c.DNS.Upstreams, "is not a comma-separated list of IP or IP:port: "+err.Error())
+	}
+	if c.DNS.PublishLeases && c.DNS.LeasesFile == "" {
+		bad("dns.leases_file", c.DNS.LeasesFile, "must not be empty when dns.publish_leases is true")
 	}
 	return errors.Join(errs...)
 }

@@ -122,3 +122,52 @@ func FuzzLoadYAML(f *testing.F) {
 		}
 	})
 }
+
+// configs/agent.yaml documents every key with its default: loading it
+// must give exactly the defaults, and it must name every key.
+func TestExampleConfigIsDefaults(t *testing.T) {
+	path := filepath.Join("..", "..", "configs", "agent.yaml")
+	c, err := Load(Sources{File: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *c != Defaults() {
+		t.Fatalf("configs/agent.yaml = %+v, want the defaults %+v", *c, Defaults())
+	}
+	b, _ := os.ReadFile(path)
+	layer, err := fileLayer(path, b, schemaKeys())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for key := range schemaKeys() {
+		if _, ok := layer[key]; !ok {
+			t.Errorf("configs/agent.yaml does not show key %s", key)
+		}
+	}
+}
+
+func TestDNSKeys(t *testing.T) {
+	d := Defaults().DNS
+	if !d.Enabled || d.Listen != "127.0.0.1:53535" || d.DnsmasqConf != "" || d.Upstreams != "" || d.PublishLeases || d.LeasesFile != "/tmp/dhcp.leases" {
+		t.Fatalf("dns defaults = %+v", d)
+	}
+	c, err := Load(Sources{Env: []string{"LANMESH_DNS_LISTEN=127.0.0.1:0", "LANMESH_DNS_UPSTREAMS=1.1.1.1, [2001:db8::1]:5353"}})
+	if err != nil || c.DNS.Listen != "127.0.0.1:0" {
+		t.Fatalf("env dns = %+v, %v", c, err)
+	}
+	ups, err := ParseUpstreams(c.DNS.Upstreams)
+	if err != nil || len(ups) != 2 || ups[0].String() != "1.1.1.1:53" || ups[1].String() != "[2001:db8::1]:5353" {
+		t.Fatalf("upstreams = %v, %v", ups, err)
+	}
+	for _, bad := range []struct{ file, want string }{
+		{"dns:\n  listen: localhost\n", "dns.listen"},
+		{"dns:\n  upstreams: 1.1.1.1,resolver\n", "dns.upstreams"},
+		{"dns:\n  publish_leases: true\n  leases_file: \"\"\n", "dns.leases_file"},
+		{"dns:\n  enabled: yes please\n", "dns.enabled"},
+	} {
+		_, err := Load(Sources{File: writeFile(t, bad.file)})
+		if err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("%q: err = %v, want it to name %s", bad.file, err, bad.want)
+		}
+	}
+}

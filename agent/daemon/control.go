@@ -3,8 +3,11 @@ package daemon
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"net"
+	"net/http"
+	"runtime"
 	"slices"
 	"time"
 
@@ -14,36 +17,56 @@ import (
 	"github.com/lanmesh/lanmesh/internal/wire"
 )
 
-// Backoff between netmap stream attempts.
+// Backoff between netmap stream (and registration) attempts.
 const (
 	minBackoff = time.Second
 	maxBackoff = 30 * time.Second
+	// registerTimeout bounds one registration attempt, so a coord that
+	// swallows packets is retried instead of waited on forever.
+	registerTimeout = 15 * time.Second
 )
 
-// mapLoop is one run of the netmap stream loop; `up` with new prefs, or
-// `down`, ends it and a new one starts.
+// mapLoop is one run of the coord loop (registration when joining, then
+// the netmap stream); `up` with new prefs, or `down`, ends it and a new
+// one starts.
 type mapLoop struct {
 	gen    int
 	cancel context.CancelFunc
 	done   chan struct{}
 	ready  chan struct{} // closed on the first full netmap
 	fatal  chan error    // first refusal by coord before any netmap (for `up`)
+	// regErr gets the first failed registration attempt that will be
+	// retried, so `up` answers at once instead of at its timeout.
+	regErr chan error
+	// stream cancels the netmap stream in flight (guarded by Daemon.mu);
+	// restartStreamLocked uses it to send a new MapRequest.
+	stream context.CancelCauseFunc
 }
 
-// errStale ends a stream whose loop was replaced.
-var errStale = errors.New("netmap stream replaced")
+var (
+	// errStale ends a stream whose loop was replaced.
+	errStale = errors.New("netmap stream replaced")
+	// errRestart ends a stream so a new MapRequest (endpoints, LAN hosts)
+	// reaches coord; the loop reconnects at once, without backoff.
+	errRestart = errors.New("netmap stream restarted with a new request")
+)
 
-func (d *Daemon) startLoopLocked() {
+// startLoopLocked starts a coord loop. With ak it registers first; the
+// auth key lives only in this loop's memory (never stored or logged, S11)
+// so that a network failure can be retried.
+func (d *Daemon) startLoopLocked(ak *wire.AuthKey) *mapLoop {
 	d.gen++
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &mapLoop{gen: d.gen, cancel: cancel, done: make(chan struct{}),
-		ready: make(chan struct{}), fatal: make(chan error, 1)}
+		ready: make(chan struct{}), fatal: make(chan error, 1), regErr: make(chan error, 1)}
 	d.loop = l
+	d.coord = coordConn{}
 	st := *d.st
 	go func() {
 		defer close(l.done)
-		d.runLoop(ctx, l, st.LoginServer, st.CoordFingerprint)
+		d.runLoop(ctx, l, st.LoginServer, st.CoordFingerprint, ak)
 	}()
+	return l
 }
 
 // stopLoop ends the running loop and waits for it. It must not be called
@@ -61,10 +84,21 @@ func (d *Daemon) stopLoop() {
 	}
 }
 
-// runLoop keeps one netmap stream open, forever, with exponential backoff
-// and jitter between attempts. While coord is away the engine keeps its
-// last config, so existing traffic keeps flowing.
-func (d *Daemon) runLoop(ctx context.Context, l *mapLoop, server, fp string) {
+// restartStreamLocked makes the loop reopen its netmap stream with a
+// fresh MapRequest. Without a stream in flight there is nothing to do:
+// the next attempt builds a fresh request anyway.
+func (d *Daemon) restartStreamLocked(why string) {
+	if d.loop != nil && d.loop.stream != nil {
+		d.log.Info("reopening the netmap stream", "why", why)
+		d.loop.stream(errRestart)
+	}
+}
+
+// runLoop registers (when given an auth key) and then keeps one netmap
+// stream open, forever, with exponential backoff and jitter between
+// attempts. While coord is away the engine keeps its last config, so
+// existing traffic keeps flowing.
+func (d *Daemon) runLoop(ctx context.Context, l *mapLoop, server, fp string, ak *wire.AuthKey) {
 	d.mu.Lock()
 	mk := d.st.MachineKey
 	d.mu.Unlock()
@@ -76,12 +110,29 @@ func (d *Daemon) runLoop(ctx context.Context, l *mapLoop, server, fp string) {
 		l.fatal <- localapi.BadRequest("%v", err)
 		return
 	}
+	if ak != nil && !d.registerLoop(ctx, l, cc, *ak) {
+		return
+	}
 	backoff := minBackoff
 	for {
 		nm := &netmap{}
-		err := cc.Map(ctx, d.mapRequest(), func(m *wire.MapMessage) error { return d.handle(l, nm, m) })
+		sctx, scancel := context.WithCancelCause(ctx)
+		d.mu.Lock()
+		if d.loop != l {
+			d.mu.Unlock()
+			scancel(errStale)
+			return
+		}
+		l.stream = scancel
+		d.mu.Unlock()
+		err := cc.Map(sctx, d.mapRequest(), func(m *wire.MapMessage) error { return d.handle(l, nm, m) })
+		restarted := errors.Is(context.Cause(sctx), errRestart)
+		scancel(nil)
 		if ctx.Err() != nil {
 			return
+		}
+		if restarted {
+			continue // a new request, not a failure: no backoff
 		}
 		if nm.full {
 			backoff = minBackoff // the stream worked; start over
@@ -108,13 +159,98 @@ func (d *Daemon) runLoop(ctx context.Context, l *mapLoop, server, fp string) {
 			}
 		}
 		d.log.Warn("netmap stream ended; retrying", "err", shortErr(err), "in", wait.Round(time.Millisecond))
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !sleep(ctx, wait) {
 			return
-		case <-t.C:
 		}
+	}
+}
+
+// registerLoop joins the mesh with ak, retrying network failures with
+// backoff. A refusal by coord (4xx) is final: retrying a rejected key
+// only hammers coord. It reports whether the node is now registered.
+func (d *Daemon) registerLoop(ctx context.Context, l *mapLoop, cc Control, ak wire.AuthKey) bool {
+	backoff := minBackoff
+	for {
+		d.mu.Lock()
+		st := *d.st
+		d.mu.Unlock()
+		d.log.Info("registering", "server", st.LoginServer, "auth_key", ak.Redacted())
+		rctx, cancel := context.WithTimeout(ctx, registerTimeout)
+		resp, err := cc.Register(rctx, wire.RegisterRequest{
+			AuthKey: ak.WithoutFingerprint(), NodeKey: st.NodeKey.Public(), Hostname: d.hostname(st.Prefs), OS: runtime.GOOS,
+		})
+		cancel()
+		if ctx.Err() != nil {
+			return false
+		}
+		if err == nil {
+			if err = d.registered(l, resp.Node); err == nil {
+				return true
+			}
+		}
+		var se *controlclient.StatusError
+		var le *localapi.Error
+		final := errors.As(err, &le) || (errors.As(err, &se) && se.Code >= 400 && se.Code < 500)
+		wait := jitter(backoff)
+		backoff = min(backoff*2, maxBackoff)
+
+		d.mu.Lock()
+		if d.loop != l {
+			d.mu.Unlock()
+			return false
+		}
+		d.coord.connected = false
+		d.coord.lastErr = shortErr(err)
+		d.coord.nextRetry = time.Time{}
+		if !final {
+			d.coord.nextRetry = time.Now().Add(wait)
+		}
+		d.mu.Unlock()
+
+		if final {
+			d.log.Warn("coord refused the registration", "server", st.LoginServer, "err", shortErr(err))
+			l.fatal <- userError(err)
+			return false
+		}
+		select {
+		case l.regErr <- err:
+		default:
+		}
+		d.log.Warn("registration failed; retrying", "server", st.LoginServer, "err", shortErr(err), "in", wait.Round(time.Millisecond))
+		if !sleep(ctx, wait) {
+			return false
+		}
+	}
+}
+
+// registered records coord's answer to a registration in the state file.
+func (d *Daemon) registered(l *mapLoop, n wire.Node) error {
+	if n.ID == 0 || len(n.Addresses) == 0 {
+		return &localapi.Error{Code: http.StatusBadGateway, Msg: "coord answered the registration without a node ID or addresses"}
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.loop != l {
+		return errStale
+	}
+	next := *d.st
+	next.NodeID, next.Name, next.Addresses = n.ID, n.Name, slices.Clone(n.Addresses)
+	if _, err := state.Store(d.cfg.StateDir, &next); err != nil {
+		return &localapi.Error{Code: http.StatusInternalServerError, Msg: err.Error()}
+	}
+	d.st = &next
+	d.log.Info("registered", "node", n.Name, "id", n.ID)
+	return nil
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
 	}
 }
 
@@ -134,6 +270,10 @@ func shortErr(err error) string {
 	if errors.As(err, &se) {
 		return se.Message
 	}
+	var le *localapi.Error
+	if errors.As(err, &le) {
+		return le.Msg
+	}
 	var oe *net.OpError
 	if errors.As(err, &oe) {
 		return oe.Error()
@@ -141,20 +281,26 @@ func shortErr(err error) string {
 	return err.Error()
 }
 
+// mapRequest builds the stream's request and remembers what it reported,
+// so the refresher knows when coord's view is out of date.
 func (d *Daemon) mapRequest() wire.MapRequest {
+	eps := d.currentEndpoints()
 	d.mu.Lock()
+	defer d.mu.Unlock()
 	st := *d.st
-	d.mu.Unlock()
+	d.sent.endpoints = eps
+	d.sent.lanHosts = slices.Clone(d.lanHosts)
 	return wire.MapRequest{
 		NodeKey:         st.NodeKey.Public(),
-		Endpoints:       d.endpoints(d.eng.ListenPort(), meshPrefixes(st.Addresses)),
+		Endpoints:       eps,
 		AdvertiseRoutes: slices.Clone(st.Prefs.AdvertiseRoutes),
 		Hostname:        d.hostname(st.Prefs),
+		LANHosts:        slices.Clone(d.lanHosts),
 	}
 }
 
 // handle applies one stream message: netmap, state (self's name and
-// addresses), engine.
+// addresses), engine, DNS and the netmap cache.
 func (d *Daemon) handle(l *mapLoop, nm *netmap, m *wire.MapMessage) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -177,6 +323,8 @@ func (d *Daemon) handle(l *mapLoop, nm *netmap, m *wire.MapMessage) error {
 		// A failed Reconfig is logged; the next netmap tries again. The
 		// stream stays up so status keeps telling the truth.
 		_ = d.reconfigLocked(engineConfig(d.st.NodeKey, nm, d.st.Prefs))
+		d.updateDNSLocked()
+		d.netmapChangedLocked()
 	}
 	if m.Full {
 		select {
@@ -210,4 +358,13 @@ func (d *Daemon) updateSelfLocked(self *wire.Node) {
 		return
 	}
 	d.st = &next
+}
+
+// upTimeoutMsg is what `up` says when no netmap came in time.
+func upTimeoutMsg(server string, timeout time.Duration, last string) string {
+	msg := fmt.Sprintf("no answer from coord %s within %v", server, timeout)
+	if last != "" {
+		msg = fmt.Sprintf("no netmap from coord %s within %v: %s", server, timeout, last)
+	}
+	return msg + " (still trying; \"lanmesh status\" shows progress)"
 }

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
-	"runtime"
 	"runtime/debug"
 	"slices"
 	"sync"
@@ -37,8 +36,12 @@ type Options struct {
 	// NewControl makes a coord client; nil uses controlclient.New.
 	NewControl func(controlclient.Options) (Control, error)
 	// Endpoints lists this host's endpoint candidates; nil uses the
-	// host's interfaces (see localEndpoints).
+	// host's interfaces (see localEndpoints). An engine that offers
+	// LocalEndpoints (with STUN-mapped addresses) takes precedence.
 	Endpoints func(port uint16, mesh []netip.Prefix) []netip.AddrPort
+	// WatchNetwork calls notify on address or link changes until ctx
+	// ends; nil uses netlink on Linux (none elsewhere: polling only).
+	WatchNetwork func(ctx context.Context, notify func()) error
 }
 
 // Daemon is the running agent.
@@ -48,8 +51,13 @@ type Daemon struct {
 	eng        engine.Engine
 	newControl func(controlclient.Options) (Control, error)
 	endpoints  func(port uint16, mesh []netip.Prefix) []netip.AddrPort
+	watch      func(ctx context.Context, notify func()) error
+	dns        *meshDNS // nil: mesh DNS off or failed to start
 
 	upMu sync.Mutex // serializes up and down
+
+	bgCancel context.CancelFunc // stops the refresher
+	bgDone   chan struct{}
 
 	mu      sync.Mutex
 	st      *state.State // nil: no state file yet (never joined)
@@ -58,6 +66,15 @@ type Daemon struct {
 	coord   coordConn
 	loop    *mapLoop // nil: not connecting
 	gen     int
+	cache   cacheState
+	closed  bool
+	// lanHosts are this router's published DHCP names (dns.publish_leases).
+	lanHosts []wire.LANHost
+	// sent is what the current MapRequest told coord.
+	sent struct {
+		endpoints []netip.AddrPort
+		lanHosts  []wire.LANHost
+	}
 }
 
 type coordConn struct {
@@ -100,7 +117,11 @@ func New(o Options) (*Daemon, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open engine: %w", err)
 	}
-	d := &Daemon{cfg: cfg, log: log, eng: eng, st: st, newControl: o.NewControl, endpoints: o.Endpoints}
+	d := &Daemon{cfg: cfg, log: log, eng: eng, st: st, newControl: o.NewControl, endpoints: o.Endpoints, watch: o.WatchNetwork}
+	if d.watch == nil {
+		tun := cfg.TUNName
+		d.watch = func(ctx context.Context, notify func()) error { return watchNetlink(ctx, tun, notify) }
+	}
 	if d.newControl == nil {
 		d.newControl = func(o controlclient.Options) (Control, error) { return controlclient.New(o) }
 	}
@@ -108,23 +129,52 @@ func New(o Options) (*Daemon, error) {
 		tun := cfg.TUNName
 		d.endpoints = func(port uint16, mesh []netip.Prefix) []netip.AddrPort { return localEndpoints(port, tun, mesh) }
 	}
+	if cfg.DNS.Enabled {
+		d.dns = startDNS(cfg.DNS, log.With("part", "dns"))
+	}
 	return d, nil
 }
 
-// Start connects to coord when the node has joined and the user wants it
-// running.
+// Start brings back the mesh from the cached netmap (so a router that
+// reboots while coord is away keeps its tunnels) and connects to coord,
+// when the node has joined and the user wants it running.
 func (d *Daemon) Start() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.closed || d.bgCancel != nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	d.bgCancel, d.bgDone = cancel, make(chan struct{})
+	go func() {
+		defer close(d.bgDone)
+		d.refresher(ctx)
+	}()
 	if d.st.Joined() && d.st.Prefs.WantRunning {
-		d.startLoopLocked()
+		d.applyCacheLocked()
+		d.startLoopLocked(nil)
 	}
 }
 
-// Close stops the stream and closes the engine (which removes its
-// interface, routes and firewall table).
+// Close stops the stream, writes the netmap cache if it is behind, and
+// closes the engine (which removes its interface, routes and firewall
+// table) and the DNS server.
 func (d *Daemon) Close() error {
 	d.stopLoop()
+	d.mu.Lock()
+	d.closed = true
+	cancel, done := d.bgCancel, d.bgDone
+	d.mu.Unlock()
+	if cancel != nil {
+		cancel()
+		<-done
+	}
+	d.mu.Lock()
+	d.flushCacheOnCloseLocked()
+	d.mu.Unlock()
+	if d.dns != nil {
+		d.dns.close()
+	}
 	return d.eng.Close()
 }
 
@@ -145,6 +195,7 @@ func (d *Daemon) Status(context.Context) localapi.Status {
 	if !d.coord.nextRetry.IsZero() {
 		s.Coord.NextRetry = d.coord.nextRetry.UTC().Format(time.RFC3339)
 	}
+	s.DNS = d.dnsStatusLocked()
 	if d.st.Joined() {
 		self := &localapi.Node{
 			ID: int64(d.st.NodeID), Name: d.st.Name, Key: d.st.NodeKey.Public().String(),
@@ -167,7 +218,10 @@ func (d *Daemon) Status(context.Context) localapi.Status {
 				if ps.Endpoint.IsValid() {
 					lp.Endpoint = ps.Endpoint.String()
 				}
-				lp.Path = pathKind(ps.Endpoint)
+				lp.Path = ps.Path
+				if lp.Path == "" {
+					lp.Path = pathKind(ps.Endpoint)
+				}
 				if !ps.LastHandshake.IsZero() {
 					lp.LastHandshake = ps.LastHandshake.UTC().Format(time.RFC3339)
 				}
@@ -303,15 +357,14 @@ func (d *Daemon) Up(ctx context.Context, req localapi.UpRequest) (localapi.UpRes
 	if req.AuthKey != "" || serverChanged || !oldPrefs.Equal(st.Prefs) || !running {
 		d.stopLoop()
 	}
-	if req.AuthKey != "" {
-		if err := d.register(ctx, &st, ak); err != nil {
-			return localapi.UpResponse{}, err
-		}
-	}
 
 	d.mu.Lock()
 	if d.loop == nil {
-		d.startLoopLocked()
+		var akp *wire.AuthKey
+		if req.AuthKey != "" {
+			akp = &ak
+		}
+		d.startLoopLocked(akp)
 	}
 	loop := d.loop
 	d.mu.Unlock()
@@ -320,15 +373,21 @@ func (d *Daemon) Up(ctx context.Context, req localapi.UpRequest) (localapi.UpRes
 	case <-loop.ready:
 	case err := <-loop.fatal:
 		return localapi.UpResponse{}, err
+	case err := <-loop.regErr:
+		// A network failure: the loop keeps retrying with backoff, and
+		// status shows the error; the user hears about it now.
+		return localapi.UpResponse{}, &localapi.Error{Code: http.StatusBadGateway,
+			Msg: fmt.Sprintf("cannot register with coord %s: %s (retrying in the background; \"lanmesh status\" shows progress)", login, shortErr(err))}
 	case <-ctx.Done():
 		d.mu.Lock()
 		last := d.coord.lastErr
-		d.mu.Unlock()
-		msg := fmt.Sprintf("no netmap from coord within %v", timeout)
-		if last != "" {
-			msg += ": " + last
+		if d.loop == loop && last == "" {
+			// The first attempt is still in flight (a coord that drops
+			// packets): status must still say why there is no netmap.
+			d.coord.lastErr = fmt.Sprintf("no answer from coord %s within %v", login, timeout)
 		}
-		return localapi.UpResponse{}, &localapi.Error{Code: http.StatusGatewayTimeout, Msg: msg}
+		d.mu.Unlock()
+		return localapi.UpResponse{}, &localapi.Error{Code: http.StatusGatewayTimeout, Msg: upTimeoutMsg(login, timeout, last)}
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -343,34 +402,6 @@ func (d *Daemon) commit(st *state.State) error {
 		return err
 	}
 	d.st = st
-	return nil
-}
-
-// register joins the mesh with ak. The auth key lives only in this
-// request: it is never stored or logged (S11).
-func (d *Daemon) register(ctx context.Context, st *state.State, ak wire.AuthKey) error {
-	cc, err := d.newControl(controlclient.Options{ServerURL: st.LoginServer, Fingerprint: st.CoordFingerprint, MachineKey: st.MachineKey, Logger: d.log.With("part", "control")})
-	if err != nil {
-		return localapi.BadRequest("%v", err)
-	}
-	d.log.Info("registering", "server", st.LoginServer, "auth_key", ak.Redacted())
-	resp, err := cc.Register(ctx, wire.RegisterRequest{
-		AuthKey: ak.WithoutFingerprint(), NodeKey: st.NodeKey.Public(), Hostname: d.hostname(st.Prefs), OS: runtime.GOOS,
-	})
-	if err != nil {
-		return userError(err)
-	}
-	n := resp.Node
-	if n.ID == 0 || len(n.Addresses) == 0 {
-		return &localapi.Error{Code: http.StatusBadGateway, Msg: "coord answered the registration without a node ID or addresses"}
-	}
-	next := *st
-	next.NodeID, next.Name, next.Addresses = n.ID, n.Name, slices.Clone(n.Addresses)
-	if err := d.commit(&next); err != nil {
-		return err
-	}
-	*st = next
-	d.log.Info("registered", "node", n.Name, "id", n.ID)
 	return nil
 }
 
@@ -416,6 +447,7 @@ func (d *Daemon) Down(context.Context) error {
 	}
 	d.nm = nil
 	d.coord = coordConn{}
+	d.updateDNSLocked()
 	return d.reconfigLocked(engine.Config{PrivateKey: d.st.NodeKey})
 }
 

@@ -76,6 +76,18 @@ func newFakeCoord(n wire.Node) *fakeCoord {
 	return &fakeCoord{node: n, sessions: make(chan *session, 10), mapReqs: make(chan wire.MapRequest, 10)}
 }
 
+func (f *fakeCoord) setRegErr(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.regErr = err
+}
+
+func (f *fakeCoord) registerCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.registers)
+}
+
 func (f *fakeCoord) Register(_ context.Context, r wire.RegisterRequest) (wire.RegisterResponse, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -141,19 +153,33 @@ func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(
 
 func newHarness(t *testing.T, dir string, coord *fakeCoord) *harness {
 	t.Helper()
+	return newHarnessWith(t, dir, coord, nil)
+}
+
+// newHarnessWith lets a test change the config and options (and the
+// engine, through o.NewEngine) before the daemon starts.
+func newHarnessWith(t *testing.T, dir string, coord *fakeCoord, tweak func(*config.Config, *Options)) *harness {
+	t.Helper()
 	cfg := config.Defaults()
 	cfg.StateDir = dir
 	cfg.MemoryLimitMiB = 0
+	cfg.DNS.Listen = "127.0.0.1:0"
+	cfg.DNS.Upstreams = "127.0.0.1:1"
 	h := &harness{eng: &fakeEngine{}, coord: coord, dir: dir, logs: &syncBuf{}}
 	log := slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	d, err := New(Options{
+	o := Options{
 		Config: &cfg, Logger: log,
 		NewEngine:  func(engine.Options, *slog.Logger) (engine.Engine, error) { return h.eng, nil },
 		NewControl: func(controlclient.Options) (Control, error) { return coord, nil },
 		Endpoints: func(port uint16, _ []netip.Prefix) []netip.AddrPort {
 			return []netip.AddrPort{netip.AddrPortFrom(netip.MustParseAddr("198.18.1.2"), port)}
 		},
-	})
+		WatchNetwork: func(ctx context.Context, _ func()) error { <-ctx.Done(); return nil },
+	}
+	if tweak != nil {
+		tweak(&cfg, &o)
+	}
+	d, err := New(o)
 	if err != nil {
 		t.Fatal(err)
 	}

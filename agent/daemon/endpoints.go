@@ -16,7 +16,7 @@ func localEndpoints(port uint16, meshIf string, mesh []netip.Prefix) []netip.Add
 	}
 	var out []netip.AddrPort
 	for _, ifi := range ifs {
-		if ifi.Flags&net.FlagUp == 0 || ifi.Flags&net.FlagLoopback != 0 || ifi.Name == meshIf || strings.HasPrefix(ifi.Name, "lanmesh") {
+		if ifi.Flags&net.FlagUp == 0 || ifi.Flags&net.FlagLoopback != 0 || isMeshIf(ifi.Name, meshIf) {
 			continue
 		}
 		addrs, err := ifi.Addrs()
@@ -38,6 +38,12 @@ func localEndpoints(port uint16, meshIf string, mesh []netip.Prefix) []netip.Add
 		}
 	}
 	return out
+}
+
+// isMeshIf reports whether name is a mesh interface (ours, or another
+// lanmesh instance's): its addresses are no endpoints.
+func isMeshIf(name, meshIf string) bool {
+	return name == meshIf || strings.HasPrefix(name, "lanmesh")
 }
 
 // endpointFor keeps addresses peers could reach: no loopback, link-local,

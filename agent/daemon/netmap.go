@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"reflect"
 	"slices"
 
 	"github.com/lanmesh/lanmesh/agent/engine"
@@ -24,6 +25,10 @@ type netmap struct {
 	self   wire.Node
 	domain string
 	peers  map[wire.NodeID]wire.Node
+	// filter and derp are kept from the full map and replaced whenever a
+	// message carries a new one. A nil filter means deny-all (S14).
+	filter *wire.PacketFilter
+	derp   *wire.DERPMap
 }
 
 // apply folds one stream message into nm and reports whether anything the
@@ -33,7 +38,13 @@ func (nm *netmap) apply(m *wire.MapMessage) (bool, error) {
 		if m.Self == nil {
 			return false, errors.New("netmap: full map without self")
 		}
+		if m.DERPMap != nil {
+			if err := m.DERPMap.Validate(); err != nil {
+				return false, fmt.Errorf("netmap: %w", err)
+			}
+		}
 		nm.full = true
+		nm.filter, nm.derp = m.PacketFilter, m.DERPMap
 		nm.peers = make(map[wire.NodeID]wire.Node, len(m.Peers))
 		for _, p := range m.Peers {
 			nm.peers[p.ID] = p
@@ -46,13 +57,23 @@ func (nm *netmap) apply(m *wire.MapMessage) (bool, error) {
 	} else if len(m.Peers) > 0 {
 		return false, errors.New("netmap: peers list in a delta (only a full map carries one)")
 	}
+	if !m.Full && m.DERPMap != nil {
+		if err := m.DERPMap.Validate(); err != nil {
+			return false, fmt.Errorf("netmap: %w", err)
+		}
+		nm.derp = m.DERPMap
+	}
 	nm.seq = m.Seq
-	changed := m.Full
+	changed := m.Full || m.PacketFilter != nil || m.DERPMap != nil
+	if m.PacketFilter != nil {
+		nm.filter = m.PacketFilter
+	}
 	if m.Self != nil {
 		nm.self = *m.Self
 		changed = true
 	}
 	if m.Domain != "" {
+		changed = changed || nm.domain != m.Domain
 		nm.domain = m.Domain
 	}
 	for _, p := range m.PeersChanged {
@@ -66,6 +87,14 @@ func (nm *netmap) apply(m *wire.MapMessage) (bool, error) {
 		}
 	}
 	return changed, nil
+}
+
+// fullMessage is nm as one full map message: the netmap cache's form,
+// so loading the cache runs the same code (and checks) as the stream.
+func (nm *netmap) fullMessage() *wire.MapMessage {
+	self := nm.self
+	return &wire.MapMessage{Seq: nm.seq, Full: true, Self: &self, Domain: nm.domain,
+		Peers: nm.sortedPeers(), PacketFilter: nm.filter, DERPMap: nm.derp}
 }
 
 // sortedPeers returns the peers ordered by ID, so configs are stable.
@@ -87,6 +116,8 @@ func engineConfig(nodeKey key.NodePrivate, nm *netmap, prefs state.Prefs) engine
 		AdvertisedRoutes: slices.Clone(prefs.AdvertiseRoutes),
 		SNAT:             prefs.SNATSubnetRoutes,
 		Routes:           []netip.Prefix{meshRange},
+		Filter:           nm.filter,
+		DERPMap:          nm.derp,
 	}
 	for _, a := range nm.self.Addresses {
 		if a.Addr().Is6() {
@@ -136,7 +167,8 @@ func appendUnique(s []netip.Prefix, p netip.Prefix) []netip.Prefix {
 func configEqual(a, b engine.Config) bool {
 	if a.PrivateKey != b.PrivateKey || a.SNAT != b.SNAT ||
 		!slices.Equal(a.Addresses, b.Addresses) || !slices.Equal(a.Routes, b.Routes) ||
-		!slices.Equal(a.AdvertisedRoutes, b.AdvertisedRoutes) || len(a.Peers) != len(b.Peers) {
+		!slices.Equal(a.AdvertisedRoutes, b.AdvertisedRoutes) || len(a.Peers) != len(b.Peers) ||
+		!reflect.DeepEqual(a.Filter, b.Filter) || !reflect.DeepEqual(a.DERPMap, b.DERPMap) {
 		return false
 	}
 	for i := range a.Peers {

@@ -141,3 +141,27 @@ func TestEndpointFor(t *testing.T) {
 		}
 	}
 }
+
+func TestNetmapFilterAndDERPMap(t *testing.T) {
+	self := node(1, "a")
+	f1, f2 := &wire.PacketFilter{}, &wire.PacketFilter{Inbound: []wire.FilterRule{{}}}
+	good := &wire.DERPMap{Regions: []wire.DERPRegion{{ID: 1, Code: "x", Nodes: []wire.DERPNode{{Name: "1", HostName: "relay"}}}}}
+	bad := &wire.DERPMap{Regions: []wire.DERPRegion{{ID: 0}}}
+	var nm netmap
+	if _, err := nm.apply(&wire.MapMessage{Full: true, Self: &self, PacketFilter: f1, DERPMap: good}); err != nil || nm.filter != f1 || nm.derp != good {
+		t.Fatalf("full map: %v, filter %p derp %p", err, nm.filter, nm.derp)
+	}
+	if ch, _ := nm.apply(&wire.MapMessage{Seq: 2, KeepAlive: true}); ch || nm.filter != f1 {
+		t.Fatal("keepalive changed the filter")
+	}
+	if ch, _ := nm.apply(&wire.MapMessage{Seq: 3, PacketFilter: f2}); !ch || nm.filter != f2 || nm.derp != good {
+		t.Fatal("delta filter not applied")
+	}
+	if _, err := nm.apply(&wire.MapMessage{Seq: 4, DERPMap: bad}); err == nil || nm.derp != good {
+		t.Fatalf("invalid DERP map accepted: %v", err)
+	}
+	// A new full map without a filter is deny-all again (S14).
+	if _, err := nm.apply(&wire.MapMessage{Full: true, Self: &self}); err != nil || nm.filter != nil {
+		t.Fatal("full map without filter kept the old one")
+	}
+}

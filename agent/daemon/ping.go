@@ -42,8 +42,14 @@ func (d *Daemon) Ping(ctx context.Context, req localapi.PingRequest) (localapi.P
 	}
 	resp := localapi.PingResponse{Name: peer.Name, IP: ip.String(), Seq: req.Seq, RTTMs: float64(rtt.Microseconds()) / 1000}
 	for _, ps := range d.eng.Peers() {
-		if ps.Key == peer.Key && ps.Endpoint.IsValid() {
+		if ps.Key != peer.Key {
+			continue
+		}
+		if ps.Endpoint.IsValid() {
 			resp.Endpoint = ps.Endpoint.String()
+		}
+		resp.Path = ps.Path
+		if resp.Path == "" {
 			resp.Path = pathKind(ps.Endpoint)
 		}
 	}

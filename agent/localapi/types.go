@@ -28,6 +28,14 @@ type Status struct {
 	Coord        CoordStatus `json:"coord"`
 	Self         *Node       `json:"self,omitempty"`
 	Peers        []Peer      `json:"peers"`
+	DNS          DNSStatus   `json:"dns"`
+}
+
+// DNSStatus is the agent's mesh DNS server.
+type DNSStatus struct {
+	Enabled bool   `json:"enabled"`
+	Domain  string `json:"domain"` // "" until a netmap names one
+	Listen  string `json:"listen"` // bound address; "" when not serving
 }
 
 // CoordStatus is the state of the connection to coord.
@@ -50,17 +58,20 @@ type Node struct {
 
 // Peer is one peer in the netmap plus what the data plane knows of it.
 type Peer struct {
-	ID            int64          `json:"id"`
-	Name          string         `json:"name"`
-	Key           string         `json:"key"`
-	Addresses     []netip.Prefix `json:"addresses"`
-	Routes        []netip.Prefix `json:"routes"`
-	Endpoint      string         `json:"endpoint"`
-	Path          string         `json:"path"` // "direct", "relay" or "" (none yet)
-	LastHandshake string         `json:"last_handshake"`
-	RxBytes       uint64         `json:"rx_bytes"`
-	TxBytes       uint64         `json:"tx_bytes"`
-	Online        bool           `json:"online"`
+	ID        int64          `json:"id"`
+	Name      string         `json:"name"`
+	Key       string         `json:"key"`
+	Addresses []netip.Prefix `json:"addresses"`
+	Routes    []netip.Prefix `json:"routes"`
+	Endpoint  string         `json:"endpoint"`
+	// Path is how packets reach the peer: "direct 198.18.2.2:41641",
+	// "relay <region>", or "" (none yet). Older engines report only
+	// "direct" or "relay" with Endpoint.
+	Path          string `json:"path"`
+	LastHandshake string `json:"last_handshake"`
+	RxBytes       uint64 `json:"rx_bytes"`
+	TxBytes       uint64 `json:"tx_bytes"`
+	Online        bool   `json:"online"`
 }
 
 // UpRequest is the body of POST /localapi/v0/up. Nil pointers leave a

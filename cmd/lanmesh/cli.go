@@ -135,6 +135,9 @@ func printStatus(w io.Writer, st localapi.Status, now time.Time) {
 		coord += " to " + st.Coord.URL
 	}
 	fmt.Fprintf(w, "state: %s   coord: %s\n", st.BackendState, coord)
+	if st.DNS.Listen != "" && st.DNS.Domain != "" {
+		fmt.Fprintf(w, "dns: %s on %s\n", st.DNS.Domain, st.DNS.Listen)
+	}
 	if st.Coord.LastError != "" && !st.Coord.Connected {
 		fmt.Fprintf(w, "last error: %s", st.Coord.LastError)
 		if t, err := time.Parse(time.RFC3339, st.Coord.NextRetry); err == nil {
@@ -153,7 +156,10 @@ func printStatus(w io.Writer, st localapi.Status, now time.Time) {
 	}
 	for _, p := range st.Peers {
 		path := "-"
-		if p.Path != "" {
+		switch {
+		case strings.Contains(p.Path, " "): // "direct 198.18.2.2:41641", "relay fra"
+			path = p.Path
+		case p.Path != "":
 			path = p.Path + " " + p.Endpoint
 		}
 		hs := "never"
@@ -249,10 +255,12 @@ func runPing(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		res.Replies = append(res.Replies, resp)
 		if !*asJSON {
 			via := resp.Endpoint
-			if via == "" {
+			switch {
+			case strings.HasPrefix(resp.Path, "relay "):
+				via = resp.Path
+			case via == "":
 				via = "unknown path"
-			}
-			if resp.Path == "relay" {
+			case resp.Path == "relay":
 				via = "relay " + via
 			}
 			fmt.Fprintf(stdout, "pong from %s (%s) via %s in %s\n", resp.Name, resp.IP, via, fmtMs(resp.RTTMs))

@@ -35,6 +35,7 @@ func commands() []command {
 		{"down", "disconnect from the mesh (keeps keys)", runDown},
 		{"status", "show this node, coord and peers", runStatus},
 		{"ping", "ICMP echo to a peer through the mesh", runPing},
+		{"netcheck", "check UDP, NAT type and relay latencies", runNetcheck},
 		{"version", "print the version", runVersion},
 	}
 }
