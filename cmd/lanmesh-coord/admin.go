@@ -70,7 +70,8 @@ var keysCreateCmd = &command{
 	summary: "create a pre-auth key for joining nodes (printed once; coord keeps only its hash)",
 	examples: []string{
 		"lanmesh-coord keys create",
-		"lanmesh-coord keys create --reusable --tag tag:router --expiry 24h",
+		"lanmesh-coord keys create --user alice",
+		"lanmesh-coord keys create --user alice --reusable --tag tag:router --expiry 24h",
 		"lanmesh up --login-server https://coord.example.net --auth-key \"$(lanmesh-coord keys create)\"",
 	},
 	setup: func(fs *flag.FlagSet) func(context.Context, *globals, []string) error {
@@ -78,13 +79,14 @@ var keysCreateCmd = &command{
 		var tags listFlag
 		fs.Var(&tags, "tag", "tag for nodes joining with this key, tag:name (repeatable or comma-separated); tagged nodes' keys do not expire")
 		expiry := fs.Duration("expiry", time.Hour, "how long the key can be used")
+		user := fs.String("user", "", "user who owns the nodes joining with this key (default: the built-in user admin); tagged nodes count as their tags in policies")
 		asJSON := fs.Bool("json", false, "print JSON")
 		return func(ctx context.Context, g *globals, args []string) error {
 			if len(args) != 0 {
 				return usageError{"keys create takes no arguments"}
 			}
 			var k adminapi.Key
-			if err := admin(g).Do(ctx, "POST", adminapi.PathKeys, adminapi.CreateKeyRequest{Reusable: *reusable, Tags: tags, Expiry: expiry.String()}, &k); err != nil {
+			if err := admin(g).Do(ctx, "POST", adminapi.PathKeys, adminapi.CreateKeyRequest{Reusable: *reusable, Tags: tags, Expiry: expiry.String(), User: *user}, &k); err != nil {
 				return err
 			}
 			if *asJSON {
@@ -112,9 +114,9 @@ var keysListCmd = &command{
 			}
 			var rows [][]string
 			for _, k := range keys {
-				rows = append(rows, []string{k.ID, fmt.Sprint(k.Reusable), fmt.Sprint(k.Used), orDash(strings.Join(k.Tags, ",")), when(k.Expiry), when(k.Created)})
+				rows = append(rows, []string{k.ID, k.User, fmt.Sprint(k.Reusable), fmt.Sprint(k.Used), orDash(strings.Join(k.Tags, ",")), when(k.Expiry), when(k.Created)})
 			}
-			return table(g.stdout, "ID\tREUSABLE\tUSED\tTAGS\tEXPIRES\tCREATED", rows)
+			return table(g.stdout, "ID\tUSER\tREUSABLE\tUSED\tTAGS\tEXPIRES\tCREATED", rows)
 		}
 	},
 }
@@ -143,9 +145,9 @@ var nodesListCmd = &command{
 					state = "online"
 				}
 				rows = append(rows, []string{fmt.Sprint(n.ID), n.Name, n.IPv4.String(), n.IPv6.String(), state,
-					orDash(strings.Join(n.Tags, ",")), when(n.KeyExpiry), when(n.LastSeen)})
+					orDash(n.User), orDash(strings.Join(n.Tags, ",")), when(n.KeyExpiry), when(n.LastSeen)})
 			}
-			return table(g.stdout, "ID\tNAME\tIPV4\tIPV6\tSTATE\tTAGS\tKEY EXPIRES\tLAST SEEN", rows)
+			return table(g.stdout, "ID\tNAME\tIPV4\tIPV6\tSTATE\tUSER\tTAGS\tKEY EXPIRES\tLAST SEEN", rows)
 		}
 	},
 }

@@ -30,7 +30,9 @@ type globals struct {
 	stdout   io.Writer
 }
 
-var commands = []*command{serveCmd, keysCreateCmd, keysListCmd, nodesListCmd, nodesDeleteCmd, routesListCmd, routesApproveCmd, fingerprintCmd}
+var commands = []*command{serveCmd, usersCreateCmd, usersListCmd, usersDeleteCmd, keysCreateCmd, keysListCmd,
+	nodesListCmd, nodesRenameCmd, nodesDeleteCmd, routesListCmd, routesApproveCmd,
+	policyCheckCmd, policySetCmd, policyGetCmd, policyHistoryCmd, fingerprintCmd}
 
 func main() {
 	os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))

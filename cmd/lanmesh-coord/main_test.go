@@ -110,10 +110,70 @@ func TestCLI(t *testing.T) {
 	if out, code = cli(t, dir, "routes", "approve", "gw", "not-a-cidr"); code == 0 || !strings.Contains(out, "not a CIDR") {
 		t.Fatalf("bad CIDR accepted: %d %s", code, out)
 	}
-	if out, code = cli(t, dir, "nodes", "delete", "gw"); code != 0 {
+	// Users, keys for a user, rename, policy versions.
+	if out, code = cli(t, dir, "users", "create", "alice", "--email", "alice@home.example"); code != 0 || !strings.Contains(out, "alice@home.example") {
+		t.Fatalf("users create: %d %s", code, out)
+	}
+	if out, code = cli(t, dir, "keys", "create", "--user", "nobody"); code != 1 || !strings.Contains(out, "nobody") {
+		t.Fatalf("key for unknown user: %d %s", code, out)
+	}
+	if out, code = cli(t, dir, "keys", "create", "--user", "alice"); code != 0 {
+		t.Fatalf("keys create --user: %d %s", code, out)
+	}
+	if out, _ = cli(t, dir, "users", "list"); !strings.Contains(out, "alice@home.example") || !strings.Contains(out, "admin@") {
+		t.Fatalf("users list: %s", out)
+	}
+	if out, code = cli(t, dir, "nodes", "rename", "gw", "gateway"); code != 0 || !strings.Contains(out, "gw -> gateway") {
+		t.Fatalf("nodes rename: %d %s", code, out)
+	}
+	for i := 0; ; i++ {
+		m := <-got
+		if m.Self != nil && m.Self.Name == "gateway" {
+			break
+		}
+		if i > 20 {
+			t.Fatal("rename never reached the node")
+		}
+	}
+	if out, _ = cli(t, dir, "policy", "get"); !strings.Contains(out, "default") {
+		t.Fatalf("policy get without policy: %s", out)
+	}
+	bad := filepath.Join(dir, "bad.hujson")
+	os.WriteFile(bad, []byte("{\n  \"acls\": [{\"action\": \"accept\", \"src\": [\"nobody@x\"], \"dst\": [\"tag:nope:*\"]}]\n}"), 0o600)
+	if out, code = cli(t, dir, "policy", "set", bad); code != 1 || !strings.Contains(out, "bad.hujson:2:") {
+		t.Fatalf("bad policy: %d %s", code, out)
+	}
+	good := filepath.Join(dir, "good.hujson")
+	os.WriteFile(good, []byte(`{"acls": [{"action": "accept", "src": ["alice@home.example"], "dst": ["admin@:*"]}],
+		"tests": [{"src": "alice@home.example", "accept": ["admin@:22"]}]}`), 0o600)
+	if out, code = cli(t, dir, "policy", "check", good); code != 0 || !strings.Contains(out, "1 tests passed") {
+		t.Fatalf("policy check: %d %s", code, out)
+	}
+	if out, code = cli(t, dir, "policy", "set", good); code != 0 || !strings.Contains(out, "version 1") {
+		t.Fatalf("policy set: %d %s", code, out)
+	}
+	for i := 0; ; i++ {
+		if m := <-got; m.PacketFilter != nil {
+			break
+		}
+		if i > 20 {
+			t.Fatal("policy never reached the node")
+		}
+	}
+	if out, _ = cli(t, dir, "policy", "get"); !strings.Contains(out, "alice@home.example") {
+		t.Fatalf("policy get: %s", out)
+	}
+	if out, _ = cli(t, dir, "policy", "history", "--json"); !strings.Contains(out, `"version": 1`) {
+		t.Fatalf("policy history: %s", out)
+	}
+	if out, code = cli(t, dir, "users", "delete", "alice"); code != 0 || !strings.Contains(out, "0 node(s)") {
+		t.Fatalf("users delete: %d %s", code, out)
+	}
+
+	if out, code = cli(t, dir, "nodes", "delete", "gateway"); code != 0 {
 		t.Fatalf("nodes delete: %s", out)
 	}
-	if out, code = cli(t, dir, "nodes", "delete", "gw"); code != 1 || !strings.Contains(out, "not found") {
+	if out, code = cli(t, dir, "nodes", "delete", "gateway"); code != 1 || !strings.Contains(out, "not found") {
 		t.Fatalf("delete twice: %d %s", code, out)
 	}
 	if out, code = cli(t, dir, "bogus"); code != 2 {

@@ -35,6 +35,10 @@ var serveCmd = &command{
 		keyFile := fs.String("tls-key", "", "TLS private key (PEM) for --tls-cert")
 		keyExpiry := fs.Duration("node-key-expiry", server.DefaultKeyLifetime, "lifetime of an untagged node's key")
 		derpTokenFile := fs.String("derp-token-file", "", "file with the bearer token relays present on /v1/derp/verify (or env LANMESH_COORD_DERP_TOKEN); unset: relays are refused")
+		var rf relayFlags
+		fs.BoolVar(&rf.derp, "derp", true, "embed a relay at /derp on --listen and a STUN server; --derp=false turns both off")
+		fs.IntVar(&rf.stunPort, "stun-port", 3478, "UDP port of the embedded STUN server, on --listen's host; 0 turns STUN off")
+		fs.StringVar(&rf.mapFile, "derp-map", "", "JSON DERP map file ({\"regions\":[...]}) of lanmesh-derp relays to hand nodes besides coord's own (region 1)")
 		verbose := fs.Bool("verbose", false, "log every request-level event (debug)")
 		return func(ctx context.Context, g *globals, args []string) error {
 			if len(args) != 0 {
@@ -55,12 +59,12 @@ var serveCmd = &command{
 			if err != nil {
 				return err
 			}
-			return serve(ctx, g, log, *listen, *serverURL, *domain, *certFile, *keyFile, *keyExpiry, token)
+			return serve(ctx, g, log, *listen, *serverURL, *domain, *certFile, *keyFile, *keyExpiry, token, rf)
 		}
 	},
 }
 
-func serve(ctx context.Context, g *globals, log *slog.Logger, listen, serverURL, domain, certFile, keyFile string, keyExpiry time.Duration, derpToken string) error {
+func serve(ctx context.Context, g *globals, log *slog.Logger, listen, serverURL, domain, certFile, keyFile string, keyExpiry time.Duration, derpToken string, rf relayFlags) error {
 	host := ""
 	if serverURL != "" {
 		u, err := url.Parse(serverURL)
@@ -92,9 +96,15 @@ func serve(ctx context.Context, g *globals, log *slog.Logger, listen, serverURL,
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", listen, err)
 	}
+	if err := setupRelay(srv, rf, serverURL, ln, os.Stderr); err != nil {
+		ln.Close()
+		srv.Close()
+		return err
+	}
 	aln, err := server.ListenAdmin(filepath.Join(g.stateDir, "admin.sock"))
 	if err != nil {
 		ln.Close()
+		srv.Close()
 		return err
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)

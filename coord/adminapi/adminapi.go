@@ -19,10 +19,67 @@ import (
 const (
 	PathFingerprint   = "/admin/v1/fingerprint"
 	PathKeys          = "/admin/v1/keys"
-	PathNodes         = "/admin/v1/nodes" // DELETE PathNodes + "/" + ID|NAME
+	PathNodes         = "/admin/v1/nodes" // DELETE PathNodes + "/" + ID|NAME; POST .../rename
 	PathRoutes        = "/admin/v1/routes"
 	PathRoutesApprove = "/admin/v1/routes/approve"
+	PathUsers         = "/admin/v1/users" // DELETE PathUsers + "/" + NAME
+	PathPolicy        = "/admin/v1/policy"
+	PathPolicyCheck   = "/admin/v1/policy/check"
+	PathPolicyHistory = "/admin/v1/policy/history"
 )
+
+// User is a user as the admin sees it.
+type User struct {
+	Name    string    `json:"name"`
+	Email   string    `json:"email,omitempty"`
+	Login   string    `json:"login"` // how policies name the user
+	Nodes   int       `json:"nodes"`
+	Created time.Time `json:"created"`
+}
+
+// CreateUserRequest makes a user.
+type CreateUserRequest struct {
+	Name  string `json:"name"`
+	Email string `json:"email,omitempty"`
+}
+
+// DeletedUser answers a user delete.
+type DeletedUser struct {
+	Name  string  `json:"name"`
+	Nodes []int64 `json:"deleted_nodes"`
+}
+
+// PolicyRequest carries a policy file for check or set; Name is used in
+// error positions ("policy.hujson:3:5: ...").
+type PolicyRequest struct {
+	Name string `json:"name"`
+	Body string `json:"body"`
+}
+
+// PolicyResult answers check and set: a refused policy is a 400 error
+// whose message lists every problem.
+type PolicyResult struct {
+	Version int64 `json:"version,omitempty"` // set only
+	Nodes   int   `json:"nodes"`             // nodes compiled against
+	Tests   int   `json:"tests"`             // policy tests that passed
+}
+
+// Policy is one stored version; Version 0 with Default set means no
+// policy was ever set.
+type Policy struct {
+	Version int64     `json:"version"`
+	Default bool      `json:"default,omitempty"`
+	Body    string    `json:"body,omitempty"`
+	Created time.Time `json:"created,omitzero"`
+}
+
+// RenameRequest renames a node.
+type RenameRequest struct {
+	Name string `json:"name"`
+}
+
+// UserPath is the path of one user.
+func UserPath(name string) string { return PathUsers + "/" + url.PathEscape(name) }
 
 type Fingerprint struct {
 	Fingerprint string `json:"fingerprint"`
@@ -32,7 +89,8 @@ type Fingerprint struct {
 type CreateKeyRequest struct {
 	Reusable bool     `json:"reusable"`
 	Tags     []string `json:"tags,omitempty"`
-	Expiry   string   `json:"expiry"` // Go duration, e.g. "1h"
+	Expiry   string   `json:"expiry"`         // Go duration, e.g. "1h"
+	User     string   `json:"user,omitempty"` // owner of its nodes; default "admin"
 }
 
 // Key describes a pre-auth key; Key (the full secret string) is set only
@@ -42,6 +100,7 @@ type Key struct {
 	Key      string    `json:"key,omitempty"`
 	Reusable bool      `json:"reusable"`
 	Tags     []string  `json:"tags,omitempty"`
+	User     string    `json:"user"`
 	Expiry   time.Time `json:"expiry"`
 	Used     bool      `json:"used"`
 	Created  time.Time `json:"created"`
@@ -136,6 +195,9 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 	}
 	return nil
 }
+
+// NodeRenamePath is where a node is renamed.
+func NodeRenamePath(ref string) string { return NodePath(ref) + "/rename" }
 
 // NodePath is the path of one node.
 func NodePath(ref string) string { return PathNodes + "/" + url.PathEscape(ref) }

@@ -2,10 +2,13 @@ package netmap
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net/netip"
 	"sync"
 	"time"
 
+	"github.com/lanmesh/lanmesh/coord/policy"
 	"github.com/lanmesh/lanmesh/coord/store"
 	"github.com/lanmesh/lanmesh/internal/wire"
 )
@@ -16,40 +19,52 @@ type Loader interface {
 	Settings(ctx context.Context) (store.Settings, error)
 }
 
-// Snapshot is the mesh as every stream should see it at one moment:
-// live (not expired, not deleted) nodes only.
-type Snapshot struct {
-	Gen    uint64
-	Domain string
-	Nodes  []wire.Node // sorted by ID
-	byID   map[wire.NodeID]int
+// PolicyLoader is the rest of what a real store offers. A Loader without
+// it (a test double) has no users and the default policy.
+type PolicyLoader interface {
+	Users(ctx context.Context) ([]store.User, error)
+	Policy(ctx context.Context) (store.PolicyVersion, error)
 }
 
-// Node returns the node with id, if it is live.
-func (s *Snapshot) Node(id wire.NodeID) (wire.Node, bool) {
-	i, ok := s.byID[id]
-	if !ok {
-		return wire.Node{}, false
-	}
-	return s.Nodes[i], true
-}
-
-// Hub fans change notifications out to streams and caches one snapshot
-// per change, so N streams cost one store read, not N. Changed is the only
-// input: the server calls it after each write, and a Postgres LISTEN loop
-// could call it for writes of other replicas.
+// Hub fans change notifications out to streams and builds one Snapshot
+// per change, so N streams cost one store read and one policy compile,
+// not N. Changed is the store-side input: the server calls it after each
+// write (a Postgres LISTEN loop could call it for other replicas' writes).
+// Online state and the relay map change without touching the store.
 type Hub struct {
 	load Loader
 	now  func() time.Time
 
-	mu     sync.Mutex
-	gen    uint64
-	subs   map[chan struct{}]struct{}
-	online map[int64]int // open streams per node
-	timer  *time.Timer   // fires at the next key expiry
+	mu        sync.Mutex
+	storeGen  uint64 // bumped by Changed
+	liveGen   uint64 // bumped by online changes and SetDERPMap
+	subs      map[chan struct{}]struct{}
+	online    map[int64]int // open streams per node
+	derpMap   *wire.DERPMap
+	timer     *time.Timer // fires at the next key expiry
+	liveTimer *time.Timer // pending batched online notification
+	cur       *Snapshot   // the newest snapshot, for the fast path
+	policyErr error
 
-	loadMu sync.Mutex // one snapshot load at a time
+	loadMu sync.Mutex // one snapshot build at a time
 	snap   *Snapshot
+	seq    uint64
+	stored *storedState // last store read and compile
+	parsed struct {
+		version int64
+		p       *policy.Policy
+		err     error
+	}
+}
+
+// storedState is what one store read and compile produced.
+type storedState struct {
+	gen      uint64
+	domain   string
+	nodes    []store.Node // live ones, sorted by ID
+	logins   map[string]string
+	compiled *policy.Compiled
+	policyV  int64
 }
 
 // NewHub returns a hub reading from l. now may be nil (time.Now).
@@ -57,20 +72,36 @@ func NewHub(l Loader, now func() time.Time) *Hub {
 	if now == nil {
 		now = time.Now
 	}
-	return &Hub{load: l, now: now, gen: 1, subs: map[chan struct{}]struct{}{}, online: map[int64]int{}}
+	return &Hub{load: l, now: now, storeGen: 1, subs: map[chan struct{}]struct{}{}, online: map[int64]int{}}
 }
 
-// Changed says the stored mesh changed; every subscriber wakes up.
+// Changed says the stored mesh (nodes, users, policy, settings) changed;
+// every subscriber wakes up.
 func (h *Hub) Changed() {
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.gen++
+	h.storeGen++
+	h.notifyLocked()
+	h.mu.Unlock()
+}
+
+func (h *Hub) notifyLocked() {
 	for c := range h.subs {
 		select {
 		case c <- struct{}{}:
 		default: // already pending; the stream will read the newest snapshot
 		}
 	}
+}
+
+// SetDERPMap sets the relay map every node gets in its full map and, when
+// it changes, in a delta.
+func (h *Hub) SetDERPMap(m *wire.DERPMap) {
+	h.mu.Lock()
+	h.derpMap = m
+	h.liveGen++
+	h.storeGen++ // rare: a fresh snapshot for everyone, no batching
+	h.notifyLocked()
+	h.mu.Unlock()
 }
 
 // Subscribe returns a channel that receives (coalesced) change signals and
@@ -94,12 +125,37 @@ func (h *Hub) StreamClosed(id int64) { h.setOnline(id, -1) }
 
 func (h *Hub) setOnline(id int64, d int) {
 	h.mu.Lock()
+	defer h.mu.Unlock()
+	was := h.online[id] > 0
 	h.online[id] += d
 	if h.online[id] <= 0 {
 		delete(h.online, id)
 	}
-	h.mu.Unlock()
-	h.Changed()
+	if was != (h.online[id] > 0) {
+		h.liveGen++
+		// Batch online flips: after a coord restart thousands of streams
+		// reconnect at once, and waking every stream per reconnect
+		// would be O(N^2). Peers learn of it within liveBatch.
+		if h.liveTimer == nil {
+			h.liveTimer = time.AfterFunc(liveBatch, func() {
+				h.mu.Lock()
+				h.liveTimer = nil
+				h.notifyLocked()
+				h.mu.Unlock()
+			})
+		}
+	}
+}
+
+// liveBatch is how long online changes are collected before streams wake.
+const liveBatch = 100 * time.Millisecond
+
+// PolicyError is non-nil when the stored policy could not be used; the
+// mesh then runs deny-all (S14: fail closed), never the default policy.
+func (h *Hub) PolicyError() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.policyErr
 }
 
 // Close stops the expiry timer.
@@ -109,32 +165,82 @@ func (h *Hub) Close() {
 	if h.timer != nil {
 		h.timer.Stop()
 	}
+	if h.liveTimer != nil {
+		h.liveTimer.Stop()
+	}
 }
 
-// Snapshot returns the current snapshot, loading it if the mesh changed.
+// Snapshot returns the current snapshot, building it if anything changed.
 func (h *Hub) Snapshot(ctx context.Context) (*Snapshot, error) {
+	// Fast path without loadMu: after a change thousands of streams ask
+	// at once, and queueing them all on one mutex is a convoy.
+	// While online flips are being batched (liveTimer pending), the
+	// newest snapshot is good enough: the timer wakes every stream when
+	// it fires, and only then is a new one built. Without this, each of
+	// N reconnecting streams would build its own snapshot: O(N^2).
+	h.mu.Lock()
+	cur, sg, lg, batching := h.cur, h.storeGen, h.liveGen, h.liveTimer != nil
+	h.mu.Unlock()
+	if cur != nil && cur.storeGen == sg && (cur.liveGen == lg || batching) {
+		return cur, nil
+	}
 	h.loadMu.Lock()
 	defer h.loadMu.Unlock()
 	h.mu.Lock()
-	gen := h.gen
+	storeGen, liveGen, derp := h.storeGen, h.liveGen, h.derpMap
 	online := make(map[int64]bool, len(h.online))
 	for id := range h.online {
 		online[id] = true
 	}
 	h.mu.Unlock()
-	if h.snap != nil && h.snap.Gen == gen {
-		return h.snap, nil
+	if s := h.snap; s != nil && s.storeGen == storeGen && s.liveGen == liveGen {
+		return s, nil
 	}
+	st := h.stored
+	if st == nil || st.gen != storeGen {
+		var err error
+		if st, err = h.readStore(ctx, storeGen); err != nil {
+			return nil, err
+		}
+		h.stored = st
+	}
+	h.seq++
+	s := build(h.seq, st, online, derp, h.snap)
+	s.storeGen, s.liveGen = storeGen, liveGen
+	h.snap = s
+	h.mu.Lock()
+	h.cur = s
+	h.mu.Unlock()
+	return s, nil
+}
+
+// readStore loads the mesh and compiles the policy for its live nodes.
+func (h *Hub) readStore(ctx context.Context, gen uint64) (*storedState, error) {
 	nodes, err := h.load.Nodes(ctx)
 	if err != nil {
 		return nil, err
 	}
-	st, err := h.load.Settings(ctx)
+	settings, err := h.load.Settings(ctx)
 	if err != nil {
 		return nil, err
 	}
+	var users []store.User
+	var pv store.PolicyVersion
+	if pl, ok := h.load.(PolicyLoader); ok {
+		if users, err = pl.Users(ctx); err != nil {
+			return nil, err
+		}
+		if pv, err = pl.Policy(ctx); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return nil, err
+		}
+	}
+	p, perr := h.policy(pv)
+	h.mu.Lock()
+	h.policyErr = perr
+	h.mu.Unlock()
+
 	now := h.now()
-	s := &Snapshot{Gen: gen, Domain: st.Domain, byID: map[wire.NodeID]int{}}
+	st := &storedState{gen: gen, domain: settings.Domain, logins: Logins(users), policyV: pv.Version}
 	var next time.Time
 	for _, n := range nodes {
 		if n.Expired(now) {
@@ -143,14 +249,41 @@ func (h *Hub) Snapshot(ctx context.Context) (*Snapshot, error) {
 		if !n.KeyExpiry.IsZero() && (next.IsZero() || n.KeyExpiry.Before(next)) {
 			next = n.KeyExpiry
 		}
-		s.byID[wire.NodeID(n.ID)] = len(s.Nodes)
-		s.Nodes = append(s.Nodes, ToWire(n, online[n.ID]))
+		st.nodes = append(st.nodes, n)
 	}
-	h.snap = s
 	if !next.IsZero() {
 		h.armExpiry(next.Sub(now))
 	}
-	return s, nil
+	if st.compiled, err = policy.Compile(p, PolicyNodes(st.nodes, st.logins)); err != nil {
+		return nil, fmt.Errorf("compile policy: %w", err)
+	}
+	return st, nil
+}
+
+// denyAll is an empty policy: no rule, so no peers and no traffic.
+var denyAll = func() *policy.Policy {
+	p, err := policy.Parse("deny-all", []byte("{}"))
+	if err != nil {
+		panic(err)
+	}
+	return p
+}()
+
+// policy parses a stored version once. Version 0 is "none set": the
+// default policy (nil). A stored policy that no longer parses (say,
+// after a downgrade) yields deny-all, not the default (S14).
+func (h *Hub) policy(pv store.PolicyVersion) (*policy.Policy, error) {
+	if pv.Version == 0 {
+		return nil, nil
+	}
+	if h.parsed.version != pv.Version {
+		h.parsed.version = pv.Version
+		h.parsed.p, h.parsed.err = policy.Parse(fmt.Sprintf("policy-v%d", pv.Version), []byte(pv.Body))
+	}
+	if h.parsed.err != nil {
+		return denyAll, fmt.Errorf("stored policy version %d: %w", pv.Version, h.parsed.err)
+	}
+	return h.parsed.p, nil
 }
 
 // armExpiry makes the hub notice a key expiring, which no write announces.
@@ -163,9 +296,42 @@ func (h *Hub) armExpiry(d time.Duration) {
 	h.timer = time.AfterFunc(d+time.Millisecond, h.Changed)
 }
 
-// ToWire is the netmap form of a stored node.
+// Logins maps user names to their policy logins.
+func Logins(users []store.User) map[string]string {
+	m := make(map[string]string, len(users))
+	for _, u := range users {
+		m[u.Name] = u.Login()
+	}
+	return m
+}
+
+// PolicyNodes is the compiler's view of stored nodes. A tagged node is
+// its tags' in rules; its user is only its owner (default policy).
+func PolicyNodes(nodes []store.Node, logins map[string]string) []policy.Node {
+	out := make([]policy.Node, len(nodes))
+	for i, n := range nodes {
+		login := logins[n.User]
+		pn := policy.Node{
+			ID:               wire.NodeID(n.ID),
+			Owner:            login,
+			Tags:             n.Tags,
+			Addresses:        meshPrefixes(n),
+			ApprovedRoutes:   n.ApprovedRoutes,
+			AdvertisedRoutes: n.AdvertisedRoutes,
+		}
+		if len(n.Tags) == 0 {
+			pn.User = login
+		}
+		out[i] = pn
+	}
+	return out
+}
+
+// ToWire is the netmap form of a stored node. Routes are the stored
+// approved ones; snapshots use the compiled routes (autoApprovers
+// included) instead.
 func ToWire(n store.Node, online bool) wire.Node {
-	w := wire.Node{
+	return wire.Node{
 		ID:               wire.NodeID(n.ID),
 		Name:             n.Name,
 		Key:              n.NodeKey,
@@ -178,5 +344,15 @@ func ToWire(n store.Node, online bool) wire.Node {
 		Online:           online,
 		KeyExpiry:        n.KeyExpiry,
 	}
-	return w
+}
+
+func meshPrefixes(n store.Node) []netip.Prefix {
+	out := make([]netip.Prefix, 0, 2)
+	if n.IPv4.IsValid() {
+		out = append(out, netip.PrefixFrom(n.IPv4, 32))
+	}
+	if n.IPv6.IsValid() {
+		out = append(out, netip.PrefixFrom(n.IPv6, 128))
+	}
+	return out
 }

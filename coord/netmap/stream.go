@@ -1,110 +1,221 @@
 package netmap
 
 import (
-	"crypto/sha256"
 	"encoding/json"
-	"slices"
+	"hash/fnv"
+	"strconv"
 
 	"github.com/lanmesh/lanmesh/internal/wire"
 )
 
-// PeerFilter returns the peers self may see, from all live nodes (self
-// included in all). A policy compiler replaces AllPeers (S4).
-type PeerFilter func(self wire.Node, all []wire.Node) []wire.Node
-
-// AllPeers lets every node see every other node.
-func AllPeers(self wire.Node, all []wire.Node) []wire.Node {
-	out := make([]wire.Node, 0, len(all))
-	for _, n := range all {
-		if n.ID != self.ID {
-			out = append(out, n)
-		}
-	}
-	return out
-}
-
 // Stream is the state of one node's netmap stream: what it was last sent,
 // so each snapshot becomes a delta. Not safe for concurrent use.
 type Stream struct {
-	self     wire.NodeID
-	filter   PeerFilter
-	seq      int64
-	sent     bool
-	selfHash [32]byte
-	domain   string
-	peers    map[wire.NodeID][32]byte
+	self      wire.NodeID
+	seq       int64
+	sent      bool
+	selfVer   uint64
+	selfLAN   uint64
+	resultSum [32]byte
+	domain    string
+	derp      *wire.DERPMap
+	peers     []peerState   // sorted by ID
+	peerIDs   []wire.NodeID // the snapshot's shared list peers was made from
 }
 
-// NewStream starts the stream of node self. filter nil means AllPeers.
-func NewStream(self wire.NodeID, filter PeerFilter) *Stream {
-	if filter == nil {
-		filter = AllPeers
-	}
-	return &Stream{self: self, filter: filter, peers: map[wire.NodeID][32]byte{}}
+// peerState is what the node was last told about one peer.
+type peerState struct {
+	id  wire.NodeID
+	ver uint64
+	lan uint64 // hash of the LAN hosts this node may see; zero: none
 }
 
-// Next returns the message that brings the node up to snap: the full map
-// first, then deltas; nil when nothing changed. ok is false when the node
-// itself is gone from snap (deleted or expired): its stream must end.
-func (s *Stream) Next(snap *Snapshot) (msg *wire.MapMessage, ok bool) {
-	self, ok := snap.Node(s.self)
+// NewStream starts the stream of node self.
+func NewStream(self wire.NodeID) *Stream {
+	return &Stream{self: self}
+}
+
+// Next returns the JSON line (newline included) that brings the node up
+// to snap: the full map first, then deltas; nil when nothing changed. ok
+// is false when the node itself is gone from snap (deleted or expired):
+// its stream must end. The returned bytes are valid until the next call.
+func (s *Stream) Next(snap *Snapshot) (line []byte, ok bool) {
+	si, ok := snap.byID[s.self]
 	if !ok {
 		return nil, false
 	}
-	peers := s.filter(self, snap.Nodes)
-	if !s.sent {
-		s.sent = true
-		s.selfHash, s.domain = hashNode(self), snap.Domain
-		for _, p := range peers {
-			s.peers[p.ID] = hashNode(p)
+	se := &snap.entries[si]
+	b := make([]byte, 0, 512)
+	s.seq++
+	b = append(b, `{"seq":`...)
+	b = strconv.AppendInt(b, s.seq, 10)
+	full := !s.sent
+	if full {
+		b = append(b, `,"full":true`...)
+	}
+	changed := false
+
+	// Self, with its own valid LAN hosts.
+	selfLAN := sumLAN(snap.Nodes[si].LANHosts)
+	if full || se.ver != s.selfVer || selfLAN != s.selfLAN {
+		s.selfVer, s.selfLAN = se.ver, selfLAN
+		b = append(b, `,"self":`...)
+		b = appendNode(b, se.json, snap.Nodes[si].LANHosts)
+		changed = true
+	}
+	if full || snap.Domain != s.domain {
+		s.domain = snap.Domain
+		b = append(b, `,"domain":`...)
+		b = strconv.AppendQuote(b, snap.Domain)
+		changed = true
+	}
+
+	// Peers: a merge of two ID-sorted lists, comparing versions only.
+	// When the peer list is the same shared slice as last time (the
+	// common case: a change elsewhere), it is updated in place.
+	newPeers := se.peers
+	inPlace := !full && len(newPeers) == len(s.peerIDs) && len(newPeers) > 0 && &newPeers[0] == &s.peerIDs[0]
+	var next []peerState
+	if !inPlace {
+		next = make([]peerState, 0, len(newPeers))
+	}
+	var removed []wire.NodeID
+	nChanged := 0
+	if full {
+		b = append(b, `,"peers":[`...)
+	}
+	old := s.peers
+	i := 0
+	for k, id := range newPeers {
+		if inPlace {
+			pi, ok := snap.byID[id]
+			if !ok {
+				continue
+			}
+			pe := &snap.entries[pi]
+			ps := peerState{id: id, ver: pe.ver}
+			var lan []wire.LANHost
+			if len(snap.Nodes[pi].LANHosts) > 0 {
+				lan = snap.lanHostsFor(pi, si)
+				ps.lan = sumLAN(lan)
+			}
+			if old[k] != ps {
+				if nChanged > 0 {
+					b = append(b, ',')
+				} else {
+					b = append(b, `,"peers_changed":[`...)
+				}
+				b = appendNode(b, pe.json, lan)
+				nChanged++
+				old[k] = ps
+			}
+			continue
 		}
-		return s.msg(&wire.MapMessage{Full: true, Self: &self, Domain: snap.Domain, Peers: nonNil(peers)}), true
-	}
-	m := &wire.MapMessage{}
-	if h := hashNode(self); h != s.selfHash {
-		s.selfHash, m.Self = h, &self
-	}
-	if snap.Domain != s.domain {
-		s.domain, m.Domain = snap.Domain, snap.Domain
-	}
-	seen := make(map[wire.NodeID]bool, len(peers))
-	for _, p := range peers {
-		seen[p.ID] = true
-		if h := hashNode(p); s.peers[p.ID] != h {
-			s.peers[p.ID] = h
-			m.PeersChanged = append(m.PeersChanged, p)
+		for i < len(old) && old[i].id < id {
+			removed = append(removed, old[i].id)
+			i++
 		}
-	}
-	for id := range s.peers {
-		if !seen[id] {
-			delete(s.peers, id)
-			m.PeersRemoved = append(m.PeersRemoved, id)
+		pi, ok := snap.byID[id]
+		if !ok {
+			continue
 		}
+		pe := &snap.entries[pi]
+		ps := peerState{id: id, ver: pe.ver}
+		var lan []wire.LANHost
+		if len(snap.Nodes[pi].LANHosts) > 0 {
+			lan = snap.lanHostsFor(pi, si)
+			ps.lan = sumLAN(lan)
+		}
+		had := i < len(old) && old[i].id == id
+		if full || !had || old[i] != ps {
+			if nChanged > 0 {
+				b = append(b, ',')
+			} else if !full {
+				b = append(b, `,"peers_changed":[`...)
+			}
+			b = appendNode(b, pe.json, lan)
+			nChanged++
+		}
+		if had {
+			i++
+		}
+		next = append(next, ps)
 	}
-	slices.Sort(m.PeersRemoved)
-	if m.Self == nil && m.Domain == "" && m.PeersChanged == nil && m.PeersRemoved == nil {
+	if !inPlace {
+		for ; i < len(old); i++ {
+			removed = append(removed, old[i].id)
+		}
+		s.peers = next
+	}
+	s.peerIDs = newPeers
+	if full || nChanged > 0 {
+		b = append(b, ']')
+		changed = true
+	}
+	if len(removed) > 0 {
+		b = append(b, `,"peers_removed":[`...)
+		for j, id := range removed {
+			if j > 0 {
+				b = append(b, ',')
+			}
+			b = strconv.AppendInt(b, int64(id), 10)
+		}
+		b = append(b, ']')
+		changed = true
+	}
+
+	// The packet filter: always in the full map (a node without one
+	// admits nothing), then whenever it changes.
+	// The result's sum also covers peers and routes, so a peer change may
+	// resend an unchanged filter: harmless, and cheaper than comparing.
+	if full || se.result.Sum != s.resultSum {
+		s.resultSum = se.result.Sum
+		b = append(b, `,"packet_filter":`...)
+		b = snap.enc.appendFilter(b, &se.result.Filter)
+		changed = true
+	}
+	if full || (snap.DERPMap != nil && snap.DERPMap != s.derp) {
+		if snap.DERPMap != nil {
+			db, _ := json.Marshal(snap.DERPMap)
+			b = append(b, `,"derp_map":`...)
+			b = append(b, db...)
+			changed = true
+		}
+		s.derp = snap.DERPMap
+	}
+	s.sent = true
+	b = append(b, "}\n"...)
+	if !changed {
+		s.seq--
 		return nil, true
 	}
-	return s.msg(m), true
+	return b, true
 }
 
-// KeepAlive returns a keep-alive message.
-func (s *Stream) KeepAlive() *wire.MapMessage { return s.msg(&wire.MapMessage{KeepAlive: true}) }
-
-func (s *Stream) msg(m *wire.MapMessage) *wire.MapMessage {
+// KeepAlive returns a keep-alive line.
+func (s *Stream) KeepAlive() []byte {
 	s.seq++
-	m.Seq = s.seq
-	return m
+	return []byte(`{"seq":` + strconv.FormatInt(s.seq, 10) + `,"keep_alive":true}` + "\n")
 }
 
-func hashNode(n wire.Node) [32]byte {
-	b, _ := json.Marshal(n) // wire.Node always marshals
-	return sha256.Sum256(b)
-}
-
-func nonNil(n []wire.Node) []wire.Node {
-	if n == nil {
-		return []wire.Node{}
+// appendNode writes a node's JSON, adding lan_hosts when there are any.
+func appendNode(b, node []byte, lan []wire.LANHost) []byte {
+	if len(lan) == 0 {
+		return append(b, node...)
 	}
-	return n
+	lb, _ := json.Marshal(lan)
+	b = append(b, node[:len(node)-1]...)
+	b = append(b, `,"lan_hosts":`...)
+	b = append(b, lb...)
+	return append(b, '}')
+}
+
+func sumLAN(hosts []wire.LANHost) uint64 {
+	if len(hosts) == 0 {
+		return 0
+	}
+	b, _ := json.Marshal(hosts)
+	h := fnv.New64a()
+	h.Write(b)
+	return h.Sum64() | 1
 }

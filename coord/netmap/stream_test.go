@@ -2,7 +2,9 @@ package netmap
 
 import (
 	"context"
+	"encoding/json"
 	"net/netip"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -11,96 +13,169 @@ import (
 	"github.com/lanmesh/lanmesh/internal/wire"
 )
 
-func snap(gen uint64, nodes ...wire.Node) *Snapshot {
-	s := &Snapshot{Gen: gen, Domain: "mesh.internal", byID: map[wire.NodeID]int{}}
-	for i, n := range nodes {
-		s.byID[n.ID] = i
-		s.Nodes = append(s.Nodes, n)
-	}
-	return s
+type fakeLoader struct {
+	nodes  []store.Node
+	users  []store.User
+	policy string
 }
-
-func TestStreamDeltas(t *testing.T) {
-	a := wire.Node{ID: 1, Name: "a"}
-	b := wire.Node{ID: 2, Name: "b"}
-	c := wire.Node{ID: 3, Name: "c"}
-	b2 := b
-	b2.Endpoints = []netip.AddrPort{netip.MustParseAddrPort("198.18.0.2:1")}
-	a2 := a
-	a2.Online = true
-
-	st := NewStream(1, nil)
-	steps := []struct {
-		name           string
-		snap           *Snapshot
-		full, self     bool
-		changed        []wire.NodeID
-		removed        []wire.NodeID
-		none, selfGone bool
-	}{
-		{name: "full", snap: snap(1, a, b), full: true},
-		{name: "nothing changed", snap: snap(2, a, b), none: true},
-		{name: "c joins", snap: snap(3, a, b, c), changed: []wire.NodeID{3}},
-		{name: "b endpoint", snap: snap(4, a, b2, c), changed: []wire.NodeID{2}},
-		{name: "self online", snap: snap(5, a2, b2, c), self: true},
-		{name: "b removed", snap: snap(6, a2, c), removed: []wire.NodeID{2}},
-		{name: "self deleted", snap: snap(7, c), selfGone: true},
-	}
-	var seq int64
-	for _, s := range steps {
-		m, ok := st.Next(s.snap)
-		if s.selfGone {
-			if ok {
-				t.Fatalf("%s: stream not ended", s.name)
-			}
-			continue
-		}
-		if s.none {
-			if m != nil {
-				t.Fatalf("%s: got %+v", s.name, m)
-			}
-			continue
-		}
-		seq++
-		if m == nil || m.Seq != seq || m.Full != s.full || (m.Self != nil) != (s.self || s.full) {
-			t.Fatalf("%s: got %+v", s.name, m)
-		}
-		var ids []wire.NodeID
-		for _, n := range m.PeersChanged {
-			ids = append(ids, n.ID)
-		}
-		if !slices.Equal(ids, s.changed) || !slices.Equal(m.PeersRemoved, s.removed) {
-			t.Fatalf("%s: changed %v removed %v", s.name, ids, m.PeersRemoved)
-		}
-		if s.full && (len(m.Peers) != 1 || m.Peers[0].ID != 2 || m.Domain != "mesh.internal") {
-			t.Fatalf("full map peers %+v", m.Peers)
-		}
-	}
-}
-
-func TestFilterHidesPeers(t *testing.T) {
-	only := func(self wire.Node, all []wire.Node) []wire.Node { return nil }
-	st := NewStream(1, only)
-	m, _ := st.Next(snap(1, wire.Node{ID: 1}, wire.Node{ID: 2}))
-	if len(m.Peers) != 0 {
-		t.Fatalf("filter ignored: %+v", m.Peers)
-	}
-}
-
-type fakeLoader struct{ nodes []store.Node }
 
 func (f *fakeLoader) Nodes(context.Context) ([]store.Node, error) { return f.nodes, nil }
 func (f *fakeLoader) Settings(context.Context) (store.Settings, error) {
-	return store.Settings{Domain: "d"}, nil
+	return store.Settings{Domain: "mesh.internal"}, nil
+}
+func (f *fakeLoader) Users(context.Context) ([]store.User, error) { return f.users, nil }
+func (f *fakeLoader) Policy(context.Context) (store.PolicyVersion, error) {
+	if f.policy == "" {
+		return store.PolicyVersion{}, store.ErrNotFound
+	}
+	return store.PolicyVersion{Version: int64(len(f.policy)), Body: f.policy}, nil
+}
+
+func node(id int64, user string, tags ...string) store.Node {
+	return store.Node{ID: id, Name: "n" + string(rune('a'+id)), User: user, Tags: tags,
+		IPv4: netip.AddrFrom4([4]byte{100, 64, 0, byte(id)}), IPv6: netip.AddrFrom16([16]byte{0xfd, 15: byte(id)})}
+}
+
+func next(t *testing.T, h *Hub, st *Stream) *wire.MapMessage {
+	t.Helper()
+	snap, err := h.Snapshot(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	line, ok := st.Next(snap)
+	if !ok {
+		return &wire.MapMessage{Seq: -1}
+	}
+	if line == nil {
+		return nil
+	}
+	var m wire.MapMessage
+	if err := json.Unmarshal(line, &m); err != nil {
+		t.Fatalf("stream wrote invalid JSON: %v\n%s", err, line)
+	}
+	return &m
+}
+
+func ids(nodes []wire.Node) []wire.NodeID {
+	var out []wire.NodeID
+	for _, n := range nodes {
+		out = append(out, n.ID)
+	}
+	return out
+}
+
+func TestStreamDeltas(t *testing.T) {
+	l := &fakeLoader{users: []store.User{{Name: "alice"}, {Name: "bob", Email: "bob@x.example"}},
+		nodes: []store.Node{node(1, "alice"), node(2, "alice"), node(3, "bob")}}
+	h := NewHub(l, nil)
+	defer h.Close()
+	st := NewStream(1)
+
+	// Full map: default policy, one user's devices only (S4); a filter.
+	m := next(t, h, st)
+	if !m.Full || m.Seq != 1 || !slices.Equal(ids(m.Peers), []wire.NodeID{2}) || m.Domain != "mesh.internal" || m.PacketFilter == nil {
+		t.Fatalf("full map: %+v", m)
+	}
+	if m.Self.User != "alice@" || len(m.PacketFilter.Inbound) == 0 {
+		t.Fatalf("self %+v filter %+v", m.Self, m.PacketFilter)
+	}
+	if m := next(t, h, st); m != nil {
+		t.Fatalf("nothing changed, got %+v", m)
+	}
+
+	// A peer's endpoint changes: one PeersChanged, no filter.
+	l.nodes[1].Endpoints = []netip.AddrPort{netip.MustParseAddrPort("198.18.0.2:41641")}
+	h.Changed()
+	m = next(t, h, st)
+	if m == nil || !slices.Equal(ids(m.PeersChanged), []wire.NodeID{2}) || m.PacketFilter != nil || m.Seq != 2 {
+		t.Fatalf("endpoint change: %+v", m)
+	}
+
+	// Online: the peer goes online without a store change.
+	ch, unsub := h.Subscribe()
+	h.StreamOpened(2)
+	<-ch // online flips are batched
+	unsub()
+	m = next(t, h, st)
+	if m == nil || len(m.PeersChanged) != 1 || !m.PeersChanged[0].Online {
+		t.Fatalf("online: %+v", m)
+	}
+
+	// A policy that lets bob reach alice's node 1: node 1 gains bob as a
+	// peer and a new filter; node 2 has no rule left and is removed.
+	l.policy = `{"acls": [{"action": "accept", "src": ["bob@x.example"], "dst": ["alice@:22"]}]}`
+	h.Changed()
+	m = next(t, h, st)
+	if m == nil || !slices.Equal(ids(m.PeersChanged), []wire.NodeID{3}) || !slices.Equal(m.PeersRemoved, []wire.NodeID{2}) || m.PacketFilter == nil {
+		t.Fatalf("policy change: %+v", m)
+	}
+	snap, _ := h.Snapshot(context.Background())
+	want, _ := snap.Filter(1)
+	if !reflect.DeepEqual(*m.PacketFilter, want) {
+		t.Fatalf("encoded filter %+v, compiled %+v", m.PacketFilter, want)
+	}
+	if !wire.MatchAny(m.PacketFilter.Inbound, netip.MustParseAddr("100.64.0.3"), netip.MustParseAddr("100.64.0.1"), wire.ProtoTCP, 22) {
+		t.Fatalf("filter does not admit bob: %+v", m.PacketFilter)
+	}
+
+	// A stored policy that no longer parses fails closed (S14).
+	l.policy = `{"acls": [`
+	h.Changed()
+	m = next(t, h, st)
+	if h.PolicyError() == nil || m == nil || m.PacketFilter == nil || len(m.PacketFilter.Inbound) != 0 || !slices.Equal(m.PeersRemoved, []wire.NodeID{3}) {
+		t.Fatalf("broken stored policy: %v %+v", h.PolicyError(), m)
+	}
+
+	// Self deleted: the stream ends.
+	l.nodes = l.nodes[1:]
+	h.Changed()
+	if m := next(t, h, st); m == nil || m.Seq != -1 {
+		t.Fatalf("deleted self: %+v", m)
+	}
+}
+
+// LAN hosts go only to peers the router's filter admits to that address,
+// and only inside its approved routes.
+func TestLANHostsPerPeer(t *testing.T) {
+	lan := netip.MustParsePrefix("198.19.1.0/24")
+	r := node(1, "alice", "tag:router")
+	r.AdvertisedRoutes, r.ApprovedRoutes = []netip.Prefix{lan}, []netip.Prefix{lan}
+	r.LANHosts = []wire.LANHost{{Name: "nas", Addr: netip.MustParseAddr("198.19.1.10")},
+		{Name: "tv", Addr: netip.MustParseAddr("198.19.1.30")}, {Name: "outside", Addr: netip.MustParseAddr("198.19.2.1")}}
+	l := &fakeLoader{users: []store.User{{Name: "alice"}, {Name: "bob"}},
+		nodes:  []store.Node{r, node(2, "alice"), node(3, "bob")},
+		policy: `{"tagOwners": {"tag:router": ["alice@"]}, "acls": [{"action": "accept", "src": ["alice@"], "dst": ["198.19.1.10:445"]}, {"action": "accept", "src": ["bob@"], "dst": ["198.19.1.30:8008"]}]}`}
+	h := NewHub(l, nil)
+	defer h.Close()
+	for _, tt := range []struct {
+		viewer int64
+		want   []string
+	}{{2, []string{"nas"}}, {3, []string{"tv"}}} {
+		m := next(t, h, NewStream(wire.NodeID(tt.viewer)))
+		var got []string
+		for _, p := range m.Peers {
+			if p.ID == 1 {
+				for _, lh := range p.LANHosts {
+					got = append(got, lh.Name)
+				}
+			}
+		}
+		if !slices.Equal(got, tt.want) {
+			t.Errorf("viewer %d sees LAN hosts %v, want %v", tt.viewer, got, tt.want)
+		}
+	}
+	self := next(t, h, NewStream(1))
+	if len(self.Self.LANHosts) != 2 {
+		t.Errorf("router's own valid LAN hosts: %+v", self.Self.LANHosts)
+	}
 }
 
 func TestHubExpiryAndOnline(t *testing.T) {
 	now := time.Now()
-	l := &fakeLoader{nodes: []store.Node{
-		{ID: 1, Name: "a", IPv4: netip.MustParseAddr("100.64.0.1"), IPv6: netip.MustParseAddr("fd00::1")},
-		{ID: 2, Name: "b", KeyExpiry: now.Add(100 * time.Millisecond), IPv4: netip.MustParseAddr("100.64.0.2"), IPv6: netip.MustParseAddr("fd00::2")},
-		{ID: 3, Name: "c", KeyExpiry: now.Add(-time.Second), IPv4: netip.MustParseAddr("100.64.0.3"), IPv6: netip.MustParseAddr("fd00::3")},
-	}}
+	a, b, c := node(1, "u"), node(2, "u"), node(3, "u")
+	b.KeyExpiry = now.Add(100 * time.Millisecond)
+	c.KeyExpiry = now.Add(-time.Second)
+	l := &fakeLoader{nodes: []store.Node{a, b, c}, users: []store.User{{Name: "u"}}}
 	h := NewHub(l, nil)
 	defer h.Close()
 	ch, unsub := h.Subscribe()
@@ -125,5 +200,40 @@ func TestHubExpiryAndOnline(t *testing.T) {
 	s, _ = h.Snapshot(context.Background())
 	if _, ok := s.Node(2); ok {
 		t.Fatal("expired node still in snapshot")
+	}
+}
+
+// BenchmarkPolicyFanout is one policy change reaching every stream of a
+// 2,000-node mesh of 10 users.
+func BenchmarkPolicyFanout(b *testing.B) {
+	l := &fakeLoader{}
+	for u := range 10 {
+		l.users = append(l.users, store.User{Name: string(rune('a' + u))})
+	}
+	for i := range 2000 {
+		n := node(int64(i+1), string(rune('a'+i%10)))
+		n.IPv4 = netip.AddrFrom4([4]byte{100, 64, byte((i + 1) >> 8), byte(i + 1)})
+		n.IPv6 = netip.AddrFrom16([16]byte{0xfd, 14: byte((i + 1) >> 8), 15: byte(i + 1)})
+		l.nodes = append(l.nodes, n)
+	}
+	h := NewHub(l, nil)
+	streams := make([]*Stream, len(l.nodes))
+	snap, _ := h.Snapshot(context.Background())
+	for i := range streams {
+		streams[i] = NewStream(wire.NodeID(i + 1))
+		streams[i].Next(snap)
+	}
+	pols := []string{`{"acls": [{"action": "accept", "src": ["autogroup:member"], "dst": ["autogroup:self:22"]}]}`,
+		`{"acls": [{"action": "accept", "src": ["autogroup:member"], "dst": ["autogroup:self:80"]}]}`}
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		l.policy = pols[i%2]
+		h.Changed()
+		snap, _ := h.Snapshot(context.Background())
+		for _, st := range streams {
+			if line, _ := st.Next(snap); line == nil {
+				b.Fatal("no delta")
+			}
+		}
 	}
 }

@@ -33,6 +33,14 @@ func (s *Server) AdminHandler() http.Handler {
 	mux.HandleFunc("DELETE "+adminapi.PathNodes+"/{ref}", s.adminDeleteNode)
 	mux.HandleFunc("GET "+adminapi.PathRoutes, s.adminListRoutes)
 	mux.HandleFunc("POST "+adminapi.PathRoutesApprove, s.adminApproveRoutes)
+	mux.HandleFunc("POST "+adminapi.PathNodes+"/{ref}/rename", s.adminRenameNode)
+	mux.HandleFunc("POST "+adminapi.PathUsers, s.adminCreateUser)
+	mux.HandleFunc("GET "+adminapi.PathUsers, s.adminListUsers)
+	mux.HandleFunc("DELETE "+adminapi.PathUsers+"/{name}", s.adminDeleteUser)
+	mux.HandleFunc("POST "+adminapi.PathPolicyCheck, s.adminCheckPolicy)
+	mux.HandleFunc("POST "+adminapi.PathPolicy, s.adminSetPolicy)
+	mux.HandleFunc("GET "+adminapi.PathPolicy, s.adminGetPolicy)
+	mux.HandleFunc("GET "+adminapi.PathPolicyHistory, s.adminPolicyHistory)
 	return mux
 }
 
@@ -64,14 +72,21 @@ func (s *Server) adminCreateKey(w http.ResponseWriter, r *http.Request) {
 	ak := wire.AuthKey{ID: hex.EncodeToString(idb[:]), Secret: base64.RawURLEncoding.EncodeToString(sec[:]), Fingerprint: s.fp}
 	sum := sha256.Sum256([]byte(ak.Secret))
 	now := s.cfg.Now()
-	k := store.PreAuthKey{ID: ak.ID, Hash: sum[:], Reusable: req.Reusable, Tags: req.Tags, Expiry: now.Add(exp), Created: now}
+	if req.User == "" {
+		req.User = store.DefaultUser
+	}
+	k := store.PreAuthKey{ID: ak.ID, Hash: sum[:], Reusable: req.Reusable, Tags: req.Tags, User: req.User, Expiry: now.Add(exp), Created: now}
 	if err := s.st.CreatePreAuthKey(r.Context(), k); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			writeErr(w, http.StatusNotFound, err.Error())
+			return
+		}
 		s.log.Error("create auth key", "err", err)
 		writeErr(w, http.StatusInternalServerError, "creating the key failed; see coord's log")
 		return
 	}
-	s.log.Info("auth key created", "auth_key", ak.Redacted(), "reusable", k.Reusable, "tags", k.Tags, "expiry", k.Expiry)
-	writeJSON(w, http.StatusOK, adminapi.Key{ID: k.ID, Key: ak.String(), Reusable: k.Reusable, Tags: k.Tags, Expiry: k.Expiry, Created: k.Created})
+	s.log.Info("auth key created", "auth_key", ak.Redacted(), "user", k.User, "reusable", k.Reusable, "tags", k.Tags, "expiry", k.Expiry)
+	writeJSON(w, http.StatusOK, adminapi.Key{ID: k.ID, Key: ak.String(), Reusable: k.Reusable, Tags: k.Tags, User: k.User, Expiry: k.Expiry, Created: k.Created})
 }
 
 func (s *Server) adminListKeys(w http.ResponseWriter, r *http.Request) {
@@ -82,7 +97,7 @@ func (s *Server) adminListKeys(w http.ResponseWriter, r *http.Request) {
 	}
 	out := []adminapi.Key{}
 	for _, k := range keys {
-		out = append(out, adminapi.Key{ID: k.ID, Reusable: k.Reusable, Tags: k.Tags, Expiry: k.Expiry, Used: k.Used, Created: k.Created})
+		out = append(out, adminapi.Key{ID: k.ID, Reusable: k.Reusable, Tags: k.Tags, User: k.User, Expiry: k.Expiry, Used: k.Used, Created: k.Created})
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -202,6 +217,8 @@ func (s *Server) adminFail(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		writeErr(w, http.StatusNotFound, err.Error())
+	case errors.Is(err, store.ErrExists), errors.Is(err, store.ErrNameTaken):
+		writeErr(w, http.StatusConflict, err.Error())
 	case errors.Is(err, store.ErrNotAdvertised):
 		writeErr(w, http.StatusBadRequest, err.Error()+": the node must advertise it first (lanmesh up --advertise-routes)")
 	default:

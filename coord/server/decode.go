@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net/netip"
 
+	"github.com/lanmesh/lanmesh/coord/netmap"
+	"github.com/lanmesh/lanmesh/coord/store"
 	"github.com/lanmesh/lanmesh/internal/wire"
 )
 
@@ -71,6 +73,24 @@ func decodeMap(b []byte) (wire.MapRequest, error) {
 		return r, fmt.Errorf("map request: more than %d endpoints", maxEndpoints)
 	case len(r.AdvertiseRoutes) > maxRoutes:
 		return r, fmt.Errorf("map request: more than %d advertised routes", maxRoutes)
+	case len(r.LANHosts) > netmap.MaxLANHosts:
+		return r, fmt.Errorf("map request: more than %d LAN hosts", netmap.MaxLANHosts)
+	}
+	// LAN hosts are checked here for shape; whether each address is inside
+	// an approved route is decided per snapshot, as approvals change.
+	names := make(map[string]bool, len(r.LANHosts))
+	for i, h := range r.LANHosts {
+		if h.Name == "" || store.DNSLabel(h.Name) != h.Name {
+			return r, fmt.Errorf("map request: lan_hosts[%d]: name %q is not a lower-case DNS label", i, h.Name)
+		}
+		if names[h.Name] {
+			return r, fmt.Errorf("map request: lan_hosts[%d]: name %q appears twice", i, h.Name)
+		}
+		names[h.Name] = true
+		a := h.Addr
+		if !a.IsValid() || a.Zone() != "" || a.Is4In6() || a.IsLoopback() || a.IsMulticast() || a.IsLinkLocalUnicast() || a.IsUnspecified() {
+			return r, fmt.Errorf("map request: lan_hosts[%d] (%s): address %v is not a unicast LAN address", i, h.Name, h.Addr)
+		}
 	}
 	for _, ep := range r.Endpoints {
 		if !ep.IsValid() || ep.Port() == 0 || ep.Addr().IsUnspecified() || ep.Addr().IsMulticast() {

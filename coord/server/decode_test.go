@@ -23,6 +23,13 @@ func TestDecodeMap(t *testing.T) {
 		{"loopback route", `,"advertise_routes":["127.0.0.0/8"]`, "loopback"},
 		{"link-local route", `,"advertise_routes":["169.254.0.0/16"]`, "link-local"},
 		{"bad prefix", `,"advertise_routes":["nope"]`, "malformed map request"},
+		{"lan host ok", `,"lan_hosts":[{"name":"nas","addr":"198.19.1.10"}]`, ""},
+		{"lan host bad name", `,"lan_hosts":[{"name":"Nas_1","addr":"198.19.1.10"}]`, "DNS label"},
+		{"lan host empty name", `,"lan_hosts":[{"name":"","addr":"198.19.1.10"}]`, "DNS label"},
+		{"lan host twice", `,"lan_hosts":[{"name":"a","addr":"198.19.1.10"},{"name":"a","addr":"198.19.1.11"}]`, "appears twice"},
+		{"lan host loopback", `,"lan_hosts":[{"name":"a","addr":"127.0.0.1"}]`, "not a unicast LAN"},
+		{"lan host no addr", `,"lan_hosts":[{"name":"a"}]`, "not a unicast LAN"},
+		{"too many lan hosts", `,"lan_hosts":[` + strings.Repeat(`{"name":"a","addr":"198.19.1.1"},`, 1024) + `{"name":"a","addr":"198.19.1.1"}]`, "more than 1024"},
 		{"long hostname", `,"hostname":"` + strings.Repeat("a", 300) + `"`, "hostname longer"},
 	} {
 		b := mk(tt.extra)

@@ -6,9 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"time"
-
-	"encoding/json"
 
 	"github.com/lanmesh/lanmesh/coord/netmap"
 	"github.com/lanmesh/lanmesh/coord/store"
@@ -139,16 +138,21 @@ func (s *Server) handleMap(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusUnauthorized, (&store.NodeExpiredError{At: n.KeyExpiry}).Error())
 		return
 	}
+	before := n
 	n, err = s.st.UpdateNodeStatus(ctx, n.ID, store.NodeStatus{
 		Hostname:         req.Hostname,
 		Endpoints:        req.Endpoints,
 		AdvertisedRoutes: req.AdvertiseRoutes,
+		LANHosts:         req.LANHosts,
 		LastSeen:         s.cfg.Now(),
 	})
 	if err != nil {
 		s.log.Error("map: update node", "node", n.Name, "err", err)
 		writeErr(w, http.StatusInternalServerError, "internal error; see coord's log")
 		return
+	}
+	if statusChanged(before, n) {
+		s.hub.Changed()
 	}
 	s.stream(w, r, n)
 }
@@ -167,18 +171,19 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, n store.Node) {
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
-	enc := json.NewEncoder(w)
-	send := func(m *wire.MapMessage) bool {
+	send := func(line []byte) bool {
 		// A stuck reader must not pin this goroutine forever.
 		rc.SetWriteDeadline(time.Now().Add(2 * s.cfg.KeepAlive))
-		if err := enc.Encode(m); err != nil {
+		if _, err := w.Write(line); err != nil {
 			log.Debug("netmap stream write failed", "err", err)
 			return false
 		}
 		return rc.Flush() == nil
 	}
 
-	st := netmap.NewStream(wire.NodeID(n.ID), s.cfg.Filter)
+	// The snapshot carries the DERP map (hub.SetDERPMap), so full maps
+	// and changes include it.
+	st := netmap.NewStream(wire.NodeID(n.ID))
 	keep := time.NewTicker(s.cfg.KeepAlive)
 	defer keep.Stop()
 	log.Debug("netmap stream opened")
@@ -218,4 +223,11 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, n store.Node) {
 			return
 		}
 	}
+}
+
+// statusChanged reports whether a map request changed what peers see,
+// so an unchanged reconnect costs no recompile.
+func statusChanged(a, b store.Node) bool {
+	return a.Name != b.Name || !slices.Equal(a.Endpoints, b.Endpoints) ||
+		!slices.Equal(a.AdvertisedRoutes, b.AdvertisedRoutes) || !slices.Equal(a.LANHosts, b.LANHosts)
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/lanmesh/lanmesh/coord/netmap"
 	"github.com/lanmesh/lanmesh/coord/store"
+	"github.com/lanmesh/lanmesh/derp"
 	"github.com/lanmesh/lanmesh/internal/wire"
 )
 
@@ -26,12 +27,11 @@ type Config struct {
 	Store       store.Store
 	Cert        tls.Certificate
 	Logger      *slog.Logger
-	Domain      string            // mesh DNS domain; empty keeps the stored one
-	KeyLifetime time.Duration     // node key lifetime; default DefaultKeyLifetime
-	KeepAlive   time.Duration     // default wire.KeepAliveInterval
-	Filter      netmap.PeerFilter // default netmap.AllPeers
-	MaxNonces   int               // pending challenges; default 10000
-	Now         func() time.Time  // default time.Now
+	Domain      string           // mesh DNS domain; empty keeps the stored one
+	KeyLifetime time.Duration    // node key lifetime; default DefaultKeyLifetime
+	KeepAlive   time.Duration    // default wire.KeepAliveInterval
+	MaxNonces   int              // pending challenges; default 10000
+	Now         func() time.Time // default time.Now
 	// DerpToken is the bearer token relays present on PathDerpVerify;
 	// empty disables relay verification (every relay is refused).
 	DerpToken string
@@ -45,6 +45,9 @@ type Server struct {
 	hub    *netmap.Hub
 	nonces *nonces
 	fp     string
+	derp   relayState // embedded relay and DERP map (derp.go)
+
+	policyMu sync.Mutex // one policy set at a time: check and store together
 
 	done     chan struct{} // closed by Close: ends every stream
 	closeOne sync.Once
@@ -97,6 +100,7 @@ func (s *Server) Close() {
 	s.closeOne.Do(func() {
 		close(s.done)
 		s.hub.Close()
+		s.closeRelay()
 	})
 }
 
@@ -108,6 +112,8 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc(wire.PathMap, s.handleMap)
 	mux.HandleFunc("GET "+wire.PathHealth, s.handleHealth)
 	mux.HandleFunc("POST "+PathDerpVerify, s.handleDerpVerify)
+	mux.HandleFunc(derp.Path, s.serveRelay)
+	mux.HandleFunc(derp.Path+"/probe", s.serveRelay)
 	return mux
 }
 

@@ -85,6 +85,25 @@ CREATE TABLE nodes (
 	last_seen INTEGER NOT NULL DEFAULT 0,
 	created INTEGER NOT NULL
 );`,
+	// 2: users own nodes and keys; policy versions; LAN host names.
+	// Existing nodes and keys go to the built-in user "admin", so a mesh
+	// made before users existed keeps working under the default policy.
+	2: `
+CREATE TABLE users (
+	name TEXT PRIMARY KEY,
+	email TEXT NOT NULL DEFAULT '',
+	created INTEGER NOT NULL
+);
+INSERT INTO users(name, email, created) VALUES('admin', '', CAST(strftime('%s','now') AS INTEGER) * 1000000000);
+ALTER TABLE preauth_keys ADD COLUMN user_name TEXT NOT NULL DEFAULT 'admin';
+UPDATE nodes SET user_name = 'admin' WHERE user_name = '';
+ALTER TABLE nodes ADD COLUMN lan_hosts TEXT NOT NULL DEFAULT '[]';
+CREATE INDEX nodes_user ON nodes(user_name);
+CREATE TABLE policies (
+	version INTEGER PRIMARY KEY AUTOINCREMENT,
+	body TEXT NOT NULL,
+	created INTEGER NOT NULL
+);`,
 }
 
 func (s *SQLite) migrate(ctx context.Context) error {
@@ -177,8 +196,17 @@ func (s *SQLite) SetDomain(ctx context.Context, domain string) error {
 }
 
 func (s *SQLite) CreatePreAuthKey(ctx context.Context, k PreAuthKey) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO preauth_keys(id, hash, reusable, tags, expiry, used, created) VALUES(?,?,?,?,?,0,?)`,
-		k.ID, k.Hash, k.Reusable, mustJSON(k.Tags), k.Expiry.UnixNano(), k.Created.UnixNano())
+	if k.User == "" {
+		k.User = DefaultUser
+	}
+	var one int
+	if err := s.db.QueryRowContext(ctx, `SELECT 1 FROM users WHERE name = ?`, k.User).Scan(&one); errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("create auth key: user %q: %w (create it with \"lanmesh-coord users create\")", k.User, ErrNotFound)
+	} else if err != nil {
+		return fmt.Errorf("create auth key: %w", err)
+	}
+	_, err := s.db.ExecContext(ctx, `INSERT INTO preauth_keys(id, hash, reusable, tags, expiry, used, created, user_name) VALUES(?,?,?,?,?,0,?,?)`,
+		k.ID, k.Hash, k.Reusable, mustJSON(k.Tags), k.Expiry.UnixNano(), k.Created.UnixNano(), k.User)
 	if err != nil {
 		return fmt.Errorf("create auth key %s: %w", k.ID, err)
 	}
@@ -186,7 +214,7 @@ func (s *SQLite) CreatePreAuthKey(ctx context.Context, k PreAuthKey) error {
 }
 
 func (s *SQLite) PreAuthKeys(ctx context.Context) ([]PreAuthKey, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id, reusable, tags, expiry, used, created FROM preauth_keys ORDER BY created`)
+	rows, err := s.db.QueryContext(ctx, `SELECT id, reusable, tags, expiry, used, created, user_name FROM preauth_keys ORDER BY created`)
 	if err != nil {
 		return nil, fmt.Errorf("list auth keys: %w", err)
 	}
@@ -196,7 +224,7 @@ func (s *SQLite) PreAuthKeys(ctx context.Context) ([]PreAuthKey, error) {
 		var k PreAuthKey
 		var tags string
 		var exp, created int64
-		if err := rows.Scan(&k.ID, &k.Reusable, &tags, &exp, &k.Used, &created); err != nil {
+		if err := rows.Scan(&k.ID, &k.Reusable, &tags, &exp, &k.Used, &created, &k.User); err != nil {
 			return nil, fmt.Errorf("list auth keys: %w", err)
 		}
 		k.Expiry, k.Created = time.Unix(0, exp), time.Unix(0, created)
@@ -242,8 +270,8 @@ func (s *SQLite) Register(ctx context.Context, r Registration) (Node, error) {
 		if known {
 			// Re-auth of a known machine: same node, same addresses, fresh
 			// key expiry and the tags of the new key.
-			if _, err := tx.ExecContext(ctx, `UPDATE nodes SET node_key=?, os=?, tags=?, key_expiry=?, last_seen=? WHERE id=?`,
-				r.NodeKey[:], r.OS, mustJSON(ak.Tags), expiry, r.Now.UnixNano(), existing.ID); err != nil {
+			if _, err := tx.ExecContext(ctx, `UPDATE nodes SET node_key=?, os=?, tags=?, user_name=?, key_expiry=?, last_seen=? WHERE id=?`,
+				r.NodeKey[:], r.OS, mustJSON(ak.Tags), ak.User, expiry, r.Now.UnixNano(), existing.ID); err != nil {
 				return err
 			}
 			out, err = nodeWhere(ctx, tx, `id = ?`, existing.ID)
@@ -265,10 +293,10 @@ func (s *SQLite) Register(ctx context.Context, r Registration) (Node, error) {
 		if err != nil {
 			return err
 		}
-		res, err := tx.ExecContext(ctx, `INSERT INTO nodes(machine_key, node_key, name, hostname, os, host, ipv4, ipv6, tags,
+		res, err := tx.ExecContext(ctx, `INSERT INTO nodes(machine_key, node_key, name, hostname, os, host, ipv4, ipv6, user_name, tags,
 			endpoints, advertised_routes, approved_routes, key_expiry, last_seen, created)
-			VALUES(?,?,?,?,?,?,?,?,?,'[]','[]','[]',?,?,?)`,
-			r.MachineKey[:], r.NodeKey[:], name, r.Hostname, r.OS, host, v4.String(), v6.String(), mustJSON(ak.Tags),
+			VALUES(?,?,?,?,?,?,?,?,?,?,'[]','[]','[]',?,?,?)`,
+			r.MachineKey[:], r.NodeKey[:], name, r.Hostname, r.OS, host, v4.String(), v6.String(), ak.User, mustJSON(ak.Tags),
 			expiry, r.Now.UnixNano(), r.Now.UnixNano())
 		if err != nil {
 			return fmt.Errorf("insert node: %w", err)
@@ -289,8 +317,8 @@ func consumeKey(ctx context.Context, tx *sql.Tx, r Registration) (PreAuthKey, er
 	var k PreAuthKey
 	var tags string
 	var exp int64
-	err := tx.QueryRowContext(ctx, `SELECT id, hash, reusable, tags, expiry, used FROM preauth_keys WHERE id = ?`, r.AuthKeyID).
-		Scan(&k.ID, &k.Hash, &k.Reusable, &tags, &exp, &k.Used)
+	err := tx.QueryRowContext(ctx, `SELECT id, hash, reusable, tags, expiry, used, user_name FROM preauth_keys WHERE id = ?`, r.AuthKeyID).
+		Scan(&k.ID, &k.Hash, &k.Reusable, &tags, &exp, &k.Used, &k.User)
 	if errors.Is(err, sql.ErrNoRows) {
 		return k, ErrKeyNotFound
 	}
@@ -419,8 +447,8 @@ func (s *SQLite) UpdateNodeStatus(ctx context.Context, id int64, st NodeStatus) 
 		} else {
 			st.Hostname = n.Hostname
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE nodes SET hostname=?, name=?, endpoints=?, advertised_routes=?, last_seen=? WHERE id=?`,
-			st.Hostname, name, mustJSON(st.Endpoints), mustJSON(st.AdvertisedRoutes), st.LastSeen.UnixNano(), id); err != nil {
+		if _, err := tx.ExecContext(ctx, `UPDATE nodes SET hostname=?, name=?, endpoints=?, advertised_routes=?, lan_hosts=?, last_seen=? WHERE id=?`,
+			st.Hostname, name, mustJSON(st.Endpoints), mustJSON(st.AdvertisedRoutes), mustJSON(st.LANHosts), st.LastSeen.UnixNano(), id); err != nil {
 			return fmt.Errorf("update node %d: %w", id, err)
 		}
 		out, err = nodeWhere(ctx, tx, `id = ?`, id)
@@ -475,7 +503,7 @@ func containsPrefix(list []netip.Prefix, p netip.Prefix) bool {
 }
 
 const nodeCols = `id, machine_key, node_key, name, hostname, os, host, ipv4, ipv6, user_name, tags,
-	endpoints, advertised_routes, approved_routes, key_expiry, last_seen, created`
+	endpoints, advertised_routes, approved_routes, key_expiry, last_seen, created, lan_hosts`
 
 type querier interface {
 	QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row
@@ -492,10 +520,10 @@ func nodeWhere(ctx context.Context, q querier, where string, args ...any) (Node,
 func scanNode(row interface{ Scan(...any) error }) (Node, error) {
 	var n Node
 	var mk, nk []byte
-	var v4, v6, tags, eps, adv, appr string
+	var v4, v6, tags, eps, adv, appr, lan string
 	var host, exp, seen, created int64
 	if err := row.Scan(&n.ID, &mk, &nk, &n.Name, &n.Hostname, &n.OS, &host, &v4, &v6, &n.User, &tags,
-		&eps, &adv, &appr, &exp, &seen, &created); err != nil {
+		&eps, &adv, &appr, &exp, &seen, &created, &lan); err != nil {
 		return n, err
 	}
 	if len(mk) != 32 || len(nk) != 32 {
@@ -514,7 +542,7 @@ func scanNode(row interface{ Scan(...any) error }) (Node, error) {
 	for _, f := range []struct {
 		s string
 		v any
-	}{{tags, &n.Tags}, {eps, &n.Endpoints}, {adv, &n.AdvertisedRoutes}, {appr, &n.ApprovedRoutes}} {
+	}{{tags, &n.Tags}, {eps, &n.Endpoints}, {adv, &n.AdvertisedRoutes}, {appr, &n.ApprovedRoutes}, {lan, &n.LANHosts}} {
 		if err := json.Unmarshal([]byte(f.s), f.v); err != nil {
 			return n, fmt.Errorf("node %d: %w", n.ID, err)
 		}

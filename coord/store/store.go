@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/lanmesh/lanmesh/internal/key"
+	"github.com/lanmesh/lanmesh/internal/wire"
 )
 
 // Store is coord's durable state. Every method is safe for concurrent use.
@@ -28,6 +29,21 @@ type Store interface {
 	UpdateNodeStatus(ctx context.Context, id int64, s NodeStatus) (Node, error)
 	ApproveRoutes(ctx context.Context, id int64, routes []netip.Prefix) (Node, error)
 	DeleteNode(ctx context.Context, id int64) error
+	// RenameNode gives a node a new unique name (a DNS label).
+	RenameNode(ctx context.Context, id int64, name string) (Node, error)
+
+	// Users own nodes and keys. DeleteUser removes the user, their keys
+	// and all their nodes in one transaction and returns the node IDs.
+	CreateUser(ctx context.Context, u User) (User, error)
+	Users(ctx context.Context) ([]User, error)
+	DeleteUser(ctx context.Context, name string) ([]int64, error)
+
+	// Policy versions: SetPolicy stores a new current version; Policy
+	// returns the current one (ErrNotFound: none set, the default
+	// applies); PolicyHistory lists all, oldest first.
+	SetPolicy(ctx context.Context, body string, now time.Time) (PolicyVersion, error)
+	Policy(ctx context.Context) (PolicyVersion, error)
+	PolicyHistory(ctx context.Context) ([]PolicyVersion, error)
 
 	Close() error
 }
@@ -44,6 +60,7 @@ type PreAuthKey struct {
 	Hash     []byte // SHA-256 of the secret
 	Reusable bool
 	Tags     []string
+	User     string // owner of the nodes joining with it; "" means DefaultUser
 	Expiry   time.Time
 	Used     bool
 	Created  time.Time
@@ -67,6 +84,7 @@ type Node struct {
 	KeyExpiry        time.Time // zero: never
 	LastSeen         time.Time
 	Created          time.Time
+	LANHosts         []wire.LANHost // as the node published them (checked on read against routes)
 }
 
 // Expired reports whether the node key has expired at now.
@@ -95,6 +113,7 @@ type NodeStatus struct {
 	Hostname         string // empty: unchanged
 	Endpoints        []netip.AddrPort
 	AdvertisedRoutes []netip.Prefix
+	LANHosts         []wire.LANHost
 	LastSeen         time.Time
 }
 
@@ -105,6 +124,8 @@ var (
 	ErrNeedAuthKey   = errors.New("machine is not registered: an auth key is required")
 	ErrNotAdvertised = errors.New("route is not advertised by the node")
 	ErrAddressesFull = errors.New("no free mesh address left")
+	ErrExists        = errors.New("already exists")
+	ErrNameTaken     = errors.New("name is taken by another node")
 )
 
 // KeyExpiredError says a pre-auth key expired.

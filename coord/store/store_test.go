@@ -6,11 +6,13 @@ import (
 	"errors"
 	"net/netip"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/lanmesh/lanmesh/internal/key"
+	"github.com/lanmesh/lanmesh/internal/wire"
 )
 
 func openTest(t *testing.T) *SQLite {
@@ -146,5 +148,131 @@ func TestSingleUseKeyConcurrent(t *testing.T) {
 	}
 	if ok != 1 {
 		t.Fatalf("%d registrations succeeded with one single-use key, want 1", ok)
+	}
+}
+
+func TestUsersPolicyRename(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t)
+	users, err := s.Users(ctx)
+	if err != nil || len(users) != 1 || users[0].Name != DefaultUser || users[0].Login() != "admin@" {
+		t.Fatalf("built-in user: %+v %v", users, err)
+	}
+	for _, tt := range []struct {
+		u   User
+		err string
+	}{
+		{User{Name: "alice", Email: "alice@home.example"}, ""},
+		{User{Name: "bob"}, ""},
+		{User{Name: "alice"}, "already exists"},
+		{User{Name: "carol", Email: "ALICE@home.example"}, "already exists"},
+		{User{Name: "Bad Name"}, "user name"},
+		{User{Name: "dave", Email: "dave"}, "email"},
+		{User{Name: "dave", Email: "dave@"}, "email"},
+	} {
+		_, err := s.CreateUser(ctx, tt.u)
+		if (tt.err == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tt.err)) {
+			t.Errorf("CreateUser(%+v) = %v, want %q", tt.u, err, tt.err)
+		}
+	}
+	// A key's nodes belong to its user; unknown users get no key.
+	h := sha256.Sum256([]byte("s"))
+	if err := s.CreatePreAuthKey(ctx, PreAuthKey{ID: "kb", Hash: h[:], Reusable: true, User: "bob", Expiry: time.Now().Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreatePreAuthKey(ctx, PreAuthKey{ID: "kx", Hash: h[:], User: "nobody", Expiry: time.Now().Add(time.Hour)}); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("key for unknown user: %v", err)
+	}
+	def := newKey(t, s, "kd", true, time.Hour)
+	reg := func(host, id string, hash []byte) Node {
+		n, err := s.Register(ctx, Registration{MachineKey: key.NewMachine().Public(), NodeKey: key.NewNode().Public(),
+			Hostname: host, AuthKeyID: id, AuthKeyHash: hash, Now: time.Now()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	b1, b2, a1 := reg("b1", "kb", h[:]), reg("b2", "kb", h[:]), reg("a1", "kd", def)
+	if b1.User != "bob" || a1.User != DefaultUser {
+		t.Fatalf("owners: %q %q", b1.User, a1.User)
+	}
+
+	// Rename: a DNS label, unique.
+	if _, err := s.RenameNode(ctx, b1.ID, "A1"); err == nil {
+		t.Fatal("upper-case name accepted")
+	}
+	if _, err := s.RenameNode(ctx, b1.ID, "a1"); !errors.Is(err, ErrNameTaken) {
+		t.Fatalf("taken name: %v", err)
+	}
+	if n, err := s.RenameNode(ctx, b1.ID, "bobs-box"); err != nil || n.Name != "bobs-box" {
+		t.Fatalf("rename: %+v %v", n, err)
+	}
+
+	// LAN hosts round-trip through the node status.
+	lh := []wire.LANHost{{Name: "nas", Addr: netip.MustParseAddr("198.19.1.10")}}
+	if n, err := s.UpdateNodeStatus(ctx, a1.ID, NodeStatus{LANHosts: lh, LastSeen: time.Now()}); err != nil || len(n.LANHosts) != 1 || n.LANHosts[0] != lh[0] {
+		t.Fatalf("lan hosts: %+v %v", n.LANHosts, err)
+	}
+
+	// Deleting a user takes their nodes and keys in one go.
+	ids, err := s.DeleteUser(ctx, "bob")
+	if err != nil || len(ids) != 2 || ids[0] != b1.ID || ids[1] != b2.ID {
+		t.Fatalf("delete user: %v %v", ids, err)
+	}
+	nodes, _ := s.Nodes(ctx)
+	keys, _ := s.PreAuthKeys(ctx)
+	if len(nodes) != 1 || len(keys) != 1 {
+		t.Fatalf("after delete: %d nodes, %d keys", len(nodes), len(keys))
+	}
+	if _, err := s.DeleteUser(ctx, "bob"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("delete twice: %v", err)
+	}
+
+	// Policy versions.
+	if _, err := s.Policy(ctx); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("no policy: %v", err)
+	}
+	for _, body := range []string{"{}", `{"acls": []}`} {
+		if _, err := s.SetPolicy(ctx, body, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p, err := s.Policy(ctx)
+	hist, _ := s.PolicyHistory(ctx)
+	if err != nil || p.Version != 2 || p.Body != `{"acls": []}` || len(hist) != 2 || hist[0].Body != "{}" {
+		t.Fatalf("policy: %+v %v %+v", p, err, hist)
+	}
+}
+
+// A database made by schema version 1 migrates: its nodes and keys go
+// to the built-in user.
+func TestMigrateV1(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "coord.db")
+	s, err := OpenSQLite(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Roll the schema back to version 1 by hand, with one v1 node.
+	for _, q := range []string{
+		`DROP TABLE users`, `DROP TABLE policies`, `DROP INDEX nodes_user`,
+		`ALTER TABLE nodes DROP COLUMN lan_hosts`, `ALTER TABLE preauth_keys DROP COLUMN user_name`,
+		`DELETE FROM schema_migrations WHERE version = 2`,
+		`INSERT INTO nodes(machine_key, node_key, name, hostname, host, ipv4, ipv6, tags, endpoints, advertised_routes, approved_routes, created)
+			VALUES(zeroblob(32), zeroblob(32), 'old', 'old', 1, '100.64.0.1', 'fd00::1', '[]', '[]', '[]', '[]', 0)`,
+	} {
+		if _, err := s.db.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	s.Close()
+	s, err = OpenSQLite(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	nodes, err := s.Nodes(ctx)
+	if err != nil || len(nodes) != 1 || nodes[0].User != DefaultUser {
+		t.Fatalf("migrated nodes: %+v %v", nodes, err)
 	}
 }
