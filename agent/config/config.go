@@ -94,9 +94,9 @@ func Defaults() Config {
 		ListenPort:         41641,
 		MTU:                1420,
 		LogLevel:           "warn",
-		MemoryLimitMiB:     24,
+		MemoryLimitMiB:     28,
 		Offloads:           Offloads{TUN: true, UDPGSO: true, UDPGRO: true},
-		MaxInflightPackets: 1024,
+		MaxInflightPackets: 128,
 		DNS: DNS{
 			Enabled:    true,
 			Listen:     "127.0.0.1:53535",

@@ -46,6 +46,12 @@ func runHelper(spec string) int {
 		limit = v << 20
 	}
 	debug.SetMemoryLimit(limit)
+	if v, err := strconv.Atoi(os.Getenv("LMDP_GOGC")); err == nil {
+		debug.SetGCPercent(v) // negative: off, only the limit triggers a GC
+	}
+	if v, err := strconv.Atoi(os.Getenv("LMDP_BATCH")); err == nil && v > 0 {
+		batchSize = v
+	}
 	e, err := New(s.Opts, nil)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -134,7 +140,8 @@ func iperf(t *testing.T, nsClient, nsServer, dst string, secs int) float64 {
 
 // TestThroughput compares the engine with stock wireguard-go. It is a
 // measurement, not a pass/fail test: LMDP_BENCH=1 go test -run TestThroughput -v
-// (LMDP_INFLIGHT=N and LMDP_OFFLOADS=0 vary the engine).
+// (LMDP_INFLIGHT=N, LMDP_BATCH=N, LMDP_MEMLIMIT_MIB=N, LMDP_GOGC=N and
+// LMDP_OFFLOADS=0 vary the engine; LMDP_SKIP_STOCK=1 skips the comparison).
 func TestThroughput(t *testing.T) {
 	if os.Getenv("LMDP_BENCH") == "" {
 		t.Skip("set LMDP_BENCH=1 to measure throughput")
@@ -161,7 +168,9 @@ func TestThroughput(t *testing.T) {
 			t.Fatal(err)
 		}
 		g := iperf(t, nsA, nsB, "100.64.0.2", secs)
-		t.Logf("engine (offloads=%v inflight=%d): %.2f Gbit/s, VmHWM sender %s receiver %s", off.TUN, inflight, g, vmHWM(pa), vmHWM(pb))
+		t.Logf("engine (offloads=%v inflight=%d batch=%s limit=%s gogc=%s): %.2f Gbit/s, VmHWM sender %s receiver %s",
+			off.TUN, inflight, envOr("LMDP_BATCH", strconv.Itoa(batchSize)), envOr("LMDP_MEMLIMIT_MIB", "24"),
+			envOr("LMDP_GOGC", "100"), g, vmHWM(pa), vmHWM(pb))
 	}
 	if os.Getenv("LMDP_SKIP_STOCK") == "" {
 		nsA, nsB := newNS(t), newNS(t)
@@ -175,6 +184,13 @@ func TestThroughput(t *testing.T) {
 		g := iperf(t, nsA, nsB, "100.64.0.2", secs)
 		t.Logf("stock wireguard-go: %.2f Gbit/s, VmHWM sender %s receiver %s", g, vmHWM(pa), vmHWM(pb))
 	}
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
 }
 
 type keyPair struct {

@@ -30,10 +30,6 @@ const (
 	// two engines on the namespace testbed): more buys no throughput, and
 	// each packet may pin a 64 KiB buffer.
 	DefaultMaxInflightPackets = 128
-	// batchSize caps wireguard-go's batch. Each reader (TUN, UDP v4, UDP v6)
-	// keeps a 64 KiB buffer per slot; 64 still fits one TSO super-packet
-	// (64 KiB / MSS 1380 = 48 segments) and one UDP GRO datagram.
-	batchSize = 64
 	// creditTTL: in-flight credit older than this counts as dropped.
 	creditTTL = 500 * time.Millisecond
 )
@@ -42,19 +38,23 @@ type engine struct {
 	opts Options
 	log  *slog.Logger
 
-	work     chan func()   // runs on a thread in the engine's network namespace
-	dead     chan struct{} // closed: the worker is gone
-	stop     chan struct{} // closed: the path ticker stops
-	done     sync.WaitGroup
-	tickDone sync.WaitGroup
-	closeMu  sync.Once
+	work    chan func()   // runs on a thread in the engine's network namespace
+	dead    chan struct{} // closed: the worker is gone
+	stop    chan struct{} // closed: no more kicks
+	done    sync.WaitGroup
+	kicks   sync.WaitGroup
+	kickMu  sync.Mutex
+	closeMu sync.Once
+	ns      netns.NsHandle // the engine's namespace, for magicsock's later sockets
+
+	appliedMu sync.Mutex
+	peerKeys  []key.NodePublic // configured peers, for kick
 
 	// Owned by the worker goroutine.
 	dev     *device.Device
 	bind    *magicsock.Conn
 	router  *router.Router
 	fw      *firewall.Firewall
-	paths   *pathPicker
 	applied *Config
 	fwCfg   firewall.Config
 }
@@ -80,15 +80,18 @@ func New(opts Options, logger *slog.Logger) (Engine, error) {
 		opts.MaxInflightPackets = DefaultMaxInflightPackets
 	}
 	e := &engine{
-		opts:  opts,
-		log:   logger.With("component", "engine", "tun", opts.TUNName),
-		work:  make(chan func()),
-		dead:  make(chan struct{}),
-		stop:  make(chan struct{}),
-		paths: newPathPicker(),
+		opts: opts,
+		log:  logger.With("component", "engine", "tun", opts.TUNName),
+		work: make(chan func()),
+		dead: make(chan struct{}),
+		stop: make(chan struct{}),
 	}
 	ns, err := netns.Get()
 	if err != nil {
+		return nil, fmt.Errorf("engine: current network namespace: %w", err)
+	}
+	if e.ns, err = netns.Get(); err != nil {
+		ns.Close()
 		return nil, fmt.Errorf("engine: current network namespace: %w", err)
 	}
 	started := make(chan error, 1)
@@ -100,10 +103,9 @@ func New(opts Options, logger *slog.Logger) (Engine, error) {
 	if err := e.do(e.setup); err != nil {
 		close(e.dead)
 		e.done.Wait()
+		e.ns.Close()
 		return nil, err
 	}
-	e.tickDone.Add(1)
-	go e.tickPaths()
 	return e, nil
 }
 
@@ -145,18 +147,26 @@ func (e *engine) do(f func() error) error {
 
 func (e *engine) setup() (err error) {
 	o := e.opts
-	t, err := createTUN(o.TUNName, o.MTU, o.Offloads.TUN, e.log)
+	t, maxSegs, err := createTUN(o.TUNName, o.MTU, o.Offloads.TUN, batchSize, e.log)
 	if err != nil {
 		return fmt.Errorf("engine: %w", err)
 	}
 	out, in := newInflight(o.MaxInflightPackets, creditTTL), newInflight(o.MaxInflightPackets, creditTTL)
-	ft := &flowTUN{Device: t, out: out, in: in, batch: batchSize}
+	ft := &flowTUN{Device: t, out: out, in: in, batch: maxSegs}
 	e.bind = magicsock.New(magicsock.Options{
 		GSO: o.Offloads.UDPGSO, GRO: o.Offloads.UDPGRO, BatchSize: batchSize, Logger: e.log,
+		OnPathChange: func(k key.NodePublic) { e.kick(k) },
+		OnRelayUp:    func() { e.kick() },
+		InNS:         e.runInNS,
+		IgnoreIface:  o.TUNName,
 	})
 	e.dev = device.NewDevice(ft, &flowBind{Conn: e.bind, out: out, in: in}, deviceLogger(e.log))
+	// Our endpoints are node keys and magicsock picks the path per packet;
+	// wireguard-go must not replace them with packet source addresses.
+	e.dev.DisableSomeRoamingForBrokenMobileSemantics()
 	defer func() {
 		if err != nil {
+			e.bind.Shutdown()
 			e.dev.Close()
 		}
 	}()
@@ -227,20 +237,21 @@ func (e *engine) reconfig(cfg Config) error {
 			old[p.Key] = p
 		}
 	}
-	now := time.Now()
 	keep := map[key.NodePublic]bool{}
+	keys := make([]key.NodePublic, 0, len(cfg.Peers))
 	for _, p := range cfg.Peers {
 		keep[p.Key] = true
-		ep, epChanged := e.paths.set(p.Key, p.Endpoints, now)
+		keys = append(keys, p.Key)
 		o, had := old[p.Key]
-		if had && !epChanged && slices.Equal(o.AllowedIPs, p.AllowedIPs) {
+		switch {
+		case !had:
+			newPeerUAPI(&b, p)
+		case !slices.Equal(o.AllowedIPs, p.AllowedIPs):
+			peerUAPI(&b, p, netip.AddrPort{}) // the endpoint (the key) stays
+		default:
 			continue
 		}
-		if !epChanged {
-			ep = netip.AddrPort{} // keep the path in use
-		}
-		peerUAPI(&b, p, ep)
-		e.log.Debug("peer configured", "peer", p.Key.ShortString(), "name", p.Name, "endpoint", ep)
+		e.log.Debug("peer configured", "peer", p.Key.ShortString(), "name", p.Name, "candidates", p.Endpoints)
 	}
 	for k := range old {
 		if !keep[k] {
@@ -248,20 +259,26 @@ func (e *engine) reconfig(cfg Config) error {
 			e.log.Debug("peer removed", "peer", k.ShortString())
 		}
 	}
-	e.paths.retain(keep)
 	if b.Len() > 0 {
 		// The UAPI text holds the private key: never log it (S11).
 		if err := e.dev.IpcSet(b.String()); err != nil {
 			return fmt.Errorf("engine: configure WireGuard: %w", err)
 		}
 	}
+	e.appliedMu.Lock()
+	e.peerKeys = keys
+	e.appliedMu.Unlock()
 	var errs []error
+	if err := e.bind.SetConfig(cfg.PrivateKey, discoPeers(cfg), cfg.DERPMap); err != nil {
+		errs = append(errs, fmt.Errorf("engine: %w", err))
+	}
 	if err := e.router.Set(router.Config{Addresses: cfg.Addresses, Routes: cfg.Routes,
 		Forwarding: len(cfg.AdvertisedRoutes) > 0}); err != nil {
 		errs = append(errs, fmt.Errorf("engine: %w", err))
 	}
-	fwCfg := firewall.Config{MeshIface: e.opts.TUNName, SNAT: cfg.SNAT}
-	if fwCfg != e.fwCfg {
+	fwCfg := firewall.Config{MeshIface: e.opts.TUNName, SNAT: cfg.SNAT, Filter: cfg.Filter,
+		Addresses: cfg.Addresses, AdvertisedRoutes: cfg.AdvertisedRoutes}
+	if !fwCfg.Equal(e.fwCfg) {
 		if err := e.fw.Set(fwCfg); err != nil {
 			errs = append(errs, fmt.Errorf("engine: %w", err))
 		} else {
@@ -275,39 +292,6 @@ func (e *engine) reconfig(cfg Config) error {
 	c.Peers = slices.Clone(cfg.Peers)
 	e.applied = &c
 	return nil
-}
-
-// tickPaths rotates endpoints of peers whose path shows no handshake.
-func (e *engine) tickPaths() {
-	defer e.tickDone.Done()
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-e.stop:
-			return
-		case <-t.C:
-		}
-		err := e.do(func() error {
-			st, err := e.state()
-			if err != nil {
-				return err
-			}
-			moves := e.paths.tick(time.Now(), st.Peers)
-			if len(moves) == 0 {
-				return nil
-			}
-			var b strings.Builder
-			for k, ep := range moves {
-				endpointUAPI(&b, k, ep)
-				e.log.Info("trying next endpoint", "peer", k.ShortString(), "endpoint", ep)
-			}
-			return e.dev.IpcSet(b.String())
-		})
-		if err != nil {
-			e.log.Warn("path check failed", "err", err)
-		}
-	}
 }
 
 func (e *engine) state() (deviceState, error) {
@@ -334,6 +318,7 @@ func (e *engine) Peers() []PeerStatus {
 		if e.applied != nil {
 			for _, p := range e.applied.Peers {
 				if s, ok := byKey[p.Key]; ok {
+					s.Path, s.Endpoint = e.bind.PeerPath(p.Key)
 					out = append(out, s)
 				}
 			}
@@ -349,8 +334,11 @@ func (e *engine) ListenPort() uint16 { return e.bind.Port() }
 func (e *engine) Close() error {
 	var err error
 	e.closeMu.Do(func() {
+		e.appliedMu.Lock()
 		close(e.stop)
-		e.tickDone.Wait()
+		e.appliedMu.Unlock()
+		e.bind.Shutdown()
+		e.kicks.Wait()
 		err = e.do(func() error {
 			errs := []error{e.fw.Close(), e.router.Close()}
 			e.dev.Close() // closes the TUN (the link goes) and the sockets
@@ -358,6 +346,7 @@ func (e *engine) Close() error {
 		})
 		close(e.dead)
 		e.done.Wait()
+		e.ns.Close()
 	})
 	return err
 }

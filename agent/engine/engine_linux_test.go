@@ -48,6 +48,7 @@ func (p *pair) configure(t *testing.T, aToB, bToA []netip.AddrPort, cfgA, cfgB f
 		Peers: []Peer{{Key: p.kB.Public(), Name: "b", AllowedIPs: []netip.Prefix{meshB, meshB6}, Endpoints: aToB}}}
 	cb := Config{PrivateKey: p.kB, Addresses: []netip.Prefix{meshB, meshB6}, Routes: []netip.Prefix{meshNet, meshNet6},
 		Peers: []Peer{{Key: p.kA.Public(), Name: "a", AllowedIPs: []netip.Prefix{meshA, meshA6}, Endpoints: bToA}}}
+	ca.Filter, cb.Filter = allowAll, allowAll // nil fails closed
 	if cfgA != nil {
 		cfgA(&ca)
 	}

@@ -9,6 +9,18 @@ import (
 	"golang.zx2c4.com/wireguard/tun"
 )
 
+// batchSize caps wireguard-go's batch (device.BatchSize is the larger of
+// the TUN's and the Bind's). Each reader (TUN, UDP v4, UDP v6) pins a
+// 64 KiB buffer per slot for its lifetime, and those count against the
+// daemon's Go memory limit. The TUN's gso_max_segs is set to it so one
+// TSO super-packet still fits one read. 32 by measurement (iperf3 through
+// two engines, 24-28 MiB Go memory limit, 2 cores): 64 thrashes the GC
+// (0.2-0.7 Gbit/s: 12 MiB of reader buffers leave no room for the pools),
+// 32 gives 1.5-1.9 Gbit/s, 16 and 8 lose per-syscall batching. Below 64 the
+// Bind reads without UDP GRO; the kernel splits GSO datagrams for it.
+// A var so benchmarks can vary it (LMDP_BATCH).
+var batchSize = 32
+
 // flowTUN is the TUN as wireguard-go sees it: reads wait while too many
 // outbound packets are in flight (out), writes release inbound credit (in).
 type flowTUN struct {

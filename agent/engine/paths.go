@@ -1,87 +1,114 @@
 package engine
 
 import (
+	"context"
+	"fmt"
 	"net/netip"
-	"slices"
-	"time"
+	"runtime"
+	"strings"
 
+	"github.com/vishvananda/netns"
+
+	"github.com/lanmesh/lanmesh/agent/magicsock"
+	"github.com/lanmesh/lanmesh/agent/netcheck"
 	"github.com/lanmesh/lanmesh/internal/key"
 )
 
-// Stopgap path choice until disco: try a peer's candidate endpoints one at
-// a time, in the order coord sent them, and keep the first that completes
-// a handshake.
-const (
-	pathTrial = 6 * time.Second // a handshake normally completes in one RTT
-	// pathAlive: with a 25 s keepalive, sessions rekey every 2 minutes;
-	// a handshake older than this means the path died.
-	pathAlive = 180*time.Second + 2*keepaliveSeconds*time.Second
-)
+// Paths are magicsock's job: wireguard-go's endpoint for a peer is the
+// peer's node key, and magicsock sends each packet over the path disco
+// proved (direct UDP) or through the home relay. The engine only tells
+// magicsock about peers, nudges WireGuard when a path appears, and reports
+// the path in PeerStatus.
 
-type pathPicker struct {
-	peers map[key.NodePublic]*pathState
-}
-
-type pathState struct {
-	cands []netip.AddrPort
-	idx   int
-	since time.Time // when cands[idx] was chosen
-}
-
-func newPathPicker() *pathPicker { return &pathPicker{peers: map[key.NodePublic]*pathState{}} }
-
-// set records k's candidates and returns the endpoint to configure now and
-// whether it differs from what was configured before.
-func (pp *pathPicker) set(k key.NodePublic, cands []netip.AddrPort, now time.Time) (netip.AddrPort, bool) {
-	st, ok := pp.peers[k]
-	if ok && slices.Equal(st.cands, cands) {
-		return st.current(), false
+// newPeerUAPI is the UAPI section that adds p with its node key as the
+// endpoint. The endpoint comes before the keepalive so the first
+// keepalive (and the handshake it triggers) already has somewhere to go.
+func newPeerUAPI(b *strings.Builder, p Peer) {
+	fmt.Fprintf(b, "public_key=%s\n", p.Key.Hex())
+	b.WriteString("replace_allowed_ips=true\n")
+	for _, a := range p.AllowedIPs {
+		fmt.Fprintf(b, "allowed_ip=%s\n", a.Masked())
 	}
-	st = &pathState{cands: slices.Clone(cands), since: now}
-	pp.peers[k] = st
-	return st.current(), true
+	fmt.Fprintf(b, "endpoint=%s\n", p.Key.Hex())
+	fmt.Fprintf(b, "persistent_keepalive_interval=%d\n", keepaliveSeconds)
 }
 
-// retain forgets peers not in keep.
-func (pp *pathPicker) retain(keep map[key.NodePublic]bool) {
-	for k := range pp.peers {
-		if !keep[k] {
-			delete(pp.peers, k)
-		}
-	}
+// kickUAPI re-arms k's keepalive, which makes the device send at once: a
+// keepalive over a session, or a handshake when there is none. Used when
+// a path appears so the first packet does not wait for wireguard-go's 5 s
+// handshake retry.
+func kickUAPI(b *strings.Builder, k key.NodePublic) {
+	fmt.Fprintf(b, "public_key=%s\nupdate_only=true\n", k.Hex())
+	fmt.Fprintf(b, "persistent_keepalive_interval=0\npersistent_keepalive_interval=%d\n", keepaliveSeconds)
 }
 
-func (st *pathState) current() netip.AddrPort {
-	if len(st.cands) == 0 {
-		return netip.AddrPort{}
+// kick nudges the device for peers (all configured ones when none given).
+// It runs on its own goroutine: callers are magicsock's receive and relay
+// paths, which must not wait on the device.
+func (e *engine) kick(peers ...key.NodePublic) {
+	e.appliedMu.Lock()
+	defer e.appliedMu.Unlock()
+	select {
+	case <-e.stop:
+		return // closing: Close waits for kicks already started
+	default:
 	}
-	return st.cands[st.idx]
+	e.kicks.Go(func() {
+		e.kickMu.Lock()
+		defer e.kickMu.Unlock()
+		if len(peers) == 0 {
+			e.appliedMu.Lock()
+			peers = e.peerKeys
+			e.appliedMu.Unlock()
+		}
+		var b strings.Builder
+		for _, k := range peers {
+			kickUAPI(&b, k)
+		}
+		if b.Len() == 0 {
+			return
+		}
+		if err := e.dev.IpcSet(b.String()); err != nil {
+			e.log.Debug("kick peers", "err", err)
+		}
+	})
 }
 
-// tick moves every peer whose current candidate has not produced a
-// handshake within pathTrial to its next candidate, and returns the moves.
-// A peer with a fresh handshake stays where it is, even on a path the peer
-// roamed us to.
-func (pp *pathPicker) tick(now time.Time, status []PeerStatus) map[key.NodePublic]netip.AddrPort {
-	var moves map[key.NodePublic]netip.AddrPort
-	for _, ps := range status {
-		st, ok := pp.peers[ps.Key]
-		if !ok || len(st.cands) < 2 {
-			continue
+// runInNS runs f on a fresh thread inside the engine's namespace. The
+// thread is never unlocked, so it exits with the goroutine rather than
+// going back to the pool in a foreign namespace.
+func (e *engine) runInNS(f func()) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		runtime.LockOSThread()
+		if err := netns.Set(e.ns); err != nil {
+			e.log.Warn("enter network namespace", "err", err)
+			return
 		}
-		if !ps.LastHandshake.IsZero() && now.Sub(ps.LastHandshake) < pathAlive {
-			st.since = now // alive: a later failure gets a full trial first
-			continue
-		}
-		if now.Sub(st.since) < pathTrial {
-			continue
-		}
-		st.idx = (st.idx + 1) % len(st.cands)
-		st.since = now
-		if moves == nil {
-			moves = map[key.NodePublic]netip.AddrPort{}
-		}
-		moves[ps.Key] = st.current()
+		f()
+	}()
+	<-done
+}
+
+// LocalEndpoints are this node's candidate endpoints for peers (interface
+// addresses and STUN-mapped ones); the daemon sends them to coord.
+func (e *engine) LocalEndpoints() []netip.AddrPort { return e.bind.LocalEndpoints() }
+
+// NetworkChanged re-runs netcheck and re-probes every peer; the daemon
+// calls it on netlink link and address changes.
+func (e *engine) NetworkChanged() { e.bind.NetworkChanged() }
+
+// Netcheck checks the network now over the WireGuard socket.
+func (e *engine) Netcheck(ctx context.Context) (*netcheck.Report, error) {
+	return e.bind.Netcheck(ctx)
+}
+
+// discoPeers is cfg's peers as magicsock takes them.
+func discoPeers(cfg Config) []magicsock.Peer {
+	out := make([]magicsock.Peer, 0, len(cfg.Peers))
+	for _, p := range cfg.Peers {
+		out = append(out, magicsock.Peer{Key: p.Key, Endpoints: p.Endpoints})
 	}
-	return moves
+	return out
 }

@@ -100,9 +100,14 @@ func parsePeerField(p *PeerStatus, k, v string, sec, nsec *int64) error {
 	var err error
 	switch k {
 	case "endpoint":
-		var ap netip.AddrPort
-		ap, err = netip.ParseAddrPort(v)
-		p.Endpoint = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+		// magicsock endpoints are node keys (the engine fills the path
+		// from magicsock); a bare address is kept.
+		var k [32]byte
+		if ap, perr := netip.ParseAddrPort(v); perr == nil {
+			p.Endpoint = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+		} else if decodeHexKey(v, &k) != nil {
+			err = fmt.Errorf("endpoint %q is neither ip:port nor a node key", v)
+		}
 	case "last_handshake_time_sec":
 		*sec, err = strconv.ParseInt(v, 10, 64)
 	case "last_handshake_time_nsec":
