@@ -44,6 +44,10 @@ type simNode struct {
 	m     *Manager
 	sent  []simPkt
 	paths []Path
+	// Data-plane activity the Manager sees through Config.Activity, and
+	// the suspect changes it announced.
+	dataSent, dataRecv time.Time
+	suspects           []bool
 }
 
 type simPkt struct {
@@ -68,7 +72,9 @@ func (n *simNet) node(addrs ...string) *simNode {
 		n.nodes[ap] = s
 	}
 	m, err := New(Config{PrivateKey: s.priv, Sender: s, Now: n.clock.Now,
-		OnPathChange: func(_ key.NodePublic, p Path) { s.paths = append(s.paths, p) }})
+		OnPathChange: func(_ key.NodePublic, p Path) { s.paths = append(s.paths, p) },
+		Activity:     func(key.NodePublic) (time.Time, time.Time) { return s.dataSent, s.dataRecv },
+		OnSuspect:    func(_ key.NodePublic, v bool) { s.suspects = append(s.suspects, v) }})
 	if err != nil {
 		n.t.Fatal(err)
 	}

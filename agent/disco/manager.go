@@ -30,6 +30,16 @@ type Config struct {
 	// OnPathChange, if set, is called (without locks held) when a peer's
 	// path changes, so the data plane can move its traffic.
 	OnPathChange func(peer key.NodePublic, p Path)
+	// Activity, if set, reports when data last went to a peer over its
+	// direct path and when anything last came from it. Data sent into
+	// silence is the first sign of a dead path (a flushed NAT mapping), so
+	// the path is checked at once instead of at the next probe round.
+	Activity func(peer key.NodePublic) (sent, recv time.Time)
+	// OnSuspect, if set, is called (without locks held) when a peer's
+	// direct path missed a liveness ping (true) or proved itself again or
+	// was left (false); the data plane also sends over the relay meanwhile
+	// so packets keep flowing while disco decides.
+	OnSuspect func(peer key.NodePublic, suspect bool)
 }
 
 // Peer is what the netmap says about a peer.
@@ -66,6 +76,8 @@ type Manager struct {
 	now    func() time.Time
 	log    *slog.Logger
 	onPath func(key.NodePublic, Path)
+	act    func(key.NodePublic) (time.Time, time.Time)
+	onSus  func(key.NodePublic, bool)
 
 	mu      sync.Mutex
 	peers   map[key.NodePublic]*peerPath
@@ -74,9 +86,10 @@ type Manager struct {
 }
 
 type pendingPing struct {
-	peer key.NodePublic
-	to   netip.AddrPort
-	sent time.Time
+	peer    key.NodePublic
+	to      netip.AddrPort
+	sent    time.Time
+	timeout time.Duration // LivenessTimeout for the path in use, else PingTimeout
 }
 
 // New returns a Manager with no peers.
@@ -89,7 +102,7 @@ func New(cfg Config) (*Manager, error) {
 	}
 	m := &Manager{
 		priv: cfg.PrivateKey, pub: cfg.PrivateKey.Public(), send: cfg.Sender,
-		now: cfg.Now, log: cfg.Logger, onPath: cfg.OnPathChange,
+		now: cfg.Now, log: cfg.Logger, onPath: cfg.OnPathChange, act: cfg.Activity, onSus: cfg.OnSuspect,
 		peers: map[key.NodePublic]*peerPath{}, pending: map[TxID]pendingPing{},
 	}
 	if m.now == nil {
@@ -104,8 +117,14 @@ func New(cfg Config) (*Manager, error) {
 // outbox collects what to send and announce while the lock is held; flush
 // does it after unlocking, so a Sender or callback may call back into m.
 type outbox struct {
-	pkts    []outPkt
-	changes []pathChange
+	pkts     []outPkt
+	changes  []pathChange
+	suspects []suspectChange
+}
+
+type suspectChange struct {
+	peer    key.NodePublic
+	suspect bool
 }
 
 type outPkt struct {
@@ -137,6 +156,20 @@ func (m *Manager) flush(ob *outbox) {
 			m.onPath(c.peer, c.path)
 		}
 	}
+	for _, c := range ob.suspects {
+		m.log.Debug("disco: direct path suspect", "peer", c.peer.ShortString(), "suspect", c.suspect)
+		if m.onSus != nil {
+			m.onSus(c.peer, c.suspect)
+		}
+	}
+}
+
+// setSuspect records p's suspect state, announcing a change.
+func (p *peerPath) setSuspect(v bool, ob *outbox) {
+	if p.suspect != v {
+		p.suspect = v
+		ob.suspects = append(ob.suspects, suspectChange{p.key, v})
+	}
 }
 
 func (m *Manager) seal(p *peerPath, msg Message) []byte {
@@ -149,7 +182,13 @@ func (m *Manager) ping(p *peerPath, c *candidate, now time.Time, ob *outbox) {
 	if _, err := rand.Read(tx[:]); err != nil {
 		panic("crypto/rand failed: " + err.Error())
 	}
-	m.pending[tx] = pendingPing{peer: p.key, to: c.addr, sent: now}
+	timeout := PingTimeout
+	if c.addr == p.best {
+		// The path in use answers within an RTT; waiting longer only
+		// delays the fallback when it died.
+		timeout = LivenessTimeout
+	}
+	m.pending[tx] = pendingPing{peer: p.key, to: c.addr, sent: now, timeout: timeout}
 	c.lastPingTx = now
 	ob.pkts = append(ob.pkts, outPkt{pkt: m.seal(p, &Ping{TxID: tx, NodeKey: m.pub}), udp: c.addr})
 }
@@ -263,7 +302,7 @@ func (m *Manager) Tick() {
 	// Expire in send order so retries follow the order of misses.
 	txs := make([]TxID, 0, len(m.pending))
 	for tx, pp := range m.pending {
-		if now.Sub(pp.sent) >= PingTimeout {
+		if now.Sub(pp.sent) >= pp.timeout {
 			txs = append(txs, tx)
 		}
 	}
@@ -285,15 +324,18 @@ func (m *Manager) Tick() {
 		}
 		p.misses++
 		if p.misses < missesToFallBack {
+			p.setSuspect(true, &ob)
 			m.ping(p, c, now, &ob) // retry at once: one lost packet is not a dead path
 			continue
 		}
 		c.failed = true
 		if p.choose(now) {
 			ob.changes = append(ob.changes, pathChange{p.key, p.path()})
+			p.setSuspect(false, &ob)
 		}
 	}
 	for _, p := range m.peers {
+		m.checkLiveness(p, now, &ob)
 		p.expire(now)
 		if !now.Before(p.nextRound) {
 			m.round(p, now, &ob)
@@ -301,6 +343,28 @@ func (m *Manager) Tick() {
 	}
 	m.mu.Unlock()
 	m.flush(&ob)
+}
+
+// checkLiveness pings p's direct path at once when data went out on it but
+// nothing came back for SilenceBeforePing: with traffic flowing, a dead
+// path is then left within SilenceBeforePing + 2*LivenessTimeout rather
+// than after the next probe round.
+func (m *Manager) checkLiveness(p *peerPath, now time.Time, ob *outbox) {
+	if m.act == nil || !p.best.IsValid() {
+		return
+	}
+	c := p.cands[p.best]
+	if c == nil || now.Sub(c.lastPingTx) < LivenessTimeout {
+		return // a check is under way (or just answered)
+	}
+	sent, recv := m.act(p.key)
+	if p.lastPong.After(recv) {
+		recv = p.lastPong
+	}
+	if !sent.After(recv) || now.Sub(sent) >= SilenceBeforePing || now.Sub(recv) < SilenceBeforePing {
+		return // no data, or answered, or idle for a while (the round covers it)
+	}
+	m.ping(p, c, now, ob)
 }
 
 // Run ticks until ctx ends.
@@ -414,9 +478,11 @@ func (m *Manager) handlePong(p *peerPath, msg *Pong, src netip.AddrPort, viaRela
 	p.lastPong = now
 	if pp.to == p.best {
 		p.misses = 0
+		p.setSuspect(false, ob)
 	}
 	if p.choose(now) {
 		ob.changes = append(ob.changes, pathChange{p.key, p.path()})
+		p.setSuspect(false, ob)
 	}
 	return nil
 }

@@ -263,8 +263,8 @@ func TestNetworkChangedReprobes(t *testing.T) {
 	if len(a.sent) == before {
 		t.Fatal("NetworkChanged sent nothing")
 	}
-	took := n.until(2*PingTimeout+time.Second, "fall back", func() bool { return !a.path(b).Direct.IsValid() })
-	if took < 2*PingTimeout-time.Second {
+	took := n.until(2*LivenessTimeout+time.Second, "fall back", func() bool { return !a.path(b).Direct.IsValid() })
+	if took < 2*LivenessTimeout-100*time.Millisecond {
 		t.Fatalf("fell back after %v: one miss must not be enough", took)
 	}
 }

@@ -11,13 +11,20 @@ import (
 
 // Timing of the path logic. Relay-only peers are probed often because a
 // direct path is worth a lot; a direct path is re-checked every 5 s too, so
-// a dead one (NAT mapping flushed, WAN address changed) is left for the
-// relay within about DirectProbeInterval + 2*PingTimeout. An unanswered
+// an idle dead one (NAT mapping flushed, WAN address changed) is left for
+// the relay within about DirectProbeInterval + 2*LivenessTimeout, and one
+// carrying data (see Config.Activity) within about 3.5 s. An unanswered
 // check is retried at once: one lost packet is not a dead path.
 const (
 	RelayProbeInterval  = 5 * time.Second
 	DirectProbeInterval = 5 * time.Second
 	PingTimeout         = 3 * time.Second
+	// LivenessTimeout is how long a ping to the path in use may take;
+	// SilenceBeforePing is how long data may go out on it unanswered
+	// before such a ping. With traffic flowing, a dead path is left within
+	// SilenceBeforePing + missesToFallBack*LivenessTimeout (about 3.5 s).
+	LivenessTimeout   = time.Second
+	SilenceBeforePing = 1500 * time.Millisecond
 	// missesToFallBack unanswered pings to the current path end it.
 	missesToFallBack = 2
 	// pingLearnedTTL: a candidate learned only from a ping's source is
@@ -81,7 +88,8 @@ type peerPath struct {
 	cands     map[netip.AddrPort]*candidate
 	best      netip.AddrPort // invalid: the relay carries traffic
 	bestSince time.Time
-	misses    int // consecutive unanswered pings to best
+	misses    int  // consecutive unanswered pings to best
+	suspect   bool // best missed a ping: the data plane also uses the relay
 	nextRound time.Time
 	lastCMM   time.Time
 	lastPong  time.Time

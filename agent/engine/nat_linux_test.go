@@ -198,11 +198,23 @@ func TestNATEasyEasyDirect(t *testing.T) {
 		t.Fatalf("Endpoint %v does not match path %q", ps[0].Endpoint, path)
 	}
 
+	// Traffic keeps flowing during the cut, as in real use: data sent into
+	// silence makes disco check the path at once (goal: relay within 5 s).
+	flow := exec.Command("ip", "netns", "exec", w.a, "ping", "-q", "-i", "0.2", "-w", "30", "100.64.0.2")
+	if err := flow.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { flow.Process.Kill(); flow.Wait() })
+	time.Sleep(500 * time.Millisecond) // the flow is under way on the direct path
 	blockUDP(t, w.natA)
 	run(t, "ip", "netns", "exec", w.natA, "conntrack", "-F")
 	cut := time.Now()
-	waitPath(t, a.e, "relay tst", 45*time.Second)
-	t.Logf("fell back to the relay after %v", time.Since(cut).Round(time.Millisecond))
+	waitPath(t, a.e, "relay tst", 10*time.Second)
+	took := time.Since(cut)
+	t.Logf("fell back to the relay after %v", took.Round(time.Millisecond))
+	if took > 5*time.Second {
+		t.Errorf("fallback took %v with traffic flowing, goal under 5 s", took.Round(time.Millisecond))
+	}
 	if err := ping(w.a, "100.64.0.2", 15*time.Second); err != nil {
 		t.Fatalf("no traffic over the relay after the direct path died: %v", err)
 	}

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
@@ -75,6 +76,7 @@ type Conn struct {
 	smu       sync.Mutex // SetConfig state
 	priv      key.NodePrivate
 	dm        *wire.DERPMap
+	dmNow     atomic.Pointer[wire.DERPMap] // dm, for readers that cannot take smu
 	discoStop context.CancelFunc
 	started   bool
 
@@ -82,16 +84,26 @@ type Conn struct {
 	peers  map[key.NodePublic]*peerState
 	byAddr map[netip.AddrPort]key.NodePublic // proven direct paths
 
-	relayMu    sync.Mutex
-	relay      *derp.Client // nil: not connected
-	relayCode  string
-	home       int // region id; 0: not chosen yet
-	report     *netcheck.Report
-	local      []netip.AddrPort
-	relayCh    chan relayPkt
-	relayDrops atomic.Int64
-	relayWake  chan struct{}
-	ncWake     chan struct{}
+	relayMu     sync.Mutex
+	relay       *derp.Client // nil: not connected
+	relayCode   string
+	relayRegion int                  // region id of relay
+	regions     map[int]*regionRelay // connections to peers' home regions other than ours
+	home        int                  // region id; 0: not chosen yet
+	report      *netcheck.Report
+	local       []netip.AddrPort
+	relayCh     chan relayPkt
+	relayDrops  atomic.Int64
+	relayWake   chan struct{}
+	ncWake      chan struct{}
+
+	// ifaceEndpoints lists interface candidates (interfaceEndpoints; unit
+	// tests on the host's namespace list none, so disco finds no paths of
+	// its own there).
+	ifaceEndpoints func(port uint16, ignore string) []netip.AddrPort
+	// noNetcheck: unit tests keep the home region the map's first.
+	noNetcheck bool
+	regionIdle time.Duration // regionIdle; shorter in tests
 }
 
 var _ conn.Bind = (*Conn)(nil)
@@ -108,8 +120,9 @@ func New(opts Options) *Conn {
 		opts.InNS = func(f func()) { f() }
 	}
 	c := &Conn{opts: opts, log: opts.Logger.With("component", "magicsock"),
-		peers: map[key.NodePublic]*peerState{}, byAddr: map[netip.AddrPort]key.NodePublic{},
-		relayCh: make(chan relayPkt, relayQueue), relayWake: make(chan struct{}, 1), ncWake: make(chan struct{}, 1)}
+		peers: map[key.NodePublic]*peerState{}, byAddr: map[netip.AddrPort]key.NodePublic{}, regions: map[int]*regionRelay{},
+		relayCh: make(chan relayPkt, relayQueue), relayWake: make(chan struct{}, 1), ncWake: make(chan struct{}, 1),
+		ifaceEndpoints: interfaceEndpoints, regionIdle: regionIdle}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.checker, _ = netcheck.New(netcheck.Config{Send: c.WriteTo, Logger: c.log, Dial: c.dialInNS})
 	if opts.GRO && opts.BatchSize%maxGROSegments != 0 {

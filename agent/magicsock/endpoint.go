@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"sync/atomic"
+	"time"
 
 	"golang.zx2c4.com/wireguard/conn"
 
@@ -22,7 +24,17 @@ import (
 type Endpoint struct {
 	key  key.NodePublic
 	addr netip.AddrPort // bare endpoints only
+
+	// Data-plane activity for disco's liveness check (unix nanoseconds):
+	// the last Send over the direct path, and the last WireGuard packet
+	// from the peer on any path. suspect: the direct path missed a
+	// liveness ping, so Send also uses the relay until disco decides.
+	lastSend atomic.Int64
+	lastRecv atomic.Int64
+	suspect  atomic.Bool
 }
+
+func (e *Endpoint) noteRecv() { e.lastRecv.Store(time.Now().UnixNano()) }
 
 var _ conn.Endpoint = (*Endpoint)(nil)
 
@@ -89,6 +101,12 @@ func (c *Conn) Send(bufs [][]byte, ep conn.Endpoint) error {
 		dst = c.directPath(e.key)
 		if !dst.IsValid() {
 			return c.sendRelay(e.key, bufs)
+		}
+		e.lastSend.Store(time.Now().UnixNano())
+		if e.suspect.Load() {
+			// The direct path may be dead: the relay copy keeps packets
+			// flowing meanwhile (WireGuard drops whichever copy is second).
+			_ = c.sendRelay(e.key, bufs)
 		}
 	}
 	s, err := c.socketFor(dst.Addr())

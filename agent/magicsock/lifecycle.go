@@ -28,5 +28,6 @@ var errNotRun = errors.New("magicsock: could not enter the data plane's network 
 func (c *Conn) Shutdown() {
 	c.cancel()
 	c.resetRelay()
+	c.closeRegionRelays()
 	c.wg.Wait()
 }

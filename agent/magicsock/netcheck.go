@@ -19,6 +19,9 @@ const NetcheckInterval = 60 * time.Second
 // netcheckLoop checks at start (once there is a relay map), every
 // NetcheckInterval and when woken (NetworkChanged, a new map).
 func (c *Conn) netcheckLoop() {
+	if c.noNetcheck {
+		return
+	}
 	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
@@ -116,7 +119,7 @@ func (c *Conn) setEndpoints(r *netcheck.Report) {
 			eps = append(eps, r.GlobalV6)
 		}
 	}
-	c.inNS(func() { eps = append(eps, interfaceEndpoints(port, c.opts.IgnoreIface)...) })
+	c.inNS(func() { eps = append(eps, c.ifaceEndpoints(port, c.opts.IgnoreIface)...) })
 	eps = dedup(eps)
 	c.relayMu.Lock()
 	changed := !slices.Equal(eps, c.local)

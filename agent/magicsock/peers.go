@@ -21,6 +21,7 @@ import (
 type peerState struct {
 	ep     *Endpoint
 	direct netip.AddrPort
+	region int // the peer's home relay region (0: unknown, use ours)
 	// pending is the latest handshake initiation sent while the peer had
 	// no path at all; it goes out as soon as one appears. wireguard-go
 	// sends a new initiation only every 5 s, so without this the first
@@ -102,6 +103,9 @@ func (c *Conn) flushPending(k key.NodePublic) {
 type Peer struct {
 	Key       key.NodePublic
 	Endpoints []netip.AddrPort // candidates from coord
+	// HomeRegion is the relay region the peer is connected to (coord's
+	// netmap); relayed packets go there. 0: unknown, our home region.
+	HomeRegion int
 }
 
 // peerEndpoint returns k's endpoint, creating its state: wireguard-go may
@@ -147,9 +151,33 @@ func (c *Conn) endpointFor(src netip.AddrPort) *Endpoint {
 	}
 	c.pmu.RUnlock()
 	if ep != nil {
+		ep.noteRecv()
 		return ep
 	}
 	return &Endpoint{addr: src}
+}
+
+// activity is disco's Config.Activity: when data last went to k directly
+// and when anything last came from k.
+func (c *Conn) activity(k key.NodePublic) (sent, recv time.Time) {
+	ep := c.knownEndpoint(k)
+	if ep == nil {
+		return
+	}
+	if n := ep.lastSend.Load(); n != 0 {
+		sent = time.Unix(0, n)
+	}
+	if n := ep.lastRecv.Load(); n != 0 {
+		recv = time.Unix(0, n)
+	}
+	return sent, recv
+}
+
+// onSuspect is disco's OnSuspect.
+func (c *Conn) onSuspect(k key.NodePublic, suspect bool) {
+	if ep := c.knownEndpoint(k); ep != nil {
+		ep.suspect.Store(suspect)
+	}
 }
 
 // onPath is disco's OnPathChange: traffic moves at the next Send.
@@ -164,6 +192,7 @@ func (c *Conn) onPath(k key.NodePublic, p disco.Path) {
 		delete(c.byAddr, ps.direct)
 	}
 	ps.direct = p.Direct
+	ps.ep.suspect.Store(false)
 	if p.Direct.IsValid() {
 		c.byAddr[p.Direct] = k
 	}
@@ -197,7 +226,8 @@ func (c *Conn) SetConfig(priv key.NodePrivate, peers []Peer, dm *wire.DERPMap) e
 		if c.discoStop != nil {
 			c.discoStop()
 		}
-		m, err := disco.New(disco.Config{PrivateKey: priv, Sender: discoSender{c}, Logger: c.log, OnPathChange: c.onPath})
+		m, err := disco.New(disco.Config{PrivateKey: priv, Sender: discoSender{c}, Logger: c.log, OnPathChange: c.onPath,
+			Activity: c.activity, OnSuspect: c.onSuspect})
 		if err != nil {
 			return fmt.Errorf("magicsock: %w", err)
 		}
@@ -214,13 +244,16 @@ func (c *Conn) SetConfig(priv key.NodePrivate, peers []Peer, dm *wire.DERPMap) e
 		m.SetLocalEndpoints(c.LocalEndpoints())
 		c.priv = priv
 		c.resetRelay() // the relay authenticated the old key
+		c.closeRegionRelays()
 	}
 	if !reflect.DeepEqual(dm, c.dm) {
 		c.dm = dm
+		c.dmNow.Store(dm)
 		c.relayMu.Lock()
 		c.home = 0 // netcheck picks again; until then the first region
 		c.relayMu.Unlock()
 		c.resetRelay()
+		c.closeRegionRelays()
 		c.wakeNetcheck()
 	}
 	if !c.started {
@@ -232,11 +265,17 @@ func (c *Conn) SetConfig(priv key.NodePrivate, peers []Peer, dm *wire.DERPMap) e
 
 	keep := map[key.NodePublic]bool{}
 	dps := make([]disco.Peer, 0, len(peers))
+	c.pmu.Lock()
 	for _, p := range peers {
 		keep[p.Key] = true
-		dps = append(dps, disco.Peer{Key: p.Key, Endpoints: slices.Clone(p.Endpoints)})
+		dps = append(dps, disco.Peer{Key: p.Key, Endpoints: slices.Clone(p.Endpoints), Region: c.regionCode(dm, p.HomeRegion)})
+		ps := c.peers[p.Key]
+		if ps == nil {
+			ps = &peerState{ep: &Endpoint{key: p.Key}}
+			c.peers[p.Key] = ps
+		}
+		ps.region = p.HomeRegion
 	}
-	c.pmu.Lock()
 	for k, ps := range c.peers {
 		if !keep[k] {
 			if ps.direct.IsValid() && c.byAddr[ps.direct] == k {
@@ -257,10 +296,8 @@ func (c *Conn) PeerPath(k key.NodePublic) (path string, direct netip.AddrPort) {
 	if d := c.directPath(k); d.IsValid() {
 		return "direct " + d.String(), d
 	}
-	c.relayMu.Lock()
-	defer c.relayMu.Unlock()
-	if c.relay != nil {
-		return "relay " + c.relayCode, netip.AddrPort{}
+	if _, code := c.relayFor(k, false); code != "" {
+		return "relay " + code, netip.AddrPort{}
 	}
 	return "", netip.AddrPort{}
 }
@@ -279,9 +316,7 @@ type discoSender struct{ c *Conn }
 func (s discoSender) SendUDP(pkt []byte, dst netip.AddrPort) error { return s.c.WriteTo(pkt, dst) }
 
 func (s discoSender) SendRelay(pkt []byte, peer key.NodePublic) error {
-	s.c.relayMu.Lock()
-	cl := s.c.relay
-	s.c.relayMu.Unlock()
+	cl, _ := s.c.relayFor(peer, true)
 	if cl == nil {
 		return ErrNoPath
 	}

@@ -33,11 +33,10 @@ type relayPkt struct {
 	pkt  []byte
 }
 
-// sendRelay sends WireGuard packets to k through the home relay.
+// sendRelay sends WireGuard packets to k through k's home relay (ours
+// when it shares it or we do not know it).
 func (c *Conn) sendRelay(k key.NodePublic, bufs [][]byte) error {
-	c.relayMu.Lock()
-	cl := c.relay
-	c.relayMu.Unlock()
+	cl, _ := c.relayFor(k, true)
 	if cl == nil {
 		if c.holdInitiation(k, bufs) {
 			return nil // sent when a path appears
@@ -89,20 +88,26 @@ func (c *Conn) homeRegion() (priv key.NodePrivate, reg wire.DERPRegion, ok bool)
 	return priv, dm.Regions[0], true
 }
 
-// relayURL dials the node's IP when the map has one (no DNS needed inside
-// a LAN or a test world), keeping the host name for TLS.
-func relayURL(n wire.DERPNode) (string, string) {
+// relayURLs are the URLs to dial for n: its IPv4, then its IPv6 address
+// when the map has them (no DNS needed inside a LAN or a test world; an
+// IPv6-only node still reaches a dual-stack relay), else its host name.
+// The host name stays the TLS name.
+func relayURLs(n wire.DERPNode) []string {
 	port := n.DERPPort
 	if port == 0 {
 		port = 443
 	}
+	var out []string
 	for _, a := range []netip.Addr{n.IPv4, n.IPv6} {
 		if a.IsValid() {
 			u := url.URL{Scheme: "https", Host: net.JoinHostPort(a.String(), strconv.Itoa(port)), Path: derp.Path}
-			return u.String(), n.HostName
+			out = append(out, u.String())
 		}
 	}
-	return n.URL(), n.HostName
+	if len(out) == 0 {
+		out = append(out, n.URL())
+	}
+	return out
 }
 
 // relayLoop keeps one connection to the home relay, reconnecting with
@@ -132,8 +137,13 @@ func (c *Conn) relayLoop() {
 		}
 		backoff = relayBackoffMin
 		c.relayMu.Lock()
-		c.relay, c.relayCode = cl, reg.Code
+		c.relay, c.relayCode, c.relayRegion = cl, reg.Code, reg.ID
+		extra := c.regions[reg.ID]
+		delete(c.regions, reg.ID) // the home connection serves that region now
 		c.relayMu.Unlock()
+		if extra != nil {
+			extra.cl.Close()
+		}
 		c.log.Info("relay connected", "region", reg.Code, "node", node)
 		c.flushPending(key.NodePublic{})
 		if c.opts.OnRelayUp != nil {
@@ -153,21 +163,22 @@ func (c *Conn) relayLoop() {
 // connectRelay tries the region's nodes in order.
 func (c *Conn) connectRelay(priv key.NodePrivate, reg wire.DERPRegion) (*derp.Client, string) {
 	for _, n := range reg.Nodes {
-		u, host := relayURL(n)
-		ctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
-		var cl *derp.Client
-		err := errNotRun
-		opts := derp.ClientOptions{Fingerprint: n.CertFingerprint}
-		if host != "" {
-			opts.TLSConfig = tlsServerName(host)
+		for _, u := range relayURLs(n) {
+			ctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
+			var cl *derp.Client
+			err := errNotRun
+			opts := derp.ClientOptions{Fingerprint: n.CertFingerprint}
+			if n.HostName != "" {
+				opts.TLSConfig = tlsServerName(n.HostName)
+			}
+			// The dial opens a socket: in the engine's network namespace.
+			c.inNS(func() { cl, err = derp.ConnectWith(ctx, u, priv, opts) })
+			cancel()
+			if err == nil {
+				return cl, n.Name
+			}
+			c.log.Debug("relay connect failed", "region", reg.Code, "node", n.Name, "url", u, "err", err)
 		}
-		// The dial opens a socket: in the engine's network namespace.
-		c.inNS(func() { cl, err = derp.ConnectWith(ctx, u, priv, opts) })
-		cancel()
-		if err == nil {
-			return cl, n.Name
-		}
-		c.log.Debug("relay connect failed", "region", reg.Code, "node", n.Name, "err", err)
 	}
 	return nil, ""
 }
@@ -212,6 +223,7 @@ func (c *Conn) relayReceive(closed <-chan struct{}) conn.ReceiveFunc {
 		for {
 			// Only configured peers: a stranger on the relay gets no state.
 			if ep := c.knownEndpoint(rp.from); ep != nil && len(rp.pkt) <= len(bufs[n]) {
+				ep.noteRecv()
 				sizes[n] = copy(bufs[n], rp.pkt)
 				eps[n] = ep
 				n++
@@ -226,4 +238,15 @@ func (c *Conn) relayReceive(closed <-chan struct{}) conn.ReceiveFunc {
 			}
 		}
 	}
+}
+
+// HomeRegion is the id of the relay region we are connected to (0: none
+// yet); the daemon reports it to coord so peers relay to us there.
+func (c *Conn) HomeRegion() int {
+	c.relayMu.Lock()
+	defer c.relayMu.Unlock()
+	if c.relay == nil {
+		return 0
+	}
+	return c.relayRegion
 }

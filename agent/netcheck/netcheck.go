@@ -52,6 +52,9 @@ type Config struct {
 	// uses a net.Dialer. The agent passes one that dials inside the data
 	// plane's network namespace.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Resolve looks up a relay node's HostName when the map gives no IP
+	// (nil: the Go resolver dialling through Dial).
+	Resolve func(ctx context.Context, host string) ([]netip.Addr, error)
 }
 
 // Checker runs checks; one Run at a time.
@@ -94,6 +97,12 @@ func New(cfg Config) (*Checker, error) {
 	if cfg.Dial == nil {
 		var d net.Dialer
 		cfg.Dial = d.DialContext
+	}
+	if cfg.Resolve == nil {
+		r := &net.Resolver{PreferGo: true, Dial: cfg.Dial}
+		cfg.Resolve = func(ctx context.Context, host string) ([]netip.Addr, error) {
+			return r.LookupNetIP(ctx, "ip", host)
+		}
 	}
 	c := &Checker{cfg: cfg, log: cfg.Logger, inflight: map[stun.TxID]*txn{}}
 	if c.log == nil {
@@ -151,9 +160,9 @@ func (c *Checker) Run(ctx context.Context, dm *wire.DERPMap) (*Report, error) {
 	c.run.Lock()
 	defer c.run.Unlock()
 
-	probes := c.probes(dm)
 	stunCtx, cancel := context.WithTimeout(ctx, c.cfg.STUNTimeout)
 	defer cancel()
+	probes := c.probes(stunCtx, dm)
 	stop := func() {}
 	if c.cfg.Conn != nil {
 		stop = c.readLoop()
@@ -210,12 +219,12 @@ func (c *Checker) Run(ctx context.Context, dm *wire.DERPMap) (*Report, error) {
 	return r, ctx.Err()
 }
 
-func (c *Checker) probes(dm *wire.DERPMap) []*probe {
+func (c *Checker) probes(ctx context.Context, dm *wire.DERPMap) []*probe {
 	var out []*probe
 	seen := map[netip.AddrPort]bool{}
 	for _, reg := range dm.Regions {
 		for _, n := range reg.Nodes {
-			for _, ap := range n.STUNAddrs() {
+			for _, ap := range c.stunAddrs(ctx, n) {
 				if seen[ap] {
 					continue
 				}
@@ -223,6 +232,43 @@ func (c *Checker) probes(dm *wire.DERPMap) []*probe {
 				out = append(out, &probe{region: reg.ID, server: ap, done: make(chan struct{})})
 			}
 		}
+	}
+	return out
+}
+
+// resolveTimeout bounds the lookup of one relay host name, so a slow
+// resolver costs a check little of its STUN time.
+const resolveTimeout = time.Second
+
+// stunAddrs are n's STUN servers: its IPs from the map, else its host
+// name resolved (a relay configured by name only still tells us our
+// mapped address).
+func (c *Checker) stunAddrs(ctx context.Context, n wire.DERPNode) []netip.AddrPort {
+	if aps := n.STUNAddrs(); len(aps) > 0 || n.STUNPort < 0 || n.HostName == "" {
+		return aps
+	}
+	port := uint16(n.STUNPort)
+	if port == 0 {
+		port = 3478
+	}
+	rctx, cancel := context.WithTimeout(ctx, resolveTimeout)
+	defer cancel()
+	ips, err := c.cfg.Resolve(rctx, n.HostName)
+	if err != nil {
+		c.log.Debug("netcheck: resolve relay", "node", n.Name, "host", n.HostName, "err", err)
+		return nil
+	}
+	var out []netip.AddrPort
+	var have4, have6 bool
+	for _, ip := range ips {
+		ip = ip.Unmap()
+		// One address per family: a second of the same family would only
+		// look like a mapping that varies by destination.
+		if !ip.IsValid() || (ip.Is4() && have4) || (ip.Is6() && have6) {
+			continue
+		}
+		have4, have6 = have4 || ip.Is4(), have6 || ip.Is6()
+		out = append(out, netip.AddrPortFrom(ip, port))
 	}
 	return out
 }

@@ -248,3 +248,40 @@ func TestPreferred(t *testing.T) {
 		}
 	}
 }
+
+// A relay node known only by host name is still STUN-probed: the name is
+// resolved (here by a resolver that knows it) and an unresolvable one is
+// skipped without spoiling the report.
+func TestHostNameOnlyNode(t *testing.T) {
+	s := startSTUN(t, "udp4", "127.0.0.1:0")
+	conn := listen(t, "udp4", "127.0.0.1:0")
+	var asked []string
+	c, err := New(Config{Conn: conn, STUNTimeout: time.Second, HTTPSTimeout: 100 * time.Millisecond,
+		Resolve: func(_ context.Context, host string) ([]netip.Addr, error) {
+			asked = append(asked, host)
+			if host == "relay.test" {
+				return []netip.Addr{netip.MustParseAddr("::ffff:127.0.0.1"), netip.MustParseAddr("127.0.0.2")}, nil
+			}
+			return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dm := &wire.DERPMap{Regions: []wire.DERPRegion{
+		region(1, wire.DERPNode{Name: "1a", HostName: "relay.test", STUNPort: int(s.Port()), DERPPort: 1}),
+		region(2, wire.DERPNode{Name: "2a", HostName: "gone.test", DERPPort: 1}),
+	}}
+	r, err := c.Run(context.Background(), dm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.UDP || !r.IPv4 || len(r.GlobalV4) != 1 || r.GlobalV4[0] != conn.LocalAddr().(*net.UDPAddr).AddrPort() {
+		t.Fatalf("report %+v", r)
+	}
+	if _, ok := r.RegionV4Latency[1]; !ok || r.PreferredRegion != 1 {
+		t.Fatalf("region 1 not measured by STUN: %+v", r)
+	}
+	if !slices.Equal(asked, []string{"relay.test", "gone.test"}) {
+		t.Fatalf("resolved %v", asked)
+	}
+}
