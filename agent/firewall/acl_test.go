@@ -224,3 +224,15 @@ func FuzzBuildPlan(f *testing.F) {
 		}
 	})
 }
+
+// An allow-all filter names 0.0.0.0/0 and ::/0 together: merging them
+// must keep both families (once, ::/0 vanished and IPv6 was dropped).
+func TestMergeRangesKeepsFamilies(t *testing.T) {
+	got := mergeRanges([]addrRange{
+		prefixRange(netip.MustParsePrefix("::/0")),
+		prefixRange(netip.MustParsePrefix("0.0.0.0/0")),
+	})
+	if len(got) != 2 || !got[0].from.Is4() || got[0].to != netip.MustParseAddr("255.255.255.255") || got[1].from.Is4() {
+		t.Fatalf("mergeRanges = %v", got)
+	}
+}

@@ -67,6 +67,12 @@ func mergeRanges(rs []addrRange) []addrRange {
 	out := rs[:1]
 	for _, r := range rs[1:] {
 		last := &out[len(out)-1]
+		// Never merge across families: 255.255.255.255 has no Next, and
+		// without this check 0.0.0.0/0 swallowed ::/0.
+		if r.from.Is4() != last.to.Is4() {
+			out = append(out, r)
+			continue
+		}
 		if next := last.to.Next(); next.IsValid() && r.from.Compare(next) > 0 {
 			out = append(out, r)
 			continue
