@@ -93,7 +93,18 @@ func (d *Daemon) updateDNSLocked() {
 		d.log.Warn("mesh DNS config refused", "err", err)
 		return
 	}
-	d.dns.writeDnsmasq(d.nm.domain)
+	d.dns.writeDnsmasq(d.nm.domain, meshULA(d.nm))
+}
+
+// meshULA is the mesh's IPv6 /48, taken from self's address; invalid
+// before the first netmap.
+func meshULA(nm *netmap) netip.Prefix {
+	for _, a := range nm.self.Addresses {
+		if a.Addr().Is6() {
+			return netip.PrefixFrom(a.Addr(), 48).Masked()
+		}
+	}
+	return netip.Prefix{}
 }
 
 // dnsConfig builds the DNS records from the netmap: self and peers as
@@ -101,13 +112,7 @@ func (d *Daemon) updateDNSLocked() {
 // own (own) as <host>.<self>. Clients: loopback, the mesh ranges and the
 // LANs this node routes.
 func dnsConfig(nm *netmap, own []wire.LANHost, advertised []netip.Prefix) dns.Config {
-	var ula netip.Prefix
-	for _, a := range nm.self.Addresses {
-		if a.Addr().Is6() {
-			ula = netip.PrefixFrom(a.Addr(), 48).Masked()
-			break
-		}
-	}
+	ula := meshULA(nm)
 	cfg := dns.Config{Domain: nm.domain, MeshULA: ula,
 		AllowedClients: dns.DefaultAllowedClients(ula, advertised...)}
 	nodes := append([]wire.Node{nm.self}, nm.sortedPeers()...)
@@ -152,11 +157,13 @@ func hostRecords(hosts []wire.LANHost, router string) []dns.Record {
 // writeDnsmasq (re)writes the dnsmasq snippet when its content changes,
 // i.e. when the domain does: a flash write per rename of the mesh, not
 // per netmap.
-func (m *meshDNS) writeDnsmasq(domain string) {
+// The snippet carries the mesh's own /48: with the default ULA instead,
+// dnsmasq would send IPv6 mesh PTR lookups upstream (S16).
+func (m *meshDNS) writeDnsmasq(domain string, ula netip.Prefix) {
 	if m.conf == "" {
 		return
 	}
-	body := dns.DnsmasqConfig(domain, m.listen)
+	body := dns.DnsmasqConfig(domain, m.listen, ula)
 	if body == m.confBody {
 		return
 	}

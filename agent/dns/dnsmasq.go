@@ -19,14 +19,17 @@ import (
 // rebind-domain-ok is needed because mesh answers are private addresses,
 // which OpenWrt's stop-dns-rebind would otherwise drop. The reverse zones
 // keep dnsmasq from asking the ISP for mesh PTRs.
-func DnsmasqConfig(domain string, listen netip.AddrPort) string {
+func DnsmasqConfig(domain string, listen netip.AddrPort, meshULA netip.Prefix) string {
+	if !meshULA.IsValid() {
+		meshULA = DefaultMeshULA
+	}
 	d := strings.TrimSuffix(strings.ToLower(domain), ".")
 	target := fmt.Sprintf("%s#%d", listen.Addr().WithZone(""), listen.Port())
 	var b strings.Builder
 	b.WriteString("# lanmesh: mesh DNS (generated; do not edit)\n")
 	fmt.Fprintf(&b, "server=/%s/%s\n", d, target)
 	fmt.Fprintf(&b, "rebind-domain-ok=/%s/\n", d)
-	for _, z := range meshReverseZones(DefaultMeshULA) {
+	for _, z := range meshReverseZones(meshULA) {
 		fmt.Fprintf(&b, "server=/%s/%s\n", strings.TrimSuffix(z, "."), target)
 	}
 	return b.String()

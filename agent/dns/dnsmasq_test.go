@@ -18,7 +18,7 @@ import (
 )
 
 func TestDnsmasqConfig(t *testing.T) {
-	got := DnsmasqConfig("Mesh.Internal.", netip.MustParseAddrPort("127.0.0.1:5354"))
+	got := DnsmasqConfig("Mesh.Internal.", netip.MustParseAddrPort("127.0.0.1:5354"), netip.Prefix{})
 	lines := strings.Split(strings.TrimSpace(got), "\n")
 	for _, want := range []string{
 		"server=/mesh.internal/127.0.0.1#5354",
@@ -40,7 +40,7 @@ func TestDnsmasqConfig(t *testing.T) {
 	if n := strings.Count(got, "in-addr.arpa/"); n != 64 {
 		t.Errorf("%d IPv4 reverse zones, want 64", n)
 	}
-	if v6 := DnsmasqConfig("m", netip.MustParseAddrPort("[::1]:53")); !strings.Contains(v6, "server=/m/::1#53\n") {
+	if v6 := DnsmasqConfig("m", netip.MustParseAddrPort("[::1]:53"), netip.Prefix{}); !strings.Contains(v6, "server=/m/::1#53\n") {
 		t.Errorf("IPv6 target: %s", v6)
 	}
 }
@@ -87,7 +87,7 @@ func TestDnsmasqForwardsMeshDomain(t *testing.T) {
 	conf := filepath.Join(dir, "lanmesh.conf")
 	// stop-dns-rebind as OpenWrt sets it: mesh answers must survive it
 	// thanks to rebind-domain-ok.
-	body := DnsmasqConfig(testDom, agent) + "stop-dns-rebind\n"
+	body := DnsmasqConfig(testDom, agent, netip.Prefix{}) + "stop-dns-rebind\n"
 	if err := os.WriteFile(conf, []byte(body), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -184,5 +184,19 @@ func TestParseResolvConf(t *testing.T) {
 	}
 	if _, err := ReadResolvConf(filepath.Join(t.TempDir(), "missing")); err == nil {
 		t.Error("missing file: no error")
+	}
+}
+
+// S16: the snippet must route the mesh's own /48 reverse zone to the
+// agent; each coord picks a random ULA, so the default would leak IPv6
+// mesh PTR lookups upstream.
+func TestDnsmasqConfigUsesMeshULA(t *testing.T) {
+	ula := netip.MustParsePrefix("fd4b:718:d7cc::/48")
+	got := DnsmasqConfig("m", netip.MustParseAddrPort("127.0.0.1:53535"), ula)
+	if !strings.Contains(got, "server=/c.c.7.d.8.1.7.0.b.4.d.f.ip6.arpa/127.0.0.1#53535\n") {
+		t.Fatalf("mesh /48 reverse zone missing:\n%s", got)
+	}
+	if strings.Contains(got, "0.e.1.a.c.5.1.1.a.7.d.f.ip6.arpa") {
+		t.Fatalf("default ULA zone present instead:\n%s", got)
 	}
 }

@@ -55,7 +55,7 @@ func printNetcheck(w io.Writer, r *netcheck.Report) {
 	if r.MappingVariesByDest != nil {
 		varies = yn(*r.MappingVariesByDest)
 		if *r.MappingVariesByDest {
-			varies += " (hard NAT: direct paths need an easy NAT on the other side)"
+			varies += " (hard NAT: direct paths need a public address or a full-cone NAT on the other side; otherwise traffic stays on the relay)"
 		}
 	}
 	fmt.Fprintf(w, "Mapping varies by destination: %s\n", varies)
