@@ -17,14 +17,22 @@ import (
 )
 
 func main() {
+	// A re-executed child (see bench.ChildEnv) runs one role and exits.
+	if child, err := bench.RunChild(context.Background()); child {
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "lanmesh-bench child: %v\n", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	bin := flag.String("bin", "bin", "directory with host builds and <os>_<arch>/ router builds (from `make build`)")
 	out := flag.String("out", "bench/results", "directory for the result tables")
-	only := flag.String("only", "size,throughput", "comma-separated benchmarks to run: size, throughput")
+	only := flag.String("only", "size,throughput,firewall,dns,coordscale", "comma-separated benchmarks to run: size, throughput, firewall, dns, coordscale")
 	n := flag.Int("n", 5, "throughput: interleaved repetitions per data plane")
 	dur := flag.Duration("t", 10*time.Second, "throughput: duration of one iperf3 run")
 	modes := flag.String("modes", "", "throughput: comma-separated data planes (default all): plain, wireguard-go, lanmesh")
 	flag.Usage = func() {
-		fmt.Fprintf(os.Stderr, "Usage: lanmesh-bench [flags]\n\nMeasures binary sizes against the router budget and LAN-to-LAN throughput\nagainst plain routing and stock wireguard-go; writes markdown under -out.\nExits non-zero when the router binary is over budget or a benchmark failed.\n\nExample:\n  sudo lanmesh-bench -bin bin -out bench/results -n 3 -t 5s\n\n")
+		fmt.Fprintf(os.Stderr, "Usage: lanmesh-bench [flags]\n\nMeasures binary sizes against the router budget, LAN-to-LAN throughput\nagainst plain routing and stock wireguard-go, firewall updates, DNS\nqueries/s against dnsmasq and coord fan-out at scale; writes markdown under -out.\nExits non-zero when the router binary is over budget or a benchmark failed.\n\nExample:\n  sudo lanmesh-bench -bin bin -out bench/results -n 3 -t 5s\n\n")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
@@ -41,11 +49,11 @@ func run(ctx context.Context, log *slog.Logger, bin, out, only, modes string, n 
 	want := map[string]bool{}
 	for _, s := range strings.Split(only, ",") {
 		switch s = strings.TrimSpace(s); s {
-		case "size", "throughput":
+		case "size", "throughput", "firewall", "dns", "coordscale":
 			want[s] = true
 		case "":
 		default:
-			return fmt.Errorf("-only: unknown benchmark %q (want size, throughput)", s)
+			return fmt.Errorf("-only: unknown benchmark %q (want size, throughput, firewall, dns, coordscale)", s)
 		}
 	}
 	absBin, err := filepath.Abs(bin)
@@ -104,6 +112,11 @@ func run(ctx context.Context, log *slog.Logger, bin, out, only, modes string, n 
 				failed = append(failed, "throughput: "+f)
 			}
 		}
+	}
+	cf, err := runControl(ctx, log, out, want, n)
+	failed = append(failed, cf...)
+	if err != nil {
+		return err
 	}
 	if len(failed) > 0 {
 		return fmt.Errorf("FAILED:\n  %s", strings.Join(failed, "\n  "))
