@@ -285,10 +285,12 @@ func shortErr(err error) string {
 // so the refresher knows when coord's view is out of date.
 func (d *Daemon) mapRequest() wire.MapRequest {
 	eps := d.currentEndpoints()
+	region := d.homeRegion()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	st := *d.st
 	d.sent.endpoints = eps
+	d.sent.homeRegion = region
 	d.sent.lanHosts = slices.Clone(d.lanHosts)
 	return wire.MapRequest{
 		NodeKey:         st.NodeKey.Public(),
@@ -296,6 +298,7 @@ func (d *Daemon) mapRequest() wire.MapRequest {
 		AdvertiseRoutes: slices.Clone(st.Prefs.AdvertiseRoutes),
 		Hostname:        d.hostname(st.Prefs),
 		LANHosts:        slices.Clone(d.lanHosts),
+		HomeRegion:      region,
 	}
 }
 

@@ -72,8 +72,9 @@ type Daemon struct {
 	lanHosts []wire.LANHost
 	// sent is what the current MapRequest told coord.
 	sent struct {
-		endpoints []netip.AddrPort
-		lanHosts  []wire.LANHost
+		endpoints  []netip.AddrPort
+		lanHosts   []wire.LANHost
+		homeRegion int
 	}
 }
 

@@ -138,6 +138,7 @@ func engineConfig(nodeKey key.NodePrivate, nm *netmap, prefs state.Prefs) engine
 			Name:       p.Name,
 			AllowedIPs: slices.Clone(p.Addresses),
 			Endpoints:  slices.Clone(p.Endpoints),
+			HomeRegion: p.HomeRegion,
 		}
 		if prefs.AcceptRoutes {
 			for _, r := range p.Routes {

@@ -33,6 +33,16 @@ type endpointLister interface {
 	LocalEndpoints() []netip.AddrPort
 }
 
+// homeRegioner is implemented by engines with a relay connection.
+type homeRegioner interface{ HomeRegion() int }
+
+func (d *Daemon) homeRegion() int {
+	if hr, ok := d.eng.(homeRegioner); ok {
+		return hr.HomeRegion()
+	}
+	return 0
+}
+
 // currentEndpoints are the endpoint candidates coord should publish.
 func (d *Daemon) currentEndpoints() []netip.AddrPort {
 	if el, ok := d.eng.(endpointLister); ok {
@@ -104,6 +114,7 @@ func (d *Daemon) refresh(netChanged bool) {
 	}
 	hosts, hostsOK := d.readLANHosts()
 	eps := d.currentEndpoints()
+	region := d.homeRegion()
 
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -119,6 +130,8 @@ func (d *Daemon) refresh(netChanged bool) {
 		d.restartStreamLocked("endpoints changed")
 	case !slices.Equal(d.lanHosts, d.sent.lanHosts):
 		d.restartStreamLocked("LAN host names changed")
+	case region != d.sent.homeRegion:
+		d.restartStreamLocked("relay region changed")
 	}
 }
 

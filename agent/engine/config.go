@@ -36,6 +36,7 @@ type Peer struct {
 	Name       string
 	AllowedIPs []netip.Prefix
 	Endpoints  []netip.AddrPort // candidates; the engine picks the path
+	HomeRegion int              // the peer's relay region (0: unknown)
 }
 
 // Options are fixed for the engine's lifetime.

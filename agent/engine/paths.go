@@ -99,6 +99,10 @@ func (e *engine) LocalEndpoints() []netip.AddrPort { return e.bind.LocalEndpoint
 // calls it on netlink link and address changes.
 func (e *engine) NetworkChanged() { e.bind.NetworkChanged() }
 
+// HomeRegion is the relay region this node is connected to (0: none);
+// the daemon reports it to coord so peers relay through it.
+func (e *engine) HomeRegion() int { return e.bind.HomeRegion() }
+
 // Netcheck checks the network now over the WireGuard socket.
 func (e *engine) Netcheck(ctx context.Context) (*netcheck.Report, error) {
 	return e.bind.Netcheck(ctx)
@@ -108,7 +112,7 @@ func (e *engine) Netcheck(ctx context.Context) (*netcheck.Report, error) {
 func discoPeers(cfg Config) []magicsock.Peer {
 	out := make([]magicsock.Peer, 0, len(cfg.Peers))
 	for _, p := range cfg.Peers {
-		out = append(out, magicsock.Peer{Key: p.Key, Endpoints: p.Endpoints})
+		out = append(out, magicsock.Peer{Key: p.Key, Endpoints: p.Endpoints, HomeRegion: p.HomeRegion})
 	}
 	return out
 }

@@ -343,6 +343,7 @@ func ToWire(n store.Node, online bool) wire.Node {
 		Tags:             n.Tags,
 		Online:           online,
 		KeyExpiry:        n.KeyExpiry,
+		HomeRegion:       n.HomeRegion,
 	}
 }
 

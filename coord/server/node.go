@@ -144,6 +144,7 @@ func (s *Server) handleMap(w http.ResponseWriter, r *http.Request) {
 		Endpoints:        req.Endpoints,
 		AdvertisedRoutes: req.AdvertiseRoutes,
 		LANHosts:         req.LANHosts,
+		HomeRegion:       req.HomeRegion,
 		LastSeen:         s.cfg.Now(),
 	})
 	if err != nil {
@@ -229,5 +230,5 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, n store.Node) {
 // so an unchanged reconnect costs no recompile.
 func statusChanged(a, b store.Node) bool {
 	return a.Name != b.Name || !slices.Equal(a.Endpoints, b.Endpoints) ||
-		!slices.Equal(a.AdvertisedRoutes, b.AdvertisedRoutes) || !slices.Equal(a.LANHosts, b.LANHosts)
+		!slices.Equal(a.AdvertisedRoutes, b.AdvertisedRoutes) || !slices.Equal(a.LANHosts, b.LANHosts) || a.HomeRegion != b.HomeRegion
 }

@@ -104,6 +104,7 @@ CREATE TABLE policies (
 	body TEXT NOT NULL,
 	created INTEGER NOT NULL
 );`,
+	3: `ALTER TABLE nodes ADD COLUMN home_region INTEGER NOT NULL DEFAULT 0;`,
 }
 
 func (s *SQLite) migrate(ctx context.Context) error {
@@ -447,8 +448,8 @@ func (s *SQLite) UpdateNodeStatus(ctx context.Context, id int64, st NodeStatus) 
 		} else {
 			st.Hostname = n.Hostname
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE nodes SET hostname=?, name=?, endpoints=?, advertised_routes=?, lan_hosts=?, last_seen=? WHERE id=?`,
-			st.Hostname, name, mustJSON(st.Endpoints), mustJSON(st.AdvertisedRoutes), mustJSON(st.LANHosts), st.LastSeen.UnixNano(), id); err != nil {
+		if _, err := tx.ExecContext(ctx, `UPDATE nodes SET hostname=?, name=?, endpoints=?, advertised_routes=?, lan_hosts=?, home_region=?, last_seen=? WHERE id=?`,
+			st.Hostname, name, mustJSON(st.Endpoints), mustJSON(st.AdvertisedRoutes), mustJSON(st.LANHosts), st.HomeRegion, st.LastSeen.UnixNano(), id); err != nil {
 			return fmt.Errorf("update node %d: %w", id, err)
 		}
 		out, err = nodeWhere(ctx, tx, `id = ?`, id)
@@ -503,7 +504,7 @@ func containsPrefix(list []netip.Prefix, p netip.Prefix) bool {
 }
 
 const nodeCols = `id, machine_key, node_key, name, hostname, os, host, ipv4, ipv6, user_name, tags,
-	endpoints, advertised_routes, approved_routes, key_expiry, last_seen, created, lan_hosts`
+	endpoints, advertised_routes, approved_routes, key_expiry, last_seen, created, lan_hosts, home_region`
 
 type querier interface {
 	QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row
@@ -523,7 +524,7 @@ func scanNode(row interface{ Scan(...any) error }) (Node, error) {
 	var v4, v6, tags, eps, adv, appr, lan string
 	var host, exp, seen, created int64
 	if err := row.Scan(&n.ID, &mk, &nk, &n.Name, &n.Hostname, &n.OS, &host, &v4, &v6, &n.User, &tags,
-		&eps, &adv, &appr, &exp, &seen, &created, &lan); err != nil {
+		&eps, &adv, &appr, &exp, &seen, &created, &lan, &n.HomeRegion); err != nil {
 		return n, err
 	}
 	if len(mk) != 32 || len(nk) != 32 {

@@ -85,6 +85,7 @@ type Node struct {
 	LastSeen         time.Time
 	Created          time.Time
 	LANHosts         []wire.LANHost // as the node published them (checked on read against routes)
+	HomeRegion       int            // relay region the node is connected to
 }
 
 // Expired reports whether the node key has expired at now.
@@ -114,6 +115,7 @@ type NodeStatus struct {
 	Endpoints        []netip.AddrPort
 	AdvertisedRoutes []netip.Prefix
 	LANHosts         []wire.LANHost
+	HomeRegion       int
 	LastSeen         time.Time
 }
 

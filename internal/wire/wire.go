@@ -85,6 +85,9 @@ type MapRequest struct {
 	// LANHosts are DHCP lease names a router publishes (opt-in) so that
 	// permitted peers resolve <host>.<router>.<domain>.
 	LANHosts []LANHost `json:"lan_hosts,omitempty"`
+	// HomeRegion is the relay region the node is connected to (0: none),
+	// so peers relay to it through that region.
+	HomeRegion int `json:"home_region,omitempty"`
 }
 
 // LANHost is one named host on a router's LAN.
@@ -112,6 +115,7 @@ type Node struct {
 	Online           bool           `json:"online"`
 	KeyExpiry        time.Time      `json:"key_expiry,omitzero"`
 	LANHosts         []LANHost      `json:"lan_hosts,omitempty"`
+	HomeRegion       int            `json:"home_region,omitempty"`
 }
 
 // MapMessage is one line of the netmap stream (newline-delimited JSON).
