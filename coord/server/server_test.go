@@ -244,9 +244,11 @@ func TestNetmapLifecycle(t *testing.T) {
 	bs.cancel()
 	<-bs.done
 	ep := netip.MustParseAddrPort("198.18.2.2:5555")
-	bs = b.openMap(wire.MapRequest{Endpoints: []netip.AddrPort{ep}, AdvertiseRoutes: []netip.Prefix{netip.MustParsePrefix("198.19.2.0/24")}})
-	as.waitFor(t, "delta: b's new endpoint", func(m *wire.MapMessage) bool {
-		return peerIn(m.PeersChanged, b.self.ID, func(n wire.Node) bool { return len(n.Endpoints) == 1 && n.Endpoints[0] == ep && n.Online })
+	bs = b.openMap(wire.MapRequest{Endpoints: []netip.AddrPort{ep}, AdvertiseRoutes: []netip.Prefix{netip.MustParsePrefix("198.19.2.0/24")}, HomeRegion: 7})
+	as.waitFor(t, "delta: b's new endpoint and relay region", func(m *wire.MapMessage) bool {
+		return peerIn(m.PeersChanged, b.self.ID, func(n wire.Node) bool {
+			return len(n.Endpoints) == 1 && n.Endpoints[0] == ep && n.Online && n.HomeRegion == 7
+		})
 	})
 
 	// Route approval reaches peers; an unadvertised route is refused.
