@@ -27,10 +27,10 @@ func main() {
 	}
 	bin := flag.String("bin", "bin", "directory with host builds and <os>_<arch>/ router builds (from `make build`)")
 	out := flag.String("out", "bench/results", "directory for the result tables")
-	only := flag.String("only", "size,throughput,firewall,dns,coordscale", "comma-separated benchmarks to run: size, throughput, firewall, dns, coordscale")
+	only := flag.String("only", "size,throughput,firewall,dns,coordscale,connect", "comma-separated benchmarks to run: size, throughput, firewall, dns, coordscale, connect")
 	n := flag.Int("n", 5, "throughput: interleaved repetitions per data plane")
 	dur := flag.Duration("t", 10*time.Second, "throughput: duration of one iperf3 run")
-	modes := flag.String("modes", "", "throughput: comma-separated data planes (default all): plain, wireguard-go, lanmesh")
+	modes := flag.String("modes", "", "throughput: comma-separated data planes (default all): plain, wireguard-go, lanmesh, relay")
 	flag.Usage = func() {
 		fmt.Fprintf(os.Stderr, "Usage: lanmesh-bench [flags]\n\nMeasures binary sizes against the router budget, LAN-to-LAN throughput\nagainst plain routing and stock wireguard-go, firewall updates, DNS\nqueries/s against dnsmasq and coord fan-out at scale; writes markdown under -out.\nExits non-zero when the router binary is over budget or a benchmark failed.\n\nExample:\n  sudo lanmesh-bench -bin bin -out bench/results -n 3 -t 5s\n\n")
 		flag.PrintDefaults()
@@ -49,11 +49,11 @@ func run(ctx context.Context, log *slog.Logger, bin, out, only, modes string, n 
 	want := map[string]bool{}
 	for _, s := range strings.Split(only, ",") {
 		switch s = strings.TrimSpace(s); s {
-		case "size", "throughput", "firewall", "dns", "coordscale":
+		case "size", "throughput", "firewall", "dns", "coordscale", "connect":
 			want[s] = true
 		case "":
 		default:
-			return fmt.Errorf("-only: unknown benchmark %q (want size, throughput, firewall, dns, coordscale)", s)
+			return fmt.Errorf("-only: unknown benchmark %q (want size, throughput, firewall, dns, coordscale, connect)", s)
 		}
 	}
 	absBin, err := filepath.Abs(bin)
@@ -91,8 +91,10 @@ func run(ctx context.Context, log *slog.Logger, bin, out, only, modes string, n 
 				ms = append(ms, bench.ModeWireGo)
 			case "lanmesh":
 				ms = append(ms, bench.ModeLanmesh)
+			case "relay":
+				ms = append(ms, bench.ModeRelay)
 			default:
-				return fmt.Errorf("-modes: unknown data plane %q (want plain, wireguard-go, lanmesh)", m)
+				return fmt.Errorf("-modes: unknown data plane %q (want plain, wireguard-go, lanmesh, relay)", m)
 			}
 		}
 		res, err := bench.RunThroughput(ctx, bench.ThroughputOptions{BinDir: absBin, Reps: n, Duration: dur, Modes: ms, Log: log})
@@ -112,6 +114,11 @@ func run(ctx context.Context, log *slog.Logger, bin, out, only, modes string, n 
 				failed = append(failed, "throughput: "+f)
 			}
 		}
+	}
+	cn, err := runConnect(ctx, log, out, want, absBin, n)
+	failed = append(failed, cn...)
+	if err != nil {
+		return err
 	}
 	cf, err := runControl(ctx, log, out, want, n)
 	failed = append(failed, cf...)

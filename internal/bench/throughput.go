@@ -39,7 +39,8 @@ type ThroughputResult struct {
 	Reps     int
 	Duration time.Duration
 	Modes    []ModeResult
-	Setup    string // what was measured, for the report's preamble
+	Setup    string       // what was measured, for the report's preamble
+	Relay    *RelayResult // ModeRelay, measured in its own world; nil when not run
 }
 
 func (r *ThroughputResult) mode(name string) *ModeResult {
@@ -58,6 +59,9 @@ func (r *ThroughputResult) Failed() []string {
 		if len(m.Errs) > 0 {
 			f = append(f, fmt.Sprintf("%s: %s", m.Mode, m.Errs[0]))
 		}
+	}
+	if r.Relay != nil && len(r.Relay.Errs) > 0 {
+		f = append(f, fmt.Sprintf("%s: %s", ModeRelay, r.Relay.Errs[0]))
 	}
 	return f
 }
@@ -103,6 +107,9 @@ func WriteThroughputReport(w io.Writer, r *ThroughputResult) error {
 		t.Add(m.Mode, med, spread, fmt.Sprintf("%d/%d", len(m.BitsPS), r.Reps), vsWG, vsPlain, rss, note)
 	}
 	if _, err := t.WriteTo(w); err != nil {
+		return err
+	}
+	if err := writeRelaySection(w, r); err != nil {
 		return err
 	}
 

@@ -57,10 +57,10 @@ func RunThroughput(ctx context.Context, opt ThroughputOptions) (*ThroughputResul
 	}
 	modes := opt.Modes
 	if len(modes) == 0 {
-		modes = []string{ModePlain, ModeWireGo, ModeLanmesh}
+		modes = []string{ModePlain, ModeWireGo, ModeLanmesh, ModeRelay}
 	}
 	for _, m := range modes {
-		if !slices.Contains([]string{ModePlain, ModeWireGo, ModeLanmesh}, m) {
+		if !slices.Contains([]string{ModePlain, ModeWireGo, ModeLanmesh, ModeRelay}, m) {
 			return nil, fmt.Errorf("throughput: unknown data plane %q", m)
 		}
 	}
@@ -84,6 +84,9 @@ func RunThroughput(ctx context.Context, opt ThroughputOptions) (*ThroughputResul
 	}
 	var planes []*dataPlane
 	for _, m := range modes {
+		if m == ModeRelay {
+			continue // its own world, after these runs
+		}
 		mr := ModeResult{Mode: m}
 		var dp *dataPlane
 		switch m {
@@ -138,6 +141,9 @@ func RunThroughput(ctx context.Context, opt ThroughputOptions) (*ThroughputResul
 				}
 			}
 		}
+	}
+	if slices.Contains(modes, ModeRelay) {
+		res.Relay = runRelay(ctx, opt, log)
 	}
 	if len(res.Failed()) > 0 {
 		log.Warn("bench: logs kept", "dir", w.LogDir)

@@ -37,23 +37,6 @@ func TestLANToLAN(t *testing.T) {
 	noSecretsInLogs(t, m.World, secretsOf(t, m))
 }
 
-// TestNATs: the same LAN-to-LAN path with the routers behind NAT boxes.
-func TestNATs(t *testing.T) {
-	t.Parallel()
-	for _, c := range []struct{ a, b testbed.NATKind }{
-		{testbed.NATEasy, testbed.NATEasy},
-		{testbed.NATHard, testbed.NATEasy},
-		{testbed.NATCGNAT, testbed.NATNone},
-	} {
-		t.Run(natName(c.a)+"-"+natName(c.b), func(t *testing.T) {
-			t.Parallel()
-			m := mesh(t, testbed.StandardOptions{NATA: c.a, NATB: c.b})
-			first := waitPing(t, m.A1, testbed.B1IP, 15*time.Second)
-			t.Logf("a1 -> b1 through %s/%s NAT: first reply after %s", c.a, c.b, fmtMs(first))
-		})
-	}
-}
-
 // TestCoordOutage: with coord killed, traffic between the LANs keeps
 // flowing on the last netmap and the agents report the outage; once coord
 // is back they reconnect and a change made after the restart (a new node)
@@ -390,13 +373,6 @@ func TestCorruptState(t *testing.T) {
 	if err := m.A.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-}
-
-func natName(k testbed.NATKind) string {
-	if k == testbed.NATNone {
-		return "none"
-	}
-	return string(k)
 }
 
 func lastLine(s string) string {

@@ -118,13 +118,14 @@ type stream struct {
 	wg       sync.WaitGroup
 	conn     net.Conn
 	l        net.Listener
+	accepted chan net.Conn // the receiving side, closed by close so a broken path cannot hang it
 	mu       sync.Mutex
 	err      error
 }
 
 func startStream(t *testing.T, from, to *testbed.Host, listen string) *stream {
 	t.Helper()
-	s := &stream{stop: make(chan struct{})}
+	s := &stream{stop: make(chan struct{}), accepted: make(chan net.Conn, 1)}
 	var err error
 	if s.l, err = to.Listen("tcp4", listen); err != nil {
 		t.Fatal(err)
@@ -136,6 +137,7 @@ func startStream(t *testing.T, from, to *testbed.Host, listen string) *stream {
 		if err != nil {
 			return
 		}
+		s.accepted <- c
 		defer c.Close()
 		buf := make([]byte, 4096)
 		for {
@@ -185,6 +187,11 @@ func (s *stream) close() {
 	close(s.stop)
 	s.conn.Close()
 	s.l.Close()
+	select {
+	case c := <-s.accepted:
+		c.Close()
+	default:
+	}
 	s.wg.Wait()
 }
 
@@ -201,6 +208,25 @@ func (s *stream) flowing(t *testing.T, what string, d time.Duration) {
 		t.Fatalf("%s: TCP stream a1 -> b1 stalled (%d -> %d bytes, write error %v)", what, before, after, err)
 	}
 	t.Logf("%s: stream delivered %d bytes in %v", what, after-before, d)
+}
+
+// resumes waits until the stream delivers new bytes (TCP may be in
+// retransmission backoff after an outage, so this can take seconds).
+func (s *stream) resumes(t *testing.T, what string, limit time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	before := s.received.Load()
+	for time.Since(start) < limit {
+		if s.received.Load() > before {
+			return time.Since(start)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	s.mu.Lock()
+	err := s.err
+	s.mu.Unlock()
+	t.Fatalf("%s: TCP stream a1 -> b1 did not resume within %v (write error %v)", what, limit, err)
+	return 0
 }
 
 // secretsOf returns every secret of the run that must never reach a log

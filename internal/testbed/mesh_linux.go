@@ -62,7 +62,7 @@ func StartMeshWith(ctx context.Context, s *Standard, say Narrate, opt MeshOption
 	m := &Mesh{Standard: s, Keys: map[string]string{}, Joined: map[string]time.Duration{}, Laptops: map[string]*Agent{}, say: say}
 	t0 := time.Now()
 	var err error
-	if m.Coord, err = StartCoord(ctx, s.Coord, CoordIP, coordArgs...); err != nil {
+	if m.Coord, err = StartCoord(ctx, s.Coord, s.CoordAddr(), coordArgs...); err != nil {
 		return m, fmt.Errorf("start coord: %w", err)
 	}
 	say("coord serving at %s, healthy after %s", m.Coord.URL, ms(time.Since(t0)))

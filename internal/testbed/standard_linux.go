@@ -12,7 +12,8 @@ import (
 const (
 	InternetGW = "198.18.0.1" // the inet namespace's bridge address
 	CoordIP    = "198.18.0.2"
-	WANA       = "198.18.1.2" // router A's public address (its NAT box's when behind one)
+	CoordIP6   = "2001:db8::2" // coord's IPv6 address (IPv6 and IPv6Only worlds)
+	WANA       = "198.18.1.2"  // router A's public address (its NAT box's when behind one)
 	WANB       = "198.18.2.2"
 	LANA       = "198.19.1.0/24"
 	LANB       = "198.19.2.0/24"
@@ -26,6 +27,19 @@ const (
 type StandardOptions struct {
 	NATA, NATB NATKind // what sits between each router's WAN and the internet
 	IPv6       bool    // add 2001:db8:: addresses (routers directly on the internet only)
+	// IPv6Only gives the routers' WANs only 2001:db8:: addresses (no IPv4
+	// route to the internet at all); coord and the internet bridge keep
+	// both families, and coord must be reached at CoordIP6. The LANs stay
+	// IPv4. Routers directly on the internet only.
+	IPv6Only bool
+}
+
+// CoordAddr is the address agents reach coord at in this topology.
+func (s *Standard) CoordAddr() string {
+	if s.Opts.IPv6Only {
+		return CoordIP6
+	}
+	return CoordIP
 }
 
 // Standard is the topology the demo, the end-to-end tests and the
@@ -60,7 +74,7 @@ func NewStandard(t TB, opts StandardOptions) *Standard {
 
 // BuildStandard builds the standard topology into an empty world.
 func BuildStandard(w *World, opts StandardOptions) (*Standard, error) {
-	if opts.IPv6 && (opts.NATA != NATNone || opts.NATB != NATNone) {
+	if (opts.IPv6 || opts.IPv6Only) && (opts.NATA != NATNone || opts.NATB != NATNone) {
 		return nil, errors.New("testbed: IPv6 is only wired for routers directly on the internet")
 	}
 	s := &Standard{World: w, Opts: opts}
@@ -68,13 +82,17 @@ func BuildStandard(w *World, opts StandardOptions) (*Standard, error) {
 	if s.Inet, err = w.AddHost("inet"); err != nil {
 		return nil, err
 	}
-	if s.Internet, err = w.AddSegment(s.Inet, "br0", s.v6(InternetGW+"/17", "2001:db8::1/64")...); err != nil {
+	inetAddrs := []string{InternetGW + "/17"}
+	if opts.IPv6 || opts.IPv6Only {
+		inetAddrs = append(inetAddrs, "2001:db8::1/64")
+	}
+	if s.Internet, err = w.AddSegment(s.Inet, "br0", inetAddrs...); err != nil {
 		return nil, err
 	}
 	if s.Coord, err = w.AddHost("coord"); err != nil {
 		return nil, err
 	}
-	if err := s.onInternet(s.Coord, "eth0", CoordIP, "2001:db8::2"); err != nil {
+	if err := s.onInternet(s.Coord, "eth0", CoordIP, CoordIP6); err != nil {
 		return nil, err
 	}
 	if s.RouterA, s.A1, s.LANSegA, err = s.site("a", 1, opts.NATA); err != nil {
@@ -93,15 +111,26 @@ func (s *Standard) v6(v4 string, v6 string) []string {
 	return []string{v4}
 }
 
-// onInternet attaches h to the internet with a default route to it.
+// onInternet attaches h to the internet with a default route to it; an
+// empty ip4 (IPv6Only routers) leaves it without IPv4 there.
 func (s *Standard) onInternet(h *Host, ifname, ip4, ip6 string) error {
-	if err := s.Internet.Attach(h, ifname, s.v6(ip4+"/17", ip6+"/64")...); err != nil {
+	both := s.Opts.IPv6 || s.Opts.IPv6Only
+	var addrs []string
+	if ip4 != "" {
+		addrs = append(addrs, ip4+"/17")
+	}
+	if both && ip6 != "" {
+		addrs = append(addrs, ip6+"/64")
+	}
+	if err := s.Internet.Attach(h, ifname, addrs...); err != nil {
 		return err
 	}
-	if err := h.AddRoute("default", InternetGW); err != nil {
-		return err
+	if ip4 != "" {
+		if err := h.AddRoute("default", InternetGW); err != nil {
+			return err
+		}
 	}
-	if s.Opts.IPv6 {
+	if both && ip6 != "" {
 		return h.AddRoute("default", "2001:db8::1")
 	}
 	return nil
@@ -117,7 +146,11 @@ func (s *Standard) site(x string, i int, kind NATKind) (router, lanHost *Host, l
 	}
 	switch kind {
 	case NATNone:
-		err = s.onInternet(router, "wan0", pub, fmt.Sprintf("2001:db8::%d:2", i))
+		ip4 := pub
+		if s.Opts.IPv6Only {
+			ip4 = ""
+		}
+		err = s.onInternet(router, "wan0", ip4, fmt.Sprintf("2001:db8::%d:2", i))
 	case NATEasy, NATHard, NATNoUDP, NATCGNAT:
 		// The box the router sees: its home NAT.
 		home, e := w.AddNATBox("nat-"+x, kind)
@@ -192,6 +225,9 @@ func (s *Standard) RouterWANIP(router *Host) string {
 		i, kind = 2, s.Opts.NATB
 	}
 	if kind == NATNone {
+		if s.Opts.IPv6Only {
+			return fmt.Sprintf("2001:db8::%d:2", i)
+		}
 		return fmt.Sprintf("198.18.%d.2", i)
 	}
 	return fmt.Sprintf("198.19.%d.2", 100+i)
