@@ -75,6 +75,7 @@ type Conn struct {
 
 	smu       sync.Mutex // SetConfig state
 	priv      key.NodePrivate
+	pub       key.NodePublic // priv's public half, under pmu (flushPending)
 	dm        *wire.DERPMap
 	dmNow     atomic.Pointer[wire.DERPMap] // dm, for readers that cannot take smu
 	discoStop context.CancelFunc

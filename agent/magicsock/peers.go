@@ -22,10 +22,12 @@ type peerState struct {
 	ep     *Endpoint
 	direct netip.AddrPort
 	region int // the peer's home relay region (0: unknown, use ours)
-	// pending is the latest handshake initiation sent while the peer had
-	// no path at all; it goes out as soon as one appears. wireguard-go
-	// sends a new initiation only every 5 s, so without this the first
-	// packet would wait for its retry.
+	// pending is the latest handshake message (initiation, response or
+	// cookie reply) sent while the peer had no path at all; it goes out
+	// as soon as one appears. wireguard-go retries a handshake only every
+	// 5 s, so a dropped initiation, or a dropped response to a peer's
+	// initiation that arrived before our disco proved its path, would
+	// delay the first packet by that much.
 	pending     []byte
 	pendingTime time.Time
 }
@@ -33,12 +35,21 @@ type peerState struct {
 // pendingTTL: wireguard-go gives up on an initiation after RekeyTimeout.
 const pendingTTL = 5 * time.Second
 
-// holdInitiation keeps a handshake initiation for k until a path appears;
-// it reports whether it did.
-func (c *Conn) holdInitiation(k key.NodePublic, bufs [][]byte) bool {
+// initiationYield is how long the node with the larger key holds back its
+// initiation after a path appears. Both sides usually hold one (persistent
+// keepalive starts a handshake at once), disco proves the path on both at
+// the same moment, and two initiations that cross make each side a
+// responder rejecting the other's response: the handshake then waits for
+// wireguard-go's 5 s retry. The smaller key goes first; ours follows only
+// if still needed, and a late one is harmless (an extra handshake).
+const initiationYield = time.Second
+
+// holdHandshake keeps the latest handshake message for k until a path
+// appears; it reports whether it did.
+func (c *Conn) holdHandshake(k key.NodePublic, bufs [][]byte) bool {
 	var init []byte
 	for _, b := range bufs {
-		if len(b) >= 4 && b[0] == 1 && IsWireGuard(b) {
+		if len(b) >= 4 && b[0] >= 1 && b[0] <= 3 && IsWireGuard(b) {
 			init = b
 		}
 	}
@@ -55,7 +66,7 @@ func (c *Conn) holdInitiation(k key.NodePublic, bufs [][]byte) bool {
 	return true
 }
 
-// takePending returns and forgets k's held initiation, if still fresh.
+// takePending returns and forgets k's held handshake message, if still fresh.
 func (c *Conn) takePending(k key.NodePublic) []byte {
 	c.pmu.Lock()
 	defer c.pmu.Unlock()
@@ -71,7 +82,7 @@ func (c *Conn) takePending(k key.NodePublic) []byte {
 	return p
 }
 
-// flushPending sends held initiations now that a path may exist (one
+// flushPending sends held handshake messages now that a path may exist (one
 // peer, or every peer when k is zero: the relay came up).
 func (c *Conn) flushPending(k key.NodePublic) {
 	var keys []key.NodePublic
@@ -86,16 +97,32 @@ func (c *Conn) flushPending(k key.NodePublic) {
 	} else {
 		keys = []key.NodePublic{k}
 	}
+	c.pmu.RLock()
+	self := c.pub
+	c.pmu.RUnlock()
 	for _, pk := range keys {
-		if p := c.takePending(pk); p != nil {
+		p := c.takePending(pk)
+		if p == nil {
+			continue
+		}
+		send := func() {
 			ep := c.knownEndpoint(pk)
 			if ep == nil {
-				continue
+				return
 			}
 			if err := c.Send([][]byte{p}, ep); err != nil {
 				c.log.Debug("send held handshake", "peer", pk.ShortString(), "err", err)
 			}
 		}
+		if p[0] == 1 && bytes.Compare(self[:], pk[:]) > 0 {
+			time.AfterFunc(initiationYield, func() {
+				if c.ctx.Err() == nil {
+					send()
+				}
+			})
+			continue
+		}
+		send()
 	}
 }
 
@@ -236,6 +263,7 @@ func (c *Conn) SetConfig(priv key.NodePrivate, peers []Peer, dm *wire.DERPMap) e
 			ps.direct = netip.AddrPort{}
 		}
 		clear(c.byAddr)
+		c.pub = priv.Public()
 		c.pmu.Unlock()
 		ctx, cancel := context.WithCancel(c.ctx)
 		c.discoStop = cancel

@@ -38,7 +38,7 @@ type relayPkt struct {
 func (c *Conn) sendRelay(k key.NodePublic, bufs [][]byte) error {
 	cl, _ := c.relayFor(k, true)
 	if cl == nil {
-		if c.holdInitiation(k, bufs) {
+		if c.holdHandshake(k, bufs) {
 			return nil // sent when a path appears
 		}
 		return ErrNoPath
