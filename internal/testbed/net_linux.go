@@ -134,7 +134,7 @@ type NATKind string
 
 const (
 	NATNone  NATKind = ""      // router directly on the internet
-	NATEasy  NATKind = "easy"  // endpoint-independent mapping (masquerade keeps ports)
+	NATEasy  NATKind = "easy"  // endpoint-independent mapping and filtering ("full cone")
 	NATHard  NATKind = "hard"  // symmetric: a new random port per destination
 	NATCGNAT NATKind = "cgnat" // home NAT behind a carrier NAT (double NAT)
 	NATNoUDP NATKind = "noudp" // NAT plus firewall: all UDP dropped, only TCP 443 out
@@ -168,6 +168,28 @@ func natRuleset(kind NATKind, wan, lan string) (string, error) {
 		ct state established,related accept
 		iifname %q tcp dport 443 accept
 	}`, lan)
+	}
+	if kind == NATEasy {
+		// Endpoint-independent filtering (RFC 4787): once a LAN host has
+		// sent from a port, anyone may reach it there, as with consumer
+		// routers that are "full cone" (Tailscale's natlab EasyNAT).
+		// Masquerade keeps the port, so the outgoing port maps back to
+		// the LAN host; without this the box filters per destination,
+		// and a symmetric NAT on the far side could never reach in.
+		filter += fmt.Sprintf(`
+	map fullcone {
+		type inet_service : ipv4_addr
+		flags dynamic,timeout
+		timeout 2m
+	}
+	chain fullcone_out {
+		type filter hook postrouting priority filter; policy accept;
+		oifname %q meta nfproto ipv4 meta l4proto udp update @fullcone { udp sport : ip saddr }
+	}
+	chain fullcone_in {
+		type nat hook prerouting priority dstnat; policy accept;
+		iifname %q meta nfproto ipv4 meta l4proto udp dnat ip to udp dport map @fullcone
+	}`, wan, wan)
 	}
 	filter += fmt.Sprintf(`
 	chain filter_input {

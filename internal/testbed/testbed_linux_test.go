@@ -81,6 +81,48 @@ func udpSources(t *testing.T, s *Standard, from *Host, ports ...int) []netip.Add
 	return got
 }
 
+// reachedByStranger maps a port on router A by sending to coord:3480,
+// then reports whether a datagram from coord's other port 3481 (a sender
+// A never talked to) comes back in through A's NAT to that port.
+func reachedByStranger(t *testing.T, s *Standard) bool {
+	t.Helper()
+	a, err := s.RouterA.ListenPacket("udp4", ":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	l, err := s.Coord.ListenPacket("udp4", fmt.Sprintf("%s:3480", CoordIP))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	stranger, err := s.Coord.ListenPacket("udp4", fmt.Sprintf("%s:3481", CoordIP))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stranger.Close()
+	buf := make([]byte, 64)
+	var mapped net.Addr
+	for try := 0; try < 5 && mapped == nil; try++ {
+		a.WriteTo([]byte("map"), &net.UDPAddr{IP: net.ParseIP(CoordIP), Port: 3480})
+		l.SetReadDeadline(time.Now().Add(400 * time.Millisecond))
+		if _, src, err := l.ReadFrom(buf); err == nil {
+			mapped = src
+		}
+	}
+	if mapped == nil {
+		t.Fatal("no mapping: the probe did not arrive")
+	}
+	for try := 0; try < 3; try++ {
+		stranger.WriteTo([]byte("hello"), mapped)
+		a.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		if _, _, err := a.ReadFrom(buf); err == nil {
+			return true
+		}
+	}
+	return false
+}
+
 func TestNATKinds(t *testing.T) {
 	SkipUnlessRoot(t)
 	t.Parallel()
@@ -88,12 +130,13 @@ func TestNATKinds(t *testing.T) {
 		kind       NATKind
 		samePort   bool // endpoint-independent mapping
 		udpBlocked bool
+		anySender  bool // endpoint-independent filtering
 	}{
-		{NATNone, true, false},
-		{NATEasy, true, false},
-		{NATHard, false, false},
-		{NATCGNAT, true, false},
-		{NATNoUDP, false, true},
+		{NATNone, true, false, true},
+		{NATEasy, true, false, true},
+		{NATHard, false, false, false},
+		{NATCGNAT, true, false, false},
+		{NATNoUDP, false, true, false},
 	} {
 		t.Run(string(c.kind)+"nat", func(t *testing.T) {
 			t.Parallel()
@@ -120,6 +163,9 @@ func TestNATKinds(t *testing.T) {
 			}
 			if same := src[0].Port() == src[1].Port(); same != c.samePort {
 				t.Errorf("ports per destination %v: same=%v, want %v", src, same, c.samePort)
+			}
+			if got := reachedByStranger(t, s); got != c.anySender {
+				t.Errorf("a sender the router never talked to reached its mapped port: %v, want %v", got, c.anySender)
 			}
 			// A LAN host behind the router reaches the internet too, but
 			// only through the router's own masquerading (which the
