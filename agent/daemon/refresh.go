@@ -21,6 +21,13 @@ const (
 	// pollInterval re-checks what no event announces: endpoints the
 	// engine learned by STUN, and the DHCP lease file.
 	pollInterval = 10 * time.Second
+	// After a network change the engine re-runs STUN in the background,
+	// so its new public endpoint shows up a moment later: check again
+	// every followUpInterval, followUps times, instead of waiting for the
+	// next poll (a WAN address change then reaches peers in about a
+	// second, not ten).
+	followUpInterval = 500 * time.Millisecond
+	followUps        = 8
 )
 
 // networkChanger is implemented by engines that re-probe paths (disco,
@@ -90,6 +97,9 @@ func (d *Daemon) refresher(ctx context.Context) {
 	defer poll.Stop()
 	debounce := time.NewTimer(time.Hour)
 	debounce.Stop()
+	followUp := time.NewTicker(time.Hour)
+	followUp.Stop()
+	left := 0
 	d.refresh(false) // leases at start
 	for {
 		select {
@@ -99,6 +109,13 @@ func (d *Daemon) refresher(ctx context.Context) {
 			debounce.Reset(debounceDelay)
 		case <-debounce.C:
 			d.refresh(true)
+			left = followUps
+			followUp.Reset(followUpInterval)
+		case <-followUp.C:
+			d.refresh(false)
+			if left--; left <= 0 {
+				followUp.Stop()
+			}
 		case <-poll.C:
 			d.refresh(false)
 		}
