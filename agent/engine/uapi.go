@@ -29,14 +29,6 @@ func peerUAPI(b *strings.Builder, p Peer, ep netip.AddrPort) {
 	fmt.Fprintf(b, "persistent_keepalive_interval=%d\n", keepaliveSeconds)
 }
 
-// endpointUAPI moves p to ep and re-arms the keepalive, which makes the
-// device send a handshake on the new path right away (turning it off and
-// on is what triggers the immediate keepalive).
-func endpointUAPI(b *strings.Builder, k key.NodePublic, ep netip.AddrPort) {
-	fmt.Fprintf(b, "public_key=%s\nupdate_only=true\nendpoint=%s\n", k.Hex(), ep)
-	fmt.Fprintf(b, "persistent_keepalive_interval=0\npersistent_keepalive_interval=%d\n", keepaliveSeconds)
-}
-
 func removeUAPI(b *strings.Builder, k key.NodePublic) {
 	fmt.Fprintf(b, "public_key=%s\nremove=true\n", k.Hex())
 }
