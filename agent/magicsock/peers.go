@@ -36,7 +36,7 @@ type peerState struct {
 const pendingTTL = 5 * time.Second
 
 // initiationYield is how long the node with the larger key holds back its
-// initiation after a path appears. Both sides usually hold one (persistent
+// initiation after a direct path appears. Both sides usually hold one (persistent
 // keepalive starts a handshake at once), disco proves the path on both at
 // the same moment, and two initiations that cross make each side a
 // responder rejecting the other's response: the handshake then waits for
@@ -64,6 +64,16 @@ func (c *Conn) holdHandshake(k key.NodePublic, bufs [][]byte) bool {
 	}
 	ps.pending, ps.pendingTime = bytes.Clone(init), time.Now()
 	return true
+}
+
+// hasDirect reports whether disco has proven a direct path to k. Only
+// then do both sides flush at the same instant; flushes onto the relay
+// (our relay connecting) go out at once.
+func (c *Conn) hasDirect(k key.NodePublic) bool {
+	c.pmu.RLock()
+	defer c.pmu.RUnlock()
+	ps := c.peers[k]
+	return ps != nil && ps.direct.IsValid()
 }
 
 // takePending returns and forgets k's held handshake message, if still fresh.
@@ -114,7 +124,7 @@ func (c *Conn) flushPending(k key.NodePublic) {
 				c.log.Debug("send held handshake", "peer", pk.ShortString(), "err", err)
 			}
 		}
-		if p[0] == 1 && bytes.Compare(self[:], pk[:]) > 0 {
+		if p[0] == 1 && bytes.Compare(self[:], pk[:]) > 0 && c.hasDirect(pk) {
 			time.AfterFunc(initiationYield, func() {
 				if c.ctx.Err() == nil {
 					send()
