@@ -49,6 +49,7 @@ type engine struct {
 
 	appliedMu sync.Mutex
 	peerKeys  []key.NodePublic // configured peers, for kick
+	selfKey   key.NodePublic   // our public key, for kick (who initiates)
 
 	// Owned by the worker goroutine.
 	dev     *device.Device
@@ -226,9 +227,11 @@ func (e *engine) reconfig(cfg Config) error {
 	}
 	var b strings.Builder
 	first := e.applied == nil
-	if first || cfg.PrivateKey != e.applied.PrivateKey {
+	keyChanged := first || cfg.PrivateKey != e.applied.PrivateKey
+	if keyChanged {
 		fmt.Fprintf(&b, "private_key=%s\n", cfg.PrivateKey.Hex())
 	}
+	self := cfg.PrivateKey.Public()
 	old := map[key.NodePublic]Peer{}
 	if first {
 		b.WriteString("replace_peers=true\n") // start from a clean device
@@ -245,9 +248,9 @@ func (e *engine) reconfig(cfg Config) error {
 		o, had := old[p.Key]
 		switch {
 		case !had:
-			newPeerUAPI(&b, p)
-		case !slices.Equal(o.AllowedIPs, p.AllowedIPs):
-			peerUAPI(&b, p, netip.AddrPort{}) // the endpoint (the key) stays
+			newPeerUAPI(&b, p, keepaliveFor(self, p.Key))
+		case keyChanged || !slices.Equal(o.AllowedIPs, p.AllowedIPs): // a new key may swap who initiates
+			peerUAPI(&b, p, netip.AddrPort{}, keepaliveFor(self, p.Key)) // the endpoint (the key) stays
 		default:
 			continue
 		}
@@ -267,6 +270,7 @@ func (e *engine) reconfig(cfg Config) error {
 	}
 	e.appliedMu.Lock()
 	e.peerKeys = keys
+	e.selfKey = self
 	e.appliedMu.Unlock()
 	var errs []error
 	if err := e.bind.SetConfig(cfg.PrivateKey, discoPeers(cfg), cfg.DERPMap); err != nil {

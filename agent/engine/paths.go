@@ -23,14 +23,14 @@ import (
 // newPeerUAPI is the UAPI section that adds p with its node key as the
 // endpoint. The endpoint comes before the keepalive so the first
 // keepalive (and the handshake it triggers) already has somewhere to go.
-func newPeerUAPI(b *strings.Builder, p Peer) {
+func newPeerUAPI(b *strings.Builder, p Peer, keepalive int) {
 	fmt.Fprintf(b, "public_key=%s\n", p.Key.Hex())
 	b.WriteString("replace_allowed_ips=true\n")
 	for _, a := range p.AllowedIPs {
 		fmt.Fprintf(b, "allowed_ip=%s\n", a.Masked())
 	}
 	fmt.Fprintf(b, "endpoint=%s\n", p.Key.Hex())
-	fmt.Fprintf(b, "persistent_keepalive_interval=%d\n", keepaliveSeconds)
+	fmt.Fprintf(b, "persistent_keepalive_interval=%d\n", keepalive)
 }
 
 // kickUAPI re-arms k's keepalive, which makes the device send at once: a
@@ -56,14 +56,17 @@ func (e *engine) kick(peers ...key.NodePublic) {
 	e.kicks.Go(func() {
 		e.kickMu.Lock()
 		defer e.kickMu.Unlock()
+		e.appliedMu.Lock()
 		if len(peers) == 0 {
-			e.appliedMu.Lock()
 			peers = e.peerKeys
-			e.appliedMu.Unlock()
 		}
+		self := e.selfKey
+		e.appliedMu.Unlock()
 		var b strings.Builder
 		for _, k := range peers {
-			kickUAPI(&b, k)
+			if initiates(self, k) {
+				kickUAPI(&b, k)
+			}
 		}
 		if b.Len() == 0 {
 			return

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"encoding/hex"
 	"fmt"
 	"net/netip"
@@ -11,13 +12,30 @@ import (
 	"github.com/lanmesh/lanmesh/internal/key"
 )
 
-// keepaliveSeconds keeps NAT mappings open and gives the path picker
-// handshakes to judge a path by.
+// keepaliveSeconds keeps a session warm so the first packet after a pause
+// needs no handshake.
 const keepaliveSeconds = 25
+
+// initiates reports whether self starts handshakes with peer on its own
+// (persistent keepalive, kicks). Only one side of each pair does: when
+// both start one at the same moment (peer just added, path just found)
+// the initiations cross, each side becomes the responder and rejects the
+// other's response, and the session waits for wireguard-go's 5 s retry.
+// NAT mappings do not need the other side's keepalive: disco probes
+// direct paths every few seconds.
+func initiates(self, peer key.NodePublic) bool { return bytes.Compare(self[:], peer[:]) < 0 }
+
+// keepaliveFor is the persistent keepalive self sets for peer.
+func keepaliveFor(self, peer key.NodePublic) int {
+	if initiates(self, peer) {
+		return keepaliveSeconds
+	}
+	return 0
+}
 
 // peerUAPI is the UAPI "set" section that makes the device's view of p
 // match: its allowed IPs replaced, and endpoint set when ep is valid.
-func peerUAPI(b *strings.Builder, p Peer, ep netip.AddrPort) {
+func peerUAPI(b *strings.Builder, p Peer, ep netip.AddrPort, keepalive int) {
 	fmt.Fprintf(b, "public_key=%s\n", p.Key.Hex())
 	b.WriteString("replace_allowed_ips=true\n")
 	for _, a := range p.AllowedIPs {
@@ -26,7 +44,7 @@ func peerUAPI(b *strings.Builder, p Peer, ep netip.AddrPort) {
 	if ep.IsValid() {
 		fmt.Fprintf(b, "endpoint=%s\n", ep)
 	}
-	fmt.Fprintf(b, "persistent_keepalive_interval=%d\n", keepaliveSeconds)
+	fmt.Fprintf(b, "persistent_keepalive_interval=%d\n", keepalive)
 }
 
 func removeUAPI(b *strings.Builder, k key.NodePublic) {
