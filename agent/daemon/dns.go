@@ -9,7 +9,7 @@ import (
 	"github.com/lanmesh/lanmesh/agent/config"
 	"github.com/lanmesh/lanmesh/agent/dns"
 	"github.com/lanmesh/lanmesh/agent/localapi"
-	"github.com/lanmesh/lanmesh/agent/state"
+	"github.com/lanmesh/lanmesh/internal/atomicfile"
 	"github.com/lanmesh/lanmesh/internal/wire"
 )
 
@@ -167,7 +167,7 @@ func (m *meshDNS) writeDnsmasq(domain string, ula netip.Prefix) {
 	if body == m.confBody {
 		return
 	}
-	if err := state.WriteFileAtomic(m.conf, []byte(body), 0o644); err != nil {
+	if err := atomicfile.Write(m.conf, []byte(body), 0o644); err != nil {
 		m.log.Error("cannot write the dnsmasq config", "path", m.conf, "err", err)
 		return
 	}

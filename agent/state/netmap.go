@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/lanmesh/lanmesh/internal/atomicfile"
 	"github.com/lanmesh/lanmesh/internal/key"
 	"github.com/lanmesh/lanmesh/internal/wire"
 )
@@ -107,7 +108,7 @@ func StoreNetmap(dir string, c *NetmapCache) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("create state dir: %w", err)
 	}
-	if err := writeAtomic(NetmapPath(dir), b, 0o600); err != nil {
+	if err := atomicfile.Write(NetmapPath(dir), b, 0o600); err != nil {
 		return fmt.Errorf("write netmap cache %s: %w", NetmapPath(dir), err)
 	}
 	return nil

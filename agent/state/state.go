@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 
+	"github.com/lanmesh/lanmesh/internal/atomicfile"
 	"github.com/lanmesh/lanmesh/internal/key"
 	"github.com/lanmesh/lanmesh/internal/wire"
 )
@@ -174,54 +175,8 @@ func Store(dir string, s *State) (bool, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return false, fmt.Errorf("create state dir: %w", err)
 	}
-	if err := writeAtomic(path, b, 0o600); err != nil {
+	if err := atomicfile.Write(path, b, 0o600); err != nil {
 		return false, fmt.Errorf("write state file %s: %w", path, err)
 	}
 	return true, nil
-}
-
-// WriteFileAtomic writes b to path with mode like the state file: a power
-// cut leaves the old or the new file, never a partial one. For files the
-// agent generates for others (the dnsmasq snippet).
-func WriteFileAtomic(path string, b []byte, mode os.FileMode) error {
-	return writeAtomic(path, b, mode)
-}
-
-// writeAtomic writes a temp file in the same directory, syncs it, renames
-// it over path and syncs the directory, so a power cut leaves either the
-// old or the new file, never a partial one.
-func writeAtomic(path string, b []byte, mode os.FileMode) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, ".state-*.tmp")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if err = f.Chmod(mode); err != nil {
-		return err
-	}
-	if _, err = f.Write(b); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

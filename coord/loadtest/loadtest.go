@@ -28,7 +28,7 @@ import (
 	"github.com/lanmesh/lanmesh/coord/adminapi"
 	"github.com/lanmesh/lanmesh/coord/server"
 	"github.com/lanmesh/lanmesh/coord/store"
-	"github.com/lanmesh/lanmesh/coord/tlscert"
+	"github.com/lanmesh/lanmesh/internal/tlscert"
 	"github.com/lanmesh/lanmesh/internal/key"
 	"github.com/lanmesh/lanmesh/internal/wire"
 )
@@ -103,7 +103,7 @@ func Run(ctx context.Context, opt Options) (Result, error) {
 		return res, err
 	}
 	defer st.Close()
-	cert, err := tlscert.LoadOrCreate(dir, "127.0.0.1")
+	cert, err := tlscert.LoadOrCreate(dir, "lanmesh-coord", "127.0.0.1")
 	if err != nil {
 		return res, err
 	}

@@ -15,7 +15,7 @@ import (
 	"github.com/lanmesh/lanmesh/coord/adminapi"
 	"github.com/lanmesh/lanmesh/coord/netmap"
 	"github.com/lanmesh/lanmesh/coord/store"
-	"github.com/lanmesh/lanmesh/coord/tlscert"
+	"github.com/lanmesh/lanmesh/internal/tlscert"
 	"github.com/lanmesh/lanmesh/derp"
 	"github.com/lanmesh/lanmesh/derp/stun"
 	"github.com/lanmesh/lanmesh/internal/key"
@@ -40,7 +40,7 @@ func startRelayCoord(t *testing.T) *relayCoord {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cert, err := tlscert.LoadOrCreate(dir, "127.0.0.1")
+	cert, err := tlscert.LoadOrCreate(dir, "lanmesh-coord", "127.0.0.1")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,7 +21,7 @@ import (
 
 	"github.com/lanmesh/lanmesh/coord/adminapi"
 	"github.com/lanmesh/lanmesh/coord/store"
-	"github.com/lanmesh/lanmesh/coord/tlscert"
+	"github.com/lanmesh/lanmesh/internal/tlscert"
 	"github.com/lanmesh/lanmesh/internal/controlclient"
 	"github.com/lanmesh/lanmesh/internal/key"
 	"github.com/lanmesh/lanmesh/internal/wire"
@@ -65,7 +65,7 @@ func startCoord(t *testing.T, dir, addr string, logs *syncBuf) *testCoord {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cert, err := tlscert.LoadOrCreate(dir, "127.0.0.1")
+	cert, err := tlscert.LoadOrCreate(dir, "lanmesh-coord", "127.0.0.1")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,7 +10,7 @@ import (
 
 func TestLoadOrCreate(t *testing.T) {
 	dir := t.TempDir()
-	c, err := LoadOrCreate(dir, "198.18.0.10")
+	c, err := LoadOrCreate(dir, "lanmesh-coord", "198.18.0.10")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -31,7 +31,7 @@ func TestLoadOrCreate(t *testing.T) {
 	if err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("key file mode: %v %v", fi.Mode(), err)
 	}
-	c2, err := LoadOrCreate(dir, "other.example")
+	c2, err := LoadOrCreate(dir, "lanmesh-coord", "other.example")
 	if err != nil || string(c2.Certificate[0]) != string(c.Certificate[0]) {
 		t.Fatal("certificate not reused")
 	}

@@ -15,6 +15,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/lanmesh/lanmesh/internal/atomicfile"
 )
 
 // File names in the state dir.
@@ -33,10 +35,10 @@ func Load(certPath, keyPath string) (tls.Certificate, error) {
 }
 
 // LoadOrCreate returns the self-signed certificate in dir, creating it on
-// first use with SANs for host (IP or DNS name, may be empty) and the
+// first use with SANs for hosts (IPs or DNS names; empty ones skipped) and the
 // loopback names. An existing certificate is kept as is, so its pin stays
 // valid.
-func LoadOrCreate(dir, host string) (tls.Certificate, error) {
+func LoadOrCreate(dir, commonName string, hosts ...string) (tls.Certificate, error) {
 	cp, kp := filepath.Join(dir, CertFile), filepath.Join(dir, KeyFile)
 	if _, err := os.Stat(cp); err == nil {
 		return Load(cp, kp)
@@ -53,7 +55,7 @@ func LoadOrCreate(dir, host string) (tls.Certificate, error) {
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: "lanmesh-coord"},
+		Subject:               pkix.Name{CommonName: commonName},
 		NotBefore:             time.Now().Add(-time.Hour),
 		NotAfter:              time.Now().AddDate(20, 0, 0),
 		KeyUsage:              x509.KeyUsageDigitalSignature,
@@ -62,7 +64,10 @@ func LoadOrCreate(dir, host string) (tls.Certificate, error) {
 		DNSNames:              []string{"localhost"},
 		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
 	}
-	if host != "" && host != "localhost" {
+	for _, host := range hosts {
+		if host == "" || host == "localhost" {
+			continue
+		}
 		if ip := net.ParseIP(host); ip != nil {
 			if !ip.IsLoopback() {
 				tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
@@ -80,26 +85,11 @@ func LoadOrCreate(dir, host string) (tls.Certificate, error) {
 		return tls.Certificate{}, err
 	}
 	// Key first, 0600, so a crash never leaves a cert without its key.
-	if err := writeFile(kp, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+	if err := atomicfile.Write(kp, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
 		return tls.Certificate{}, err
 	}
-	if err := writeFile(cp, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+	if err := atomicfile.Write(cp, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
 		return tls.Certificate{}, err
 	}
 	return Load(cp, kp)
-}
-
-// writeFile writes atomically (temp file and rename).
-func writeFile(path string, b []byte, mode os.FileMode) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, mode); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Chmod(tmp, mode); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
 }
