@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/lanmesh/lanmesh/coord/adminapi"
-	"github.com/lanmesh/lanmesh/coord/tlscert"
+	"github.com/lanmesh/lanmesh/internal/tlscert"
 	"github.com/lanmesh/lanmesh/internal/wire"
 )
 

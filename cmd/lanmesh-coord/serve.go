@@ -17,7 +17,7 @@ import (
 
 	"github.com/lanmesh/lanmesh/coord/server"
 	"github.com/lanmesh/lanmesh/coord/store"
-	"github.com/lanmesh/lanmesh/coord/tlscert"
+	"github.com/lanmesh/lanmesh/internal/tlscert"
 )
 
 var serveCmd = &command{
@@ -78,7 +78,7 @@ func serve(ctx context.Context, g *globals, log *slog.Logger, listen, serverURL,
 	}
 	cert, err := tlscert.Load(certFile, keyFile)
 	if certFile == "" {
-		cert, err = tlscert.LoadOrCreate(g.stateDir, host)
+		cert, err = tlscert.LoadOrCreate(g.stateDir, "lanmesh-coord", host)
 	}
 	if err != nil {
 		return err

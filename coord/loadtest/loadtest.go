@@ -28,8 +28,8 @@ import (
 	"github.com/lanmesh/lanmesh/coord/adminapi"
 	"github.com/lanmesh/lanmesh/coord/server"
 	"github.com/lanmesh/lanmesh/coord/store"
-	"github.com/lanmesh/lanmesh/internal/tlscert"
 	"github.com/lanmesh/lanmesh/internal/key"
+	"github.com/lanmesh/lanmesh/internal/tlscert"
 	"github.com/lanmesh/lanmesh/internal/wire"
 )
 

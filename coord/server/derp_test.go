@@ -15,10 +15,10 @@ import (
 	"github.com/lanmesh/lanmesh/coord/adminapi"
 	"github.com/lanmesh/lanmesh/coord/netmap"
 	"github.com/lanmesh/lanmesh/coord/store"
-	"github.com/lanmesh/lanmesh/internal/tlscert"
 	"github.com/lanmesh/lanmesh/derp"
 	"github.com/lanmesh/lanmesh/derp/stun"
 	"github.com/lanmesh/lanmesh/internal/key"
+	"github.com/lanmesh/lanmesh/internal/tlscert"
 	"github.com/lanmesh/lanmesh/internal/wire"
 )
 

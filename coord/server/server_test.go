@@ -21,9 +21,9 @@ import (
 
 	"github.com/lanmesh/lanmesh/coord/adminapi"
 	"github.com/lanmesh/lanmesh/coord/store"
-	"github.com/lanmesh/lanmesh/internal/tlscert"
 	"github.com/lanmesh/lanmesh/internal/controlclient"
 	"github.com/lanmesh/lanmesh/internal/key"
+	"github.com/lanmesh/lanmesh/internal/tlscert"
 	"github.com/lanmesh/lanmesh/internal/wire"
 )
 
