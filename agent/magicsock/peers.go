@@ -47,9 +47,25 @@ const initiationYield = time.Second
 // holdHandshake keeps the latest handshake message for k until a path
 // appears; it reports whether it did.
 func (c *Conn) holdHandshake(k key.NodePublic, bufs [][]byte) bool {
+	return c.keepHandshake(k, bufs, 3)
+}
+
+// keepRelayedInitiation keeps an initiation just sent through the relay,
+// to send again once when a direct path appears: over the relay it may
+// reach the peer before coord's netmap has told the peer about us, and be
+// dropped, which would cost wireguard-go's 5 s retry. A second copy the
+// peer already processed is rejected as a replay, harmlessly.
+func (c *Conn) keepRelayedInitiation(k key.NodePublic, bufs [][]byte) {
+	c.keepHandshake(k, bufs, 1)
+}
+
+// keepHandshake stores the last handshake message of bufs whose type is
+// at most maxType (1 initiation, 2 response, 3 cookie reply) as k's
+// pending one.
+func (c *Conn) keepHandshake(k key.NodePublic, bufs [][]byte, maxType byte) bool {
 	var init []byte
 	for _, b := range bufs {
-		if len(b) >= 4 && b[0] >= 1 && b[0] <= 3 && IsWireGuard(b) {
+		if len(b) >= 4 && b[0] >= 1 && b[0] <= maxType && IsWireGuard(b) {
 			init = b
 		}
 	}

@@ -115,6 +115,9 @@ func TestPeerRelayLogic(t *testing.T) {
 	r1, r2 := startRelay(t, 1, "one"), startRelay(t, 2, "two")
 	dm := &wire.DERPMap{Regions: []wire.DERPRegion{r1, r2}}
 	ka, kb := key.NewNode(), key.NewNode()
+	if pa, pb := ka.Public(), kb.Public(); bytes.Compare(pa[:], pb[:]) > 0 {
+		ka, kb = kb, ka // A has the smaller key: its resends never yield
+	}
 	a, b := New(Options{}), New(Options{})
 	a.regionIdle = 300 * time.Millisecond
 	chA, chB := openConn(t, a), openConn(t, b)
@@ -154,8 +157,14 @@ func TestPeerRelayLogic(t *testing.T) {
 	epA, _ := b.ParseEndpoint(ka.Public().Hex())
 	addrA := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), a.Port())
 	addrB := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), b.Port())
-	a.onPath(kb.Public(), disco.Path{Direct: addrB})
 	b.onPath(ka.Public(), disco.Path{Direct: addrA})
+	a.onPath(kb.Public(), disco.Path{Direct: addrB})
+	// The initiation that went over the relay goes once more over the new
+	// direct path: over the relay it may have beaten coord's netmap to B.
+	g = recvWithin(t, chB, 2*time.Second, "relayed initiation resent directly")
+	if g.pkt[0] != 1 || g.pkt[4] != 7 || g.ep != epA {
+		t.Fatalf("resend: got %x ep %v, want initiation 7 from A's endpoint", g.pkt[:8], g.ep)
+	}
 	if err := a.Send([][]byte{wgData(2)}, epB); err != nil {
 		t.Fatal(err)
 	}

@@ -48,6 +48,7 @@ func (c *Conn) sendRelay(k key.NodePublic, bufs [][]byte) error {
 			return err
 		}
 	}
+	c.keepRelayedInitiation(k, bufs)
 	return nil
 }
 
