@@ -94,7 +94,7 @@ func Defaults() Config {
 		ListenPort:         41641,
 		MTU:                1420,
 		LogLevel:           "warn",
-		MemoryLimitMiB:     28,
+		MemoryLimitMiB:     38,
 		Offloads:           Offloads{TUN: true, UDPGSO: true, UDPGRO: true},
 		MaxInflightPackets: 128,
 		DNS: DNS{

@@ -24,7 +24,7 @@ func TestDefaults(t *testing.T) {
 	if *c != Defaults() {
 		t.Fatalf("Load() = %+v, want defaults %+v", *c, Defaults())
 	}
-	if c.ListenPort != 41641 || c.MTU != 1420 || c.MemoryLimitMiB != 28 || !c.Offloads.UDPGRO {
+	if c.ListenPort != 41641 || c.MTU != 1420 || c.MemoryLimitMiB != 38 || !c.Offloads.UDPGRO {
 		t.Fatalf("wrong defaults: %+v", c)
 	}
 }

@@ -13,13 +13,19 @@ import (
 // the TUN's and the Bind's). Each reader (TUN, UDP v4, UDP v6) pins a
 // 64 KiB buffer per slot for its lifetime, and those count against the
 // daemon's Go memory limit. The TUN's gso_max_segs is set to it so one
-// TSO super-packet still fits one read. 32 by measurement (iperf3 through
-// two engines, 24-28 MiB Go memory limit, 2 cores): 64 thrashes the GC
-// (0.2-0.7 Gbit/s: 12 MiB of reader buffers leave no room for the pools),
-// 32 gives 1.5-1.9 Gbit/s, 16 and 8 lose per-syscall batching. Below 64 the
-// Bind reads without UDP GRO; the kernel splits GSO datagrams for it.
+// TSO super-packet still fits one read.
+//
+// It must be 64, not less: a router forwards its LAN hosts' TCP, whose
+// GRO/TSO super-packets carry up to ~48 segments (64 KiB at MSS 1380),
+// and the kernel segments in software any super-packet with more segments
+// than the TUN's gso_max_segs. With 32, every forwarded packet reached the
+// TUN alone and offloads did nothing (0.5 Gbit/s a1 -> b1 with or without
+// them); engine-to-engine tests missed it because a local TCP sender
+// respects gso_max_segs. 64 also lets the Bind use UDP GRO. Measured a1 ->
+// b1 (make bench topology, 2 cores): 3.3-3.4 Gbit/s at 31 MiB peak RSS
+// with a 38 MiB Go memory limit; stock wireguard-go 3.6 at 240-350 MiB.
 // A var so benchmarks can vary it (LMDP_BATCH).
-var batchSize = 32
+var batchSize = 64
 
 // flowTUN is the TUN as wireguard-go sees it: reads wait while too many
 // outbound packets are in flight (out), writes release inbound credit (in).
