@@ -131,7 +131,7 @@ func TestEndpointFor(t *testing.T) {
 		ip string
 		ok bool
 	}{
-		{"198.18.1.2", true}, {"192.168.1.1", true}, {"2001:db8::1", true},
+		{"198.18.1.2", true}, {"192.168.1.1", true}, {"2001:db8::1", true}, // example data: classified, never sent to
 		{"127.0.0.1", false}, {"fe80::1", false}, {"169.254.1.1", false}, {"100.64.0.7", false},
 		{"fd12:3456:789a::9", false}, {"224.0.0.1", false},
 	} {

@@ -127,7 +127,7 @@ func TestPublishLeases(t *testing.T) {
 		t.Fatal(err)
 	}
 	exp := time.Now().Add(time.Hour).Unix()
-	body := fmt.Sprintf("%d aa:bb:cc:dd:ee:01 198.19.1.10 NAS 01:aa\n%d aa:bb:cc:dd:ee:02 192.168.7.5 elsewhere *\n%d aa:bb:cc:dd:ee:03 198.19.1.11 old *\n", exp, exp, time.Now().Add(-time.Hour).Unix())
+	body := fmt.Sprintf("%d aa:bb:cc:dd:ee:01 198.19.1.10 NAS 01:aa\n%d aa:bb:cc:dd:ee:02 192.168.7.5 elsewhere *\n%d aa:bb:cc:dd:ee:03 198.19.1.11 old *\n", exp, exp, time.Now().Add(-time.Hour).Unix()) // example data: a lease outside the routes
 	if err := os.WriteFile(leases, []byte(body), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -165,7 +165,7 @@ func TestLANHosts(t *testing.T) {
 		l("nas", "198.19.1.10", 1700000100), // duplicate
 		l("gone", "198.19.1.30", 1699999999),
 		l("", "198.19.1.40", 0),
-		l("outside", "10.0.0.5", 0),
+		l("outside", "10.0.0.5", 0), // example data: outside the routes
 	}, pfx("198.19.1.0/24"), now)
 	want := []wire.LANHost{{Name: "nas", Addr: netip.MustParseAddr("198.19.1.10")}, {Name: "tv", Addr: netip.MustParseAddr("198.19.1.20")}}
 	if !slices.Equal(got, want) {

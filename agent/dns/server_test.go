@@ -156,7 +156,7 @@ func TestSetConfigRejectsBadConfig(t *testing.T) {
 		}},
 		{"route without upstreams", func(c *Config) { c.Routes = map[string][]netip.AddrPort{"corp.example": nil} }},
 		{"bad prefix", func(c *Config) { c.AllowedClients = []netip.Prefix{{}} }},
-		{"v4 ULA", func(c *Config) { c.MeshULA = netip.MustParsePrefix("10.0.0.0/8") }},
+		{"v4 ULA", func(c *Config) { c.MeshULA = netip.MustParsePrefix("10.0.0.0/8") }}, // example data: an invalid ULA
 	}
 	for _, tc := range bad {
 		c := baseConfig()
