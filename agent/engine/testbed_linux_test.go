@@ -6,42 +6,24 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
-	"sync/atomic"
 	"testing"
 
-	"github.com/vishvananda/netns"
+	"github.com/lanmesh/lanmesh/internal/nstest"
 )
 
-// requireRoot skips tests that need network namespaces.
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root for network namespaces")
-	}
-}
+// The namespace helpers live in internal/nstest; these names keep the
+// tests short.
+var (
+	requireRoot = nstest.RequireRoot
+	run         = nstest.Run
+	inNS        = nstest.Do
+)
 
-var nsSeq atomic.Int32
-
-// newNS makes a network namespace with a unique lmdp-<pid>- name, deleted
-// when the test ends.
+// newNS makes a namespace named lmdp-<pid>-<n>, deleted when the test ends.
 func newNS(t *testing.T) string {
 	t.Helper()
-	name := fmt.Sprintf("lmdp-%d-%d", os.Getpid(), nsSeq.Add(1))
-	run(t, "ip", "netns", "add", name)
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", name).Run() })
-	run(t, "ip", "-n", name, "link", "set", "lo", "up")
-	return name
-}
-
-func run(t *testing.T, args ...string) string {
-	t.Helper()
-	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return string(out)
+	return nstest.New(t, "lmdp")
 }
 
 func try(args ...string) error {
@@ -60,36 +42,6 @@ func link(t *testing.T, nsA, ifA, a, nsB, ifB, b string) {
 	run(t, "ip", "-n", nsB, "addr", "add", b, "dev", ifB)
 	run(t, "ip", "-n", nsA, "link", "set", ifA, "up")
 	run(t, "ip", "-n", nsB, "link", "set", ifB, "up")
-}
-
-// inNS runs f on a thread inside namespace name.
-func inNS(name string, f func()) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		h, err := netns.GetFromName(name)
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer h.Close()
-		if err := netns.Set(h); err != nil {
-			errc <- err
-			return
-		}
-		f()
-		if netns.Set(orig) == nil {
-			runtime.UnlockOSThread() // else the thread dies with the goroutine
-		}
-		errc <- nil
-	}()
-	return <-errc
 }
 
 // startEngine runs an engine inside ns, closed when the test ends.

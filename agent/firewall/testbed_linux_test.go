@@ -9,14 +9,25 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"runtime"
-	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netns"
+	"github.com/lanmesh/lanmesh/internal/nstest"
 )
+
+// The namespace helpers live in internal/nstest; these names keep the
+// tests short.
+var (
+	requireRoot = nstest.RequireRoot
+	run         = nstest.Run
+	inNS        = nstest.Do
+)
+
+// newNS makes a namespace named lmfw-<pid>-<n>, deleted when the test ends.
+func newNS(t *testing.T) string {
+	t.Helper()
+	return nstest.New(t, "lmfw")
+}
 
 // The world of these tests, all in namespaces the test makes:
 //
@@ -44,64 +55,6 @@ var (
 	nodeMesh6 = netip.MustParseAddr("fd7a:115c:a1e0::1")
 	peerMesh6 = netip.MustParseAddr("fd7a:115c:a1e0::2")
 )
-
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root for network namespaces")
-	}
-}
-
-var nsSeq atomic.Int32
-
-// newNS makes a namespace named lmfw-<pid>-<n>, deleted when the test ends.
-func newNS(t *testing.T) string {
-	t.Helper()
-	name := fmt.Sprintf("lmfw-%d-%d", os.Getpid(), nsSeq.Add(1))
-	run(t, "ip", "netns", "add", name)
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", name).Run() })
-	run(t, "ip", "-n", name, "link", "set", "lo", "up")
-	return name
-}
-
-func run(t *testing.T, args ...string) string {
-	t.Helper()
-	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}
-
-// inNS runs f on a thread inside namespace name.
-func inNS(name string, f func()) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		h, err := netns.GetFromName(name)
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer h.Close()
-		if err := netns.Set(h); err != nil {
-			errc <- err
-			return
-		}
-		f()
-		if netns.Set(orig) == nil {
-			runtime.UnlockOSThread() // else the thread dies with the goroutine
-		}
-		errc <- nil
-	}()
-	return <-errc
-}
 
 func newWorld(t *testing.T) *world {
 	t.Helper()
