@@ -17,11 +17,12 @@ import (
 
 	"github.com/lanmesh/lanmesh/agent/firewall"
 	"github.com/lanmesh/lanmesh/coord/policy"
+	"github.com/lanmesh/lanmesh/coord/policy/policytest"
 	"github.com/lanmesh/lanmesh/internal/wire"
 )
 
 // PolicyRules is the size of the generated policy.
-const PolicyRules = 50
+const PolicyRules = policytest.ScaleRules
 
 // Sizes are the mesh sizes Benchmark measures.
 var Sizes = []int{10, 100, 1000}
@@ -153,11 +154,11 @@ var nsSeq atomic.Int32
 // coord/policy's scale benchmark) for nodes mesh nodes, and returns the
 // filter of the router with the biggest one.
 func generate(nodes int) (*wire.PacketFilter, policy.Node, error) {
-	p, err := policy.Parse("bench.hujson", []byte(policyText()))
+	p, err := policy.Parse("bench.hujson", []byte(policytest.ScalePolicy()))
 	if err != nil {
 		return nil, policy.Node{}, err
 	}
-	ns := makeNodes(nodes)
+	ns := policytest.ScaleNodes(nodes)
 	c, err := policy.Compile(p, ns)
 	if err != nil {
 		return nil, policy.Node{}, err
@@ -181,67 +182,4 @@ func generate(nodes int) (*wire.PacketFilter, policy.Node, error) {
 		return nil, self, fmt.Errorf("no router in the generated mesh")
 	}
 	return best, self, nil
-}
-
-func policyText() string {
-	var b strings.Builder
-	b.WriteString(`{"groups": {`)
-	for g := range 10 {
-		if g > 0 {
-			b.WriteString(",")
-		}
-		fmt.Fprintf(&b, `"group:g%d": [`, g)
-		for u := range 10 {
-			if u > 0 {
-				b.WriteString(",")
-			}
-			fmt.Fprintf(&b, `"u%d@example.com"`, g*10+u)
-		}
-		b.WriteString("]")
-	}
-	b.WriteString(`}, "tagOwners": {`)
-	for tag := range 20 {
-		if tag > 0 {
-			b.WriteString(",")
-		}
-		fmt.Fprintf(&b, `"tag:t%d": ["group:g0"]`, tag)
-	}
-	b.WriteString(`}, "acls": [`)
-	for r := range PolicyRules {
-		if r > 0 {
-			b.WriteString(",\n")
-		}
-		switch r % 5 {
-		case 0:
-			fmt.Fprintf(&b, `{"action": "accept", "src": ["group:g%d"], "dst": ["tag:t%d:22,80,443"]}`, r%10, r%20)
-		case 1:
-			fmt.Fprintf(&b, `{"action": "accept", "src": ["tag:t%d"], "dst": ["tag:t%d:5432"], "proto": "tcp"}`, r%20, (r+1)%20)
-		case 2:
-			fmt.Fprintf(&b, `{"action": "accept", "src": ["u%d@example.com", "group:g%d"], "dst": ["198.19.%d.0/24:*"]}`, r, (r+3)%10, r%50)
-		case 3:
-			fmt.Fprintf(&b, `{"action": "accept", "src": ["198.19.%d.0/24"], "dst": ["group:g%d:445"]}`, r%50, r%10)
-		case 4:
-			b.WriteString(`{"action": "accept", "src": ["autogroup:member"], "dst": ["autogroup:self:*"]}`)
-		}
-	}
-	b.WriteString(`]}`)
-	return b.String()
-}
-
-// makeNodes: a router (tagged, with a /24) per ten devices; devices
-// spread over 100 users. Addresses in order, as coord's IPAM gives them.
-func makeNodes(n int) []policy.Node {
-	nodes := make([]policy.Node, n)
-	for i := range nodes {
-		nd := policy.Node{ID: wire.NodeID(i + 1), Addresses: []netip.Prefix{
-			netip.PrefixFrom(netip.AddrFrom4([4]byte{100, 64 + byte(i>>16), byte(i >> 8), byte(i)}), 32)}}
-		if i%10 == 0 {
-			nd.Owner, nd.Tags = "u0@example.com", []string{fmt.Sprintf("tag:t%d", i%20)}
-			nd.ApprovedRoutes = []netip.Prefix{netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 19, byte(i / 10 % 50), 0}), 24)}
-		} else {
-			nd.User = fmt.Sprintf("u%d@example.com", i%100)
-		}
-		nodes[i] = nd
-	}
-	return nodes
 }
