@@ -3,12 +3,9 @@ package server
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"net"
 	"net/netip"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,7 +15,6 @@ import (
 	"github.com/lanmesh/lanmesh/derp"
 	"github.com/lanmesh/lanmesh/derp/stun"
 	"github.com/lanmesh/lanmesh/internal/key"
-	"github.com/lanmesh/lanmesh/internal/tlscert"
 	"github.com/lanmesh/lanmesh/internal/wire"
 )
 
@@ -32,65 +28,24 @@ type relayCoord struct {
 
 func startRelayCoord(t *testing.T) *relayCoord {
 	t.Helper()
-	dir := t.TempDir()
-	logs := &syncBuf{}
-	tc := &testCoord{t: t, dir: dir, logs: logs}
-	ctx := context.Background()
-	st, err := store.OpenSQLite(ctx, filepath.Join(dir, "coord.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := tlscert.LoadOrCreate(dir, "lanmesh-coord", "127.0.0.1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	srv, err := New(ctx, Config{Store: st, Cert: cert, Logger: log, KeepAlive: 200 * time.Millisecond,
-		Now: func() time.Time { return time.Now().Add(time.Duration(tc.offset.Load())) }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	stunAddr, err := srv.EnableRelay(RelayConfig{STUNAddr: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	region, err := CoordRegion("127.0.0.1", ln.Addr().(*net.TCPAddr).Port, int(stunAddr.Port()), srv.Fingerprint())
-	if err != nil {
-		t.Fatal(err)
-	}
-	dm, err := BuildDERPMap(&region, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.SetDERPMap(dm); err != nil {
-		t.Fatal(err)
-	}
-	aln, err := ListenAdmin(filepath.Join(dir, "admin.sock"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(sctx, ln, aln) }()
-	tc.addr = ln.Addr().String()
-	tc.url = "https://" + tc.addr
-	tc.fp = srv.Fingerprint()
-	tc.admin = adminapi.NewClient(filepath.Join(dir, "admin.sock"))
-	var once sync.Once
-	tc.stop = func() {
-		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("serve: %v", err)
-			}
-			st.Close()
-		})
-	}
-	t.Cleanup(tc.stop)
+	var stunAddr netip.AddrPort
+	tc, srv := startCoordWith(t, t.TempDir(), "", &syncBuf{}, func(srv *Server, ln net.Listener) {
+		var err error
+		if stunAddr, err = srv.EnableRelay(RelayConfig{STUNAddr: "127.0.0.1:0"}); err != nil {
+			t.Fatal(err)
+		}
+		region, err := CoordRegion("127.0.0.1", ln.Addr().(*net.TCPAddr).Port, int(stunAddr.Port()), srv.Fingerprint())
+		if err != nil {
+			t.Fatal(err)
+		}
+		dm, err := BuildDERPMap(&region, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := srv.SetDERPMap(dm); err != nil {
+			t.Fatal(err)
+		}
+	})
 	return &relayCoord{testCoord: tc, srv: srv, stun: stunAddr}
 }
 

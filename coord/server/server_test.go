@@ -56,6 +56,14 @@ type testCoord struct {
 // 127.0.0.1. addr "" picks a port.
 func startCoord(t *testing.T, dir, addr string, logs *syncBuf) *testCoord {
 	t.Helper()
+	tc, _ := startCoordWith(t, dir, addr, logs, nil)
+	return tc
+}
+
+// startCoordWith is startCoord with beforeServe run on the server and its
+// listener before it serves (e.g. to turn the relay on).
+func startCoordWith(t *testing.T, dir, addr string, logs *syncBuf, beforeServe func(*Server, net.Listener)) (*testCoord, *Server) {
+	t.Helper()
 	if addr == "" {
 		addr = "127.0.0.1:0"
 	}
@@ -79,6 +87,9 @@ func startCoord(t *testing.T, dir, addr string, logs *syncBuf) *testCoord {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if beforeServe != nil {
+		beforeServe(srv, ln)
+	}
 	aln, err := ListenAdmin(filepath.Join(dir, "admin.sock"))
 	if err != nil {
 		t.Fatal(err)
@@ -101,7 +112,7 @@ func startCoord(t *testing.T, dir, addr string, logs *syncBuf) *testCoord {
 		})
 	}
 	t.Cleanup(tc.stop)
-	return tc
+	return tc, srv
 }
 
 func (tc *testCoord) newKey(reusable bool, tags ...string) wire.AuthKey {
