@@ -43,12 +43,14 @@ func (c *Conn) sendRelay(k key.NodePublic, bufs [][]byte) error {
 		}
 		return ErrNoPath
 	}
+	// Kept before sending: a direct path found while the copy is on its
+	// way must find it (the peer may answer before Send returns).
+	c.keepRelayedInitiation(k, bufs)
 	for _, b := range bufs {
 		if err := cl.Send(k, b); err != nil {
 			return err
 		}
 	}
-	c.keepRelayedInitiation(k, bufs)
 	return nil
 }
 
