@@ -23,9 +23,15 @@ type inflight struct {
 	head    int
 	total   int
 	waiters int
-	wake    chan struct{} // closed and replaced on release while waiters > 0
-	closed  bool
-	done    chan struct{}
+	// wake (capacity 1) carries a release to one waiter, who passes it on
+	// while room remains. No allocation per wait or release: at full
+	// speed the producers wait thousands of times a second, and garbage
+	// there makes the Go memory limit collect (and empty wireguard-go's
+	// buffer pools) that much more often.
+	wake   chan struct{}
+	timers []*time.Timer // idle ones, reused by wait
+	closed bool
+	done   chan struct{}
 }
 
 type credit struct {
@@ -34,7 +40,7 @@ type credit struct {
 }
 
 func newInflight(max int, ttl time.Duration) *inflight {
-	return &inflight{max: max, ttl: ttl, wake: make(chan struct{}), done: make(chan struct{})}
+	return &inflight{max: max, ttl: ttl, wake: make(chan struct{}, 1), done: make(chan struct{})}
 }
 
 // wait blocks while the limit is reached; false means the limiter is closed.
@@ -48,23 +54,41 @@ func (f *inflight) wait() bool {
 		now := time.Now()
 		f.expireLocked(now)
 		if f.total < f.max {
+			if f.waiters > 0 {
+				f.signalLocked() // room for the next waiter too
+			}
 			f.mu.Unlock()
 			return true
 		}
 		until := f.q[f.head].at.Add(f.ttl).Sub(now)
-		ch := f.wake
 		f.waiters++
+		var t *time.Timer
+		if n := len(f.timers); n > 0 {
+			t, f.timers = f.timers[n-1], f.timers[:n-1]
+			t.Reset(until)
+		} else {
+			t = time.NewTimer(until)
+		}
 		f.mu.Unlock()
-		t := time.NewTimer(until)
 		select {
-		case <-ch:
+		case <-f.wake:
 		case <-t.C:
 		case <-f.done:
 		}
 		t.Stop()
 		f.mu.Lock()
 		f.waiters--
+		f.timers = append(f.timers, t)
 		f.mu.Unlock()
+	}
+}
+
+// signalLocked wakes one waiter, or the next one to wait (a spurious
+// wake-up only makes it check again).
+func (f *inflight) signalLocked() {
+	select {
+	case f.wake <- struct{}{}:
+	default:
 	}
 }
 
@@ -98,8 +122,7 @@ func (f *inflight) release(n int) {
 	}
 	f.compactLocked()
 	if f.waiters > 0 {
-		close(f.wake)
-		f.wake = make(chan struct{})
+		f.signalLocked()
 	}
 	f.mu.Unlock()
 }

@@ -82,3 +82,55 @@ func TestInflightReleaseOldestFirst(t *testing.T) {
 		t.Fatalf("held = %d, want 1", h)
 	}
 }
+
+// One release that frees room for several waiters wakes them all: each
+// woken waiter passes the wake-up on while room remains.
+func TestInflightWakesEveryWaiterWithRoom(t *testing.T) {
+	f := newInflight(3, time.Hour)
+	f.add(3)
+	got := make(chan bool, 3)
+	for range 3 {
+		go func() { got <- f.wait() }()
+	}
+	time.Sleep(20 * time.Millisecond)
+	f.release(3)
+	for i := range 3 {
+		select {
+		case ok := <-got:
+			if !ok {
+				t.Fatal("wait reported closed")
+			}
+		case <-time.After(time.Second):
+			t.Fatalf("waiter %d not woken after a release that made room for all", i+1)
+		}
+	}
+}
+
+// The hot path allocates nothing: garbage there is what makes the Go
+// memory limit collect, and each collection empties wireguard-go's pools.
+func TestInflightNoAllocs(t *testing.T) {
+	f := newInflight(8, time.Hour)
+	if n := testing.AllocsPerRun(1000, func() {
+		f.wait()
+		f.add(4)
+		f.release(4)
+	}); n != 0 {
+		t.Fatalf("%v allocations per wait/add/release, want 0", n)
+	}
+	f.add(8)
+	done := make(chan struct{})
+	go func() {
+		for f.wait() {
+			f.add(1)
+		}
+		close(done)
+	}()
+	if n := testing.AllocsPerRun(200, func() {
+		time.Sleep(100 * time.Microsecond) // let the producer block
+		f.release(1)
+	}); n > 0.1 {
+		t.Fatalf("%v allocations per blocked wait and release, want 0", n)
+	}
+	f.close()
+	<-done
+}

@@ -123,6 +123,10 @@ func (s *socket) receive(bufs [][]byte, sizes []int, eps []conn.Endpoint, handle
 		}
 		n = got
 	}
+	// A batch is mostly one peer's datagrams (one GRO read): look its
+	// endpoint up once.
+	var lastAP netip.AddrPort
+	var lastEP *Endpoint
 	for i := 0; i < n; i++ {
 		sizes[i], eps[i] = 0, nil
 		if m[i].N == 0 {
@@ -138,11 +142,15 @@ func (s *socket) receive(bufs [][]byte, sizes []int, eps []conn.Endpoint, handle
 		if !IsWireGuard(pkt) {
 			if handler != nil {
 				handler(pkt, ap)
+				lastEP = nil // disco may just have proven a path
 			}
 			continue
 		}
 		sizes[i] = m[i].N
-		eps[i] = epFor(ap)
+		if lastEP == nil || ap != lastAP {
+			lastAP, lastEP = ap, epFor(ap)
+		}
+		eps[i] = lastEP
 	}
 	return n, nil
 }

@@ -96,9 +96,9 @@ func (c *Conn) Send(bufs [][]byte, ep conn.Endpoint) error {
 	if !ok {
 		return conn.ErrWrongEndpointType
 	}
-	dst := e.addr
+	dst, ua := e.addr, (*net.UDPAddr)(nil)
 	if !e.key.IsZero() {
-		dst = c.directPath(e.key)
+		dst, ua = c.directUDP(e.key)
 		if !dst.IsValid() {
 			return c.sendRelay(e.key, bufs)
 		}
@@ -113,5 +113,8 @@ func (c *Conn) Send(bufs [][]byte, ep conn.Endpoint) error {
 	if err != nil {
 		return err
 	}
-	return s.send(bufs, net.UDPAddrFromAddrPort(dst))
+	if ua == nil {
+		ua = net.UDPAddrFromAddrPort(dst)
+	}
+	return s.send(bufs, ua)
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"net/netip"
 	"reflect"
 	"slices"
@@ -21,7 +22,8 @@ import (
 type peerState struct {
 	ep     *Endpoint
 	direct netip.AddrPort
-	region int // the peer's home relay region (0: unknown, use ours)
+	udp    *net.UDPAddr // direct for the socket, made once per path, not per send
+	region int          // the peer's home relay region (0: unknown, use ours)
 	// pending is the latest handshake message (initiation, response or
 	// cookie reply) sent while the peer had no path at all; it goes out
 	// as soon as one appears. wireguard-go retries a handshake only every
@@ -184,12 +186,18 @@ func (c *Conn) knownEndpoint(k key.NodePublic) *Endpoint {
 }
 
 func (c *Conn) directPath(k key.NodePublic) netip.AddrPort {
+	d, _ := c.directUDP(k)
+	return d
+}
+
+// directUDP is directPath with its *net.UDPAddr for sending.
+func (c *Conn) directUDP(k key.NodePublic) (netip.AddrPort, *net.UDPAddr) {
 	c.pmu.RLock()
 	defer c.pmu.RUnlock()
 	if ps := c.peers[k]; ps != nil {
-		return ps.direct
+		return ps.direct, ps.udp
 	}
-	return netip.AddrPort{}
+	return netip.AddrPort{}, nil
 }
 
 // endpointFor maps a packet's source to its peer's endpoint when that
@@ -244,7 +252,10 @@ func (c *Conn) onPath(k key.NodePublic, p disco.Path) {
 	if ps.direct.IsValid() && c.byAddr[ps.direct] == k {
 		delete(c.byAddr, ps.direct)
 	}
-	ps.direct = p.Direct
+	ps.direct, ps.udp = p.Direct, nil
+	if p.Direct.IsValid() {
+		ps.udp = net.UDPAddrFromAddrPort(p.Direct)
+	}
 	ps.ep.suspect.Store(false)
 	if p.Direct.IsValid() {
 		c.byAddr[p.Direct] = k
@@ -286,7 +297,7 @@ func (c *Conn) SetConfig(priv key.NodePrivate, peers []Peer, dm *wire.DERPMap) e
 		}
 		c.pmu.Lock()
 		for _, ps := range c.peers {
-			ps.direct = netip.AddrPort{}
+			ps.direct, ps.udp = netip.AddrPort{}, nil
 		}
 		clear(c.byAddr)
 		c.pub = priv.Public()

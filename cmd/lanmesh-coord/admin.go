@@ -177,7 +177,7 @@ var nodesDeleteCmd = &command{
 
 var routesListCmd = &command{
 	name:     "routes list",
-	summary:  "list advertised subnet routes and whether they are approved",
+	summary:  "list advertised subnet routes and whether they are approved (by an admin or the policy's autoApprovers)",
 	examples: []string{"lanmesh-coord routes list", "lanmesh-coord routes list --json"},
 	setup: func(fs *flag.FlagSet) func(context.Context, *globals, []string) error {
 		asJSON := fs.Bool("json", false, "print JSON")
@@ -191,7 +191,11 @@ var routesListCmd = &command{
 			}
 			var rows [][]string
 			for _, r := range routes {
-				rows = append(rows, []string{fmt.Sprint(r.NodeID), r.Node, r.Prefix.String(), fmt.Sprint(r.Approved)})
+				approved := fmt.Sprint(r.Approved)
+				if r.AutoApproved {
+					approved = "true (autoApprovers)"
+				}
+				rows = append(rows, []string{fmt.Sprint(r.NodeID), r.Node, r.Prefix.String(), approved})
 			}
 			return table(g.stdout, "NODE ID\tNODE\tROUTE\tAPPROVED", rows)
 		}

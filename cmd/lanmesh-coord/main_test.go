@@ -86,7 +86,7 @@ func TestCLI(t *testing.T) {
 	// Open a stream advertising a route, then approve it from the CLI.
 	mctx, mcancel := context.WithCancel(ctx)
 	got := make(chan *wire.MapMessage, 10)
-	go c.Map(mctx, wire.MapRequest{NodeKey: nk, AdvertiseRoutes: []netip.Prefix{netip.MustParsePrefix("198.19.1.0/24")}}, func(m *wire.MapMessage) error { got <- m; return nil })
+	go c.Map(mctx, wire.MapRequest{NodeKey: nk, AdvertiseRoutes: []netip.Prefix{netip.MustParsePrefix("198.19.1.0/24"), netip.MustParsePrefix("198.19.9.0/24")}}, func(m *wire.MapMessage) error { got <- m; return nil })
 	defer mcancel()
 	<-got
 
@@ -145,6 +145,7 @@ func TestCLI(t *testing.T) {
 	}
 	good := filepath.Join(dir, "good.hujson")
 	os.WriteFile(good, []byte(`{"acls": [{"action": "accept", "src": ["alice@home.example"], "dst": ["admin@:*"]}],
+		"tagOwners": {"tag:router": ["admin@"]}, "autoApprovers": {"routes": {"198.19.8.0/23": ["tag:router"]}},
 		"tests": [{"src": "alice@home.example", "accept": ["admin@:22"]}]}`), 0o600)
 	if out, code = cli(t, dir, "policy", "check", good); code != 0 || !strings.Contains(out, "1 tests passed") {
 		t.Fatalf("policy check: %d %s", code, out)
@@ -159,6 +160,21 @@ func TestCLI(t *testing.T) {
 		if i > 20 {
 			t.Fatal("policy never reached the node")
 		}
+	}
+	// 198.19.9.0/24 lies in the auto-approved 198.19.8.0/23.
+	out, _ = cli(t, dir, "routes", "list", "--json")
+	var routes []adminapi.Route
+	if err := json.Unmarshal([]byte(out), &routes); err != nil || len(routes) != 2 {
+		t.Fatalf("routes list --json: %v %s", err, out)
+	}
+	for _, r := range routes {
+		want := adminapi.Route{NodeID: r.NodeID, Node: "gateway", Prefix: r.Prefix, Approved: true, AutoApproved: r.Prefix.String() == "198.19.9.0/24"}
+		if r != want {
+			t.Fatalf("route %+v, want %+v", r, want)
+		}
+	}
+	if out, _ = cli(t, dir, "routes", "list"); !strings.Contains(out, "198.19.9.0/24  true (autoApprovers)") {
+		t.Fatalf("routes list: %s", out)
 	}
 	if out, _ = cli(t, dir, "policy", "get"); !strings.Contains(out, "alice@home.example") {
 		t.Fatalf("policy get: %s", out)

@@ -134,6 +134,9 @@ type Route struct {
 	Node     string       `json:"node"`
 	Prefix   netip.Prefix `json:"prefix"`
 	Approved bool         `json:"approved"`
+	// AutoApproved: approved by the policy's autoApprovers, not by
+	// `routes approve` (Approved is true too).
+	AutoApproved bool `json:"auto_approved,omitempty"`
 }
 
 // ApproveRequest approves advertised routes of a node (ID or name).

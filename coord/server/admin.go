@@ -167,10 +167,20 @@ func (s *Server) adminListRoutes(w http.ResponseWriter, r *http.Request) {
 		s.adminFail(w, err)
 		return
 	}
+	// The snapshot's routes are the effective ones: approved by an admin
+	// or by the policy's autoApprovers.
+	snap, err := s.hub.Snapshot(r.Context())
+	if err != nil {
+		s.adminFail(w, err)
+		return
+	}
 	out := []adminapi.Route{}
 	for _, n := range nodes {
+		live, _ := snap.Node(wire.NodeID(n.ID))
 		for _, p := range n.AdvertisedRoutes {
-			out = append(out, adminapi.Route{NodeID: n.ID, Node: n.Name, Prefix: p, Approved: containsPrefix(n.ApprovedRoutes, p)})
+			manual := containsPrefix(n.ApprovedRoutes, p)
+			auto := !manual && containsPrefix(live.Routes, p.Masked())
+			out = append(out, adminapi.Route{NodeID: n.ID, Node: n.Name, Prefix: p, Approved: manual || auto, AutoApproved: auto})
 		}
 	}
 	writeJSON(w, http.StatusOK, out)
