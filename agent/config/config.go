@@ -96,7 +96,7 @@ func Defaults() Config {
 		LogLevel:           "warn",
 		MemoryLimitMiB:     38,
 		Offloads:           Offloads{TUN: true, UDPGSO: true, UDPGRO: true},
-		MaxInflightPackets: 128,
+		MaxInflightPackets: 64,
 		DNS: DNS{
 			Enabled:    true,
 			Listen:     "127.0.0.1:53535",
