@@ -15,8 +15,9 @@ var writeBatch = func(pc batchConn, msgs []ipv6.Message) (int, error) { return p
 
 func (s *socket) getMsgs() *[]ipv6.Message { return s.msgs.Get().(*[]ipv6.Message) }
 
-func (s *socket) putMsgs(m *[]ipv6.Message) {
-	for i := range *m {
+// putMsgs clears the first used messages (the rest are clean) and pools them.
+func (s *socket) putMsgs(m *[]ipv6.Message, used int) {
+	for i := range (*m)[:used] {
 		(*m)[i] = ipv6.Message{Buffers: (*m)[i].Buffers, OOB: (*m)[i].OOB[:0]}
 		(*m)[i].Buffers[0] = nil
 	}
@@ -25,10 +26,12 @@ func (s *socket) putMsgs(m *[]ipv6.Message) {
 
 func (s *socket) send(bufs [][]byte, addr *net.UDPAddr) error {
 	msgs := s.getMsgs()
-	defer s.putMsgs(msgs)
+	used := 0
+	defer func() { s.putMsgs(msgs, used) }()
 	gso := s.gso.Load()
 	for {
 		n := fillSend(*msgs, bufs, addr, gso, s.is6)
+		used = max(used, n)
 		err := writeAll(s.pc, (*msgs)[:n])
 		if err != nil && gso && (errors.Is(err, unix.EIO) || errors.Is(err, unix.EINVAL)) {
 			// The kernel or the NIC cannot segment (e.g. no TX checksum
@@ -99,7 +102,7 @@ func (s *socket) receiveFunc(handler func([]byte, netip.AddrPort), epFor func(ne
 
 func (s *socket) receive(bufs [][]byte, sizes []int, eps []conn.Endpoint, handler func([]byte, netip.AddrPort), epFor func(netip.AddrPort) *Endpoint) (int, error) {
 	msgs := s.getMsgs()
-	defer s.putMsgs(msgs)
+	defer s.putMsgs(msgs, len(bufs))
 	m := (*msgs)[:len(bufs)]
 	for i := range m {
 		m[i].Buffers[0] = bufs[i]
