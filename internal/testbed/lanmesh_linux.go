@@ -30,9 +30,12 @@ type Binaries struct {
 }
 
 var (
-	binOnce sync.Once
+	binMu   sync.Mutex // guards the four below
+	binDone bool       // false again after RemoveBuiltBinaries
 	bins    Binaries
 	binErr  error
+	// buildErrs keeps why a binary did not build.
+	buildErrs = map[string]error{}
 )
 
 // FindBinaries returns where the binaries are: $LANMESH_BIN_DIR, or a
@@ -41,19 +44,28 @@ var (
 // checked when it is started, so a test that needs only the agent does
 // not need coord to build.
 func FindBinaries() (Binaries, error) {
-	binOnce.Do(func() {
+	binMu.Lock()
+	defer binMu.Unlock()
+	return findBinariesLocked()
+}
+
+func findBinariesLocked() (Binaries, error) {
+	if !binDone {
+		binDone = true
 		if d := os.Getenv("LANMESH_BIN_DIR"); d != "" {
 			bins = Binaries{Dir: d, Lanmesh: filepath.Join(d, "lanmesh"), Coord: filepath.Join(d, "lanmesh-coord")}
-			return
+		} else {
+			bins, binErr = buildBinaries()
 		}
-		bins, binErr = buildBinaries()
-	})
+	}
 	return bins, binErr
 }
 
 // binary returns the path of one binary, or why it is missing.
 func binary(pick func(Binaries) string) (string, error) {
-	b, err := FindBinaries()
+	binMu.Lock()
+	defer binMu.Unlock()
+	b, err := findBinariesLocked()
 	if err != nil {
 		return "", err
 	}
@@ -66,9 +78,6 @@ func binary(pick func(Binaries) string) (string, error) {
 	}
 	return p, nil
 }
-
-// buildErrs keeps why a binary did not build (written once in binOnce).
-var buildErrs = map[string]error{}
 
 func buildBinaries() (Binaries, error) {
 	out, err := exec.Command("go", "env", "GOMOD").Output()
@@ -91,10 +100,15 @@ func buildBinaries() (Binaries, error) {
 }
 
 // RemoveBuiltBinaries deletes the binaries FindBinaries built (never a
-// LANMESH_BIN_DIR); for programs like the demo that exit afterwards.
+// LANMESH_BIN_DIR); for programs like the demo that exit afterwards. A
+// later FindBinaries builds them again.
 func RemoveBuiltBinaries() {
+	binMu.Lock()
+	defer binMu.Unlock()
 	if bins.Dir != "" && os.Getenv("LANMESH_BIN_DIR") == "" && strings.HasPrefix(filepath.Base(bins.Dir), "lanmesh-testbed-bin-") {
 		os.RemoveAll(bins.Dir)
+		binDone, bins, binErr = false, Binaries{}, nil
+		clear(buildErrs)
 	}
 }
 
