@@ -126,8 +126,8 @@ func (h *Host) ProbeTCP(addr string, timeout time.Duration) ProbeResult {
 	return r
 }
 
-// ProbeUDP sends one datagram from h to addr and waits up to timeout for
-// an answer (the ServeUDPEcho banner).
+// ProbeUDP sends a datagram from h to addr (again every udpResend) and
+// waits up to timeout for an answer (the ServeUDPEcho banner).
 func (h *Host) ProbeUDP(addr string, timeout time.Duration) ProbeResult {
 	start := time.Now()
 	var c net.Conn
@@ -140,20 +140,31 @@ func (h *Host) ProbeUDP(addr string, timeout time.Duration) ProbeResult {
 		return ProbeResult{Outcome: classify(err), Err: err, Took: time.Since(start)}
 	}
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(timeout))
-	if _, err := c.Write([]byte("probe\n")); err != nil {
-		return ProbeResult{Outcome: classify(err), Err: err, Took: time.Since(start)}
-	}
+	// UDP may lose a datagram (a busy host, a neighbour entry being
+	// resolved): send again every udpResend until an answer or timeout.
+	deadline := start.Add(timeout)
 	buf := make([]byte, 256)
-	n, err := c.Read(buf)
-	r := ProbeResult{Took: time.Since(start), Err: err}
-	if err != nil {
-		r.Outcome = classify(err)
-		return r
+	for {
+		if _, err := c.Write([]byte("probe\n")); err != nil {
+			return ProbeResult{Outcome: classify(err), Err: err, Took: time.Since(start)}
+		}
+		rd := time.Now().Add(udpResend)
+		if rd.After(deadline) {
+			rd = deadline
+		}
+		c.SetReadDeadline(rd)
+		n, err := c.Read(buf)
+		if err == nil {
+			return ProbeResult{Outcome: Connected, Banner: strings.TrimSpace(string(buf[:n])), Took: time.Since(start)}
+		}
+		if !time.Now().Before(deadline) || !errors.Is(err, os.ErrDeadlineExceeded) {
+			return ProbeResult{Outcome: classify(err), Err: err, Took: time.Since(start)}
+		}
 	}
-	r.Outcome, r.Banner = Connected, strings.TrimSpace(string(buf[:n]))
-	return r
 }
+
+// udpResend is how often ProbeUDP sends its datagram again.
+const udpResend = 250 * time.Millisecond
 
 func classify(err error) Outcome {
 	var ne net.Error
