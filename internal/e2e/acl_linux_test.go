@@ -175,10 +175,24 @@ func check(t *testing.T, stage string, probes []probe) {
 	}
 }
 
+// firstConnectLimit bounds the positive controls that precede the
+// assertions. It is above wireguard-go's own 15 s recovery (a re-handshake
+// after KeepaliveTimeout+RekeyTimeout without an answer): about one run in
+// ten, two nodes whose handshake initiations cross stall that long (an open
+// bug; see waitConnected's log line). The assertions themselves keep their
+// own, tighter limits.
+const firstConnectLimit = 25 * time.Second
+
 // waitConnected polls a TCP connect every 20 ms until the banner comes
-// back or limit passes; it returns how long that took.
-func waitConnected(t *testing.T, from *testbed.Host, addr, banner string, limit time.Duration) time.Duration {
+// back or limit passes; it returns how long that took, and logs a stall
+// longer than 5 s so the open bug stays visible.
+func waitConnected(t *testing.T, from *testbed.Host, addr, banner string, limit time.Duration) (took time.Duration) {
 	t.Helper()
+	defer func() {
+		if took > 5*time.Second {
+			t.Logf("STALL: %s -> %s connected only after %s (crossed handshakes; wireguard-go re-handshakes after 15 s)", from.Name, addr, fmtMs(took))
+		}
+	}()
 	start := time.Now()
 	var last testbed.ProbeResult
 	for time.Since(start) < limit {
@@ -213,9 +227,9 @@ func TestACL(t *testing.T) {
 
 	// Positive controls first: the paths exist, so a later timeout is the
 	// filter's doing, not a broken tunnel.
-	d := waitConnected(t, alice, nas(445), "nas", 15*time.Second)
+	d := waitConnected(t, alice, nas(445), "nas", firstConnectLimit)
 	t.Logf("alice -> nas:445 connected %s after the mesh was up", fmtMs(d))
-	d = waitConnected(t, w.B.Host, w.laptopAddr("laptop-bob"), "laptop-bob", 15*time.Second)
+	d = waitConnected(t, w.B.Host, w.laptopAddr("laptop-bob"), "laptop-bob", firstConnectLimit)
 	t.Logf("router-b -> bob's laptop :8080 connected after %s (the rule S1 must not extend to b1)", fmtMs(d))
 
 	T, U := false, true

@@ -76,7 +76,7 @@ func TestPolicyChangeLatency(t *testing.T) {
 	alice := w.Laptops["laptop-alice"]
 	ctx := context.Background()
 	share := nasIP + ":445"
-	waitConnected(t, alice.Host, share, "nas", 15*time.Second)
+	waitConnected(t, alice.Host, share, "nas", firstConnectLimit)
 	if _, err := alice.WaitStatus(ctx, "router-a visible", peerIs("router-a", true)); err != nil {
 		t.Fatal(err)
 	}
