@@ -149,10 +149,13 @@ func (s *socket) receive(bufs [][]byte, sizes []int, eps []conn.Endpoint, handle
 			}
 			continue
 		}
-		sizes[i] = m[i].N
 		if lastEP == nil || ap != lastAP {
 			lastAP, lastEP = ap, epFor(ap)
 		}
+		if !lastEP.key.IsZero() && lastEP.dropCrossed(pkt) {
+			continue
+		}
+		sizes[i] = m[i].N
 		eps[i] = lastEP
 	}
 	return n, nil

@@ -32,6 +32,9 @@ type Endpoint struct {
 	lastSend atomic.Int64
 	lastRecv atomic.Int64
 	suspect  atomic.Bool
+	// initSent is when we last sent the peer an initiation, as the
+	// smaller key; 0 once disarmed (see dropCrossed).
+	initSent atomic.Int64
 }
 
 func (e *Endpoint) noteRecv() { e.lastRecv.Store(time.Now().UnixNano()) }
@@ -98,6 +101,7 @@ func (c *Conn) Send(bufs [][]byte, ep conn.Endpoint) error {
 	}
 	dst, ua := e.addr, (*net.UDPAddr)(nil)
 	if !e.key.IsZero() {
+		c.noteSent(e, bufs)
 		dst, ua = c.directUDP(e.key)
 		if !dst.IsValid() {
 			return c.sendRelay(e.key, bufs)

@@ -47,6 +47,12 @@ func wgInit(tag byte) []byte {
 	return b
 }
 
+func wgResp(tag byte) []byte {
+	b := make([]byte, 92)
+	b[0], b[4] = 2, tag
+	return b
+}
+
 func wgData(tag byte) []byte {
 	b := make([]byte, 64)
 	b[0], b[4] = 4, tag
@@ -230,7 +236,7 @@ func TestPeerRelayLogic(t *testing.T) {
 		t.Fatalf("A's path to C %q, want relay two", p)
 	}
 	epAc, _ := c.ParseEndpoint(ka.Public().Hex())
-	if err := c.Send([][]byte{wgInit(6)}, epAc); err != nil {
+	if err := c.Send([][]byte{wgResp(6)}, epAc); err != nil {
 		t.Fatal(err)
 	}
 	if g = recvWithin(t, chA, 5*time.Second, "C's answer via region one"); g.pkt[4] != 6 {
@@ -252,5 +258,78 @@ func waitUntil(t *testing.T, cond func() bool, what string) {
 		if time.Now().After(deadline) {
 			t.Fatalf("%s: not within 5 s", what)
 		}
+	}
+}
+
+// Crossed initiations: the smaller key, having just sent an initiation,
+// drops the one initiation of the peer that crosses it (wireguard-go could
+// otherwise consume it concurrently with the peer's response, see
+// crossing.go). The larger key drops nothing; a second initiation, or one
+// after transport data or after the window, gets through.
+func TestCrossedInitiationDropped(t *testing.T) {
+	r1 := startRelay(t, 1, "one")
+	dm := &wire.DERPMap{Regions: []wire.DERPRegion{r1}}
+	ks, kl := key.NewNode(), key.NewNode()
+	if ps, pl := ks.Public(), kl.Public(); bytes.Compare(ps[:], pl[:]) > 0 {
+		ks, kl = kl, ks
+	}
+	s, l := New(Options{}), New(Options{})
+	chS, chL := openConn(t, s), openConn(t, l)
+	if err := s.SetConfig(ks, []Peer{{Key: kl.Public(), HomeRegion: 1}}, dm); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.SetConfig(kl, []Peer{{Key: ks.Public(), HomeRegion: 1}}, dm); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, func() bool { return s.relayCodeNow() == "one" && l.relayCodeNow() == "one" }, "both on the relay")
+	epL, _ := s.ParseEndpoint(kl.Public().Hex())
+	epS, _ := l.ParseEndpoint(ks.Public().Hex())
+	send := func(c *Conn, pkt []byte, ep conn.Endpoint) {
+		t.Helper()
+		if err := c.Send([][]byte{pkt}, ep); err != nil {
+			t.Fatal(err)
+		}
+	}
+	nothing := func(ch chan got, what string) {
+		t.Helper()
+		select {
+		case g := <-ch:
+			t.Fatalf("%s: got %x, want it dropped", what, g.pkt[:8])
+		case <-time.After(300 * time.Millisecond):
+		}
+	}
+
+	// They cross: L's initiation reaches S after S sent its own.
+	send(s, wgInit(1), epL)
+	send(l, wgInit(2), epS)
+	if g := recvWithin(t, chL, 5*time.Second, "S's initiation at L"); g.pkt[4] != 1 {
+		t.Fatalf("L got tag %d, want 1: the larger key drops nothing", g.pkt[4])
+	}
+	nothing(chS, "L's crossing initiation at S")
+	send(l, wgResp(3), epS)
+	if g := recvWithin(t, chS, 5*time.Second, "L's response"); g.pkt[4] != 3 {
+		t.Fatalf("S got tag %d, want 3", g.pkt[4])
+	}
+	// One drop per initiation: the next one passes.
+	send(l, wgInit(4), epS)
+	if g := recvWithin(t, chS, 5*time.Second, "L's next initiation"); g.pkt[4] != 4 {
+		t.Fatalf("S got tag %d, want 4", g.pkt[4])
+	}
+	// Transport data disarms the guard.
+	send(s, wgInit(5), epL)
+	recvWithin(t, chL, 5*time.Second, "S's second initiation")
+	send(l, wgData(6), epS)
+	recvWithin(t, chS, 5*time.Second, "L's data")
+	send(l, wgInit(7), epS)
+	if g := recvWithin(t, chS, 5*time.Second, "an initiation after data"); g.pkt[4] != 7 {
+		t.Fatalf("S got tag %d, want 7", g.pkt[4])
+	}
+	// Outside the window, nothing is dropped.
+	send(s, wgInit(8), epL)
+	recvWithin(t, chL, 5*time.Second, "S's third initiation")
+	time.Sleep(crossWindow + 100*time.Millisecond)
+	send(l, wgInit(9), epS)
+	if g := recvWithin(t, chS, 5*time.Second, "a late initiation"); g.pkt[4] != 9 {
+		t.Fatalf("S got tag %d, want 9", g.pkt[4])
 	}
 }

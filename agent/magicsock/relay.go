@@ -225,7 +225,7 @@ func (c *Conn) relayReceive(closed <-chan struct{}) conn.ReceiveFunc {
 		n := 0
 		for {
 			// Only configured peers: a stranger on the relay gets no state.
-			if ep := c.knownEndpoint(rp.from); ep != nil && len(rp.pkt) <= len(bufs[n]) {
+			if ep := c.knownEndpoint(rp.from); ep != nil && len(rp.pkt) <= len(bufs[n]) && !ep.dropCrossed(rp.pkt) {
 				ep.noteRecv()
 				sizes[n] = copy(bufs[n], rp.pkt)
 				eps[n] = ep
