@@ -94,13 +94,16 @@ func fillSend(msgs []ipv6.Message, bufs [][]byte, addr *net.UDPAddr, gso, is6 bo
 	return n
 }
 
-func (s *socket) receiveFunc(handler func([]byte, netip.AddrPort), epFor func(netip.AddrPort) *Endpoint) conn.ReceiveFunc {
+// receiveFunc reads WireGuard packets for wireguard-go. handler gets the
+// others (disco, STUN), epFor maps a source to its endpoint, and held
+// takes a packet out of the batch to deliver it later (holdCrossed).
+func (s *socket) receiveFunc(handler func([]byte, netip.AddrPort), epFor func(netip.AddrPort) *Endpoint, held func(*Endpoint, []byte) bool) conn.ReceiveFunc {
 	return func(bufs [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
-		return s.receive(bufs, sizes, eps, handler, epFor)
+		return s.receive(bufs, sizes, eps, handler, epFor, held)
 	}
 }
 
-func (s *socket) receive(bufs [][]byte, sizes []int, eps []conn.Endpoint, handler func([]byte, netip.AddrPort), epFor func(netip.AddrPort) *Endpoint) (int, error) {
+func (s *socket) receive(bufs [][]byte, sizes []int, eps []conn.Endpoint, handler func([]byte, netip.AddrPort), epFor func(netip.AddrPort) *Endpoint, held func(*Endpoint, []byte) bool) (int, error) {
 	msgs := s.getMsgs()
 	defer s.putMsgs(msgs, len(bufs))
 	m := (*msgs)[:len(bufs)]
@@ -152,7 +155,7 @@ func (s *socket) receive(bufs [][]byte, sizes []int, eps []conn.Endpoint, handle
 		if lastEP == nil || ap != lastAP {
 			lastAP, lastEP = ap, epFor(ap)
 		}
-		if !lastEP.key.IsZero() && lastEP.dropCrossed(pkt) {
+		if held(lastEP, pkt) {
 			continue
 		}
 		sizes[i] = m[i].N

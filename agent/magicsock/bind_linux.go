@@ -183,9 +183,9 @@ func (c *Conn) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
 		}
 		c.v4, c.v6, c.port = v4, v6, got
 		c.closed = make(chan struct{})
-		fns := []conn.ReceiveFunc{c.v4.receiveFunc(c.handleOther, c.endpointFor), c.relayReceive(c.closed)}
+		fns := []conn.ReceiveFunc{c.v4.receiveFunc(c.handleOther, c.endpointFor, c.holdCrossed), c.relayReceive(c.closed)}
 		if v6 != nil {
-			fns = append(fns, c.v6.receiveFunc(c.handleOther, c.endpointFor))
+			fns = append(fns, c.v6.receiveFunc(c.handleOther, c.endpointFor, c.holdCrossed))
 		}
 		c.log.Debug("listening", "port", got, "ipv6", v6 != nil, "gso", v4.gso.Load(), "gro", v4.gro)
 		return fns, got, nil

@@ -31,6 +31,7 @@ const (
 type relayPkt struct {
 	from key.NodePublic
 	pkt  []byte
+	late bool // a crossing initiation delivered late (holdCrossed)
 }
 
 // sendRelay sends WireGuard packets to k through k's home relay (ours
@@ -204,7 +205,7 @@ func (c *Conn) readRelay(cl *derp.Client) error {
 			}
 		case IsWireGuard(pkt):
 			select {
-			case c.relayCh <- relayPkt{from, pkt}:
+			case c.relayCh <- relayPkt{from: from, pkt: pkt}:
 			default:
 				c.relayDrops.Add(1)
 			}
@@ -225,7 +226,7 @@ func (c *Conn) relayReceive(closed <-chan struct{}) conn.ReceiveFunc {
 		n := 0
 		for {
 			// Only configured peers: a stranger on the relay gets no state.
-			if ep := c.knownEndpoint(rp.from); ep != nil && len(rp.pkt) <= len(bufs[n]) && !ep.dropCrossed(rp.pkt) {
+			if ep := c.knownEndpoint(rp.from); ep != nil && len(rp.pkt) <= len(bufs[n]) && (rp.late || !c.holdCrossed(ep, rp.pkt)) {
 				ep.noteRecv()
 				sizes[n] = copy(bufs[n], rp.pkt)
 				eps[n] = ep
