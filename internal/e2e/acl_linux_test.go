@@ -179,7 +179,7 @@ func check(t *testing.T, stage string, probes []probe) {
 // assertions. It stays at wireguard-go's own 15 s recovery (a re-handshake
 // after KeepaliveTimeout+RekeyTimeout without an answer), so a first
 // connection stuck until then fails the test: crossed initiations did
-// that, about one run in ten, until magicsock dropped the crossing one
+// that, about one run in ten, until magicsock held back the crossing one
 // (crossing.go).
 const firstConnectLimit = 15 * time.Second
 
