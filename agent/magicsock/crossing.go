@@ -41,7 +41,7 @@ const (
 // smaller key of the pair.
 func (c *Conn) noteSent(e *Endpoint, bufs [][]byte) {
 	for _, b := range bufs {
-		if len(b) >= 4 && b[0] == 1 && IsWireGuard(b) {
+		if IsWireGuard(b) && b[0] == 1 {
 			c.pmu.RLock()
 			self := c.pub
 			c.pmu.RUnlock()

@@ -33,7 +33,7 @@ type Endpoint struct {
 	lastRecv atomic.Int64
 	suspect  atomic.Bool
 	// initSent is when we last sent the peer an initiation, as the
-	// smaller key; 0 once disarmed (see dropCrossed).
+	// smaller key; 0 once disarmed (see crossing).
 	initSent atomic.Int64
 }
 
