@@ -183,28 +183,34 @@ func check(t *testing.T, stage string, probes []probe) {
 // (crossing.go).
 const firstConnectLimit = 15 * time.Second
 
-// waitConnected polls a TCP connect every 20 ms until the banner comes
-// back or limit passes; it returns how long that took, and logs a stall
-// longer than 5 s (a lost handshake costs wireguard-go's 5 s retry).
-func waitConnected(t *testing.T, from *testbed.Host, addr, banner string, limit time.Duration) (took time.Duration) {
+// waitConnected polls a TCP connect until the banner comes back or limit
+// passes; it returns how long that took, and logs a stall longer than 5 s
+// (a lost handshake costs wireguard-go's 5 s retry).
+func waitConnected(t *testing.T, from *testbed.Host, addr, banner string, limit time.Duration) time.Duration {
 	t.Helper()
-	defer func() {
-		if took > 5*time.Second {
-			t.Logf("STALL: %s -> %s connected only after %s (a handshake was lost or crossed)", from.Name, addr, fmtMs(took))
-		}
-	}()
-	start := time.Now()
-	var last testbed.ProbeResult
-	for time.Since(start) < limit {
+	took, last, ok := pollTCP(from, addr, banner, time.Now(), limit, 200*time.Millisecond)
+	if !ok {
+		t.Fatalf("%s -> %s: not connected within %v (last: %v)", from.Name, addr, limit, last)
+	}
+	if took > 5*time.Second {
+		t.Logf("STALL: %s -> %s connected only after %s (a handshake was lost or crossed)", from.Name, addr, fmtMs(took))
+	}
+	return took
+}
+
+// pollTCP connects from -> addr every 20 ms, each attempt waiting up to
+// probe, until the banner comes back (ok) or limit has passed since since;
+// it returns the time since since and the last attempt's result.
+func pollTCP(from *testbed.Host, addr, banner string, since time.Time, limit, probe time.Duration) (took time.Duration, last testbed.ProbeResult, ok bool) {
+	for time.Since(since) < limit {
 		t0 := time.Now()
-		last = from.ProbeTCP(addr, 200*time.Millisecond)
+		last = from.ProbeTCP(addr, probe)
 		if last.Outcome == testbed.Connected && last.Banner == banner {
-			return time.Since(start)
+			return time.Since(since), last, true
 		}
 		time.Sleep(20*time.Millisecond - time.Since(t0))
 	}
-	t.Fatalf("%s -> %s: not connected within %v (last: %v)", from.Name, addr, limit, last)
-	return 0
+	return 0, last, false
 }
 
 // TestACL is acceptance 1 of the identity-ACL issue, asserted with real

@@ -52,17 +52,11 @@ func waitDenied(t *testing.T, from *testbed.Host, addr string, since time.Time, 
 // retransmission) until the banner comes back, measured from since.
 func waitAllowed(t *testing.T, from *testbed.Host, addr, banner string, since time.Time, limit time.Duration) time.Duration {
 	t.Helper()
-	var last testbed.ProbeResult
-	for time.Since(since) < limit {
-		t0 := time.Now()
-		last = from.ProbeTCP(addr, 100*time.Millisecond)
-		if last.Outcome == testbed.Connected && last.Banner == banner {
-			return time.Since(since)
-		}
-		time.Sleep(20*time.Millisecond - time.Since(t0))
+	took, last, ok := pollTCP(from, addr, banner, since, limit, 100*time.Millisecond)
+	if !ok {
+		t.Fatalf("%s -> %s: not allowed %v after the policy change (last: %v)", from.Name, addr, limit, last)
 	}
-	t.Fatalf("%s -> %s: not allowed %v after the policy change (last: %v)", from.Name, addr, limit, last)
-	return 0
+	return took
 }
 
 // TestPolicyChangeLatency is acceptance 2: from `policy set` returning to
