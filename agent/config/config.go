@@ -31,6 +31,28 @@ type Config struct {
 	// direction, so memory stays bounded on small routers.
 	MaxInflightPackets int `koanf:"max_inflight_packets"`
 	DNS                DNS `koanf:"dns"`
+	// Join joins the mesh from config alone (OpenWrt's /etc/config/lanmesh),
+	// as "lanmesh up" would; empty Join.LoginServer leaves joining to the CLI.
+	Join Join `koanf:"join"`
+	// NetworkConfig is OpenWrt's UCI network file, read to turn an
+	// interface name in join.advertise_routes (e.g. "lan") into its prefix.
+	NetworkConfig string `koanf:"network_config"`
+}
+
+// Join is what "lanmesh up" would set, given in config instead: the agent
+// applies it at start and on SIGHUP, without dropping tunnels.
+type Join struct {
+	LoginServer string `koanf:"login_server"`
+	// AuthKeyFile holds a pre-auth key, read only while the node has not
+	// joined yet; keeping the key out of the config and argv keeps it out
+	// of "ps" and of LuCI.
+	AuthKeyFile string `koanf:"auth_key_file"`
+	Hostname    string `koanf:"hostname"`
+	// AdvertiseRoutes is a comma-separated list of prefixes and UCI
+	// interface names ("lan,198.18.9.0/24").
+	AdvertiseRoutes  string `koanf:"advertise_routes"`
+	AcceptRoutes     bool   `koanf:"accept_routes"`
+	SNATSubnetRoutes bool   `koanf:"snat_subnet_routes"`
 }
 
 // DNS configures the mesh DNS server (agent/dns).
@@ -102,6 +124,8 @@ func Defaults() Config {
 			Listen:     "127.0.0.1:53535",
 			LeasesFile: "/tmp/dhcp.leases", // OpenWrt's dnsmasq
 		},
+		Join:          Join{SNATSubnetRoutes: true},
+		NetworkConfig: "/etc/config/network",
 	}
 }
 
@@ -118,13 +142,15 @@ type Flag struct {
 // Sources are the inputs of Load above the defaults.
 type Sources struct {
 	File  string   // YAML file path; "" for none
+	UCI   string   // UCI file path (/etc/config/lanmesh); "" for none
 	Env   []string // KEY=VALUE, usually os.Environ()
 	Flags []Flag
 }
 
-// Load merges defaults < file < env < flags and validates the result.
+// Load merges defaults < YAML file < UCI file < env < flags and validates
+// the result.
 func Load(src Sources) (*Config, error) {
-	var fileBytes []byte
+	var fileBytes, uciBytes []byte
 	if src.File != "" {
 		b, err := readFile(src.File)
 		if err != nil {
@@ -132,7 +158,23 @@ func Load(src Sources) (*Config, error) {
 		}
 		fileBytes = b
 	}
-	return load(src, fileBytes)
+	if src.UCI != "" {
+		b, err := readFile(src.UCI)
+		if err != nil {
+			return nil, err
+		}
+		uciBytes = b
+	}
+	c, err := load(src, fileBytes, uciBytes)
+	if err != nil {
+		return nil, err
+	}
+	// Interface names in join.advertise_routes must resolve now, so a typo
+	// stops the agent with the file and line instead of a silent no-route.
+	if _, err := c.AdvertiseRoutes(); err != nil {
+		return nil, err
+	}
+	return c, nil
 }
 
 func readFile(path string) ([]byte, error) {
@@ -180,26 +222,35 @@ func schemaKeys() map[string]kind {
 	return out
 }
 
-func defaultsMap() map[string]any {
-	d := Defaults()
+func defaultsMap() map[string]any { return toMap(Defaults()) }
+
+// toMap flattens c into its schema keys; the one list of keys.
+func toMap(d Config) map[string]any {
 	return map[string]any{
-		"state_dir":            d.StateDir,
-		"socket":               d.Socket,
-		"tun_name":             d.TUNName,
-		"listen_port":          d.ListenPort,
-		"mtu":                  d.MTU,
-		"log_level":            d.LogLevel,
-		"memory_limit_mib":     d.MemoryLimitMiB,
-		"offloads.tun":         d.Offloads.TUN,
-		"offloads.udp_gso":     d.Offloads.UDPGSO,
-		"offloads.udp_gro":     d.Offloads.UDPGRO,
-		"max_inflight_packets": d.MaxInflightPackets,
-		"dns.enabled":          d.DNS.Enabled,
-		"dns.listen":           d.DNS.Listen,
-		"dns.dnsmasq_conf":     d.DNS.DnsmasqConf,
-		"dns.upstreams":        d.DNS.Upstreams,
-		"dns.publish_leases":   d.DNS.PublishLeases,
-		"dns.leases_file":      d.DNS.LeasesFile,
+		"state_dir":               d.StateDir,
+		"socket":                  d.Socket,
+		"tun_name":                d.TUNName,
+		"listen_port":             d.ListenPort,
+		"mtu":                     d.MTU,
+		"log_level":               d.LogLevel,
+		"memory_limit_mib":        d.MemoryLimitMiB,
+		"offloads.tun":            d.Offloads.TUN,
+		"offloads.udp_gso":        d.Offloads.UDPGSO,
+		"offloads.udp_gro":        d.Offloads.UDPGRO,
+		"max_inflight_packets":    d.MaxInflightPackets,
+		"dns.enabled":             d.DNS.Enabled,
+		"dns.listen":              d.DNS.Listen,
+		"dns.dnsmasq_conf":        d.DNS.DnsmasqConf,
+		"dns.upstreams":           d.DNS.Upstreams,
+		"dns.publish_leases":      d.DNS.PublishLeases,
+		"dns.leases_file":         d.DNS.LeasesFile,
+		"join.login_server":       d.Join.LoginServer,
+		"join.auth_key_file":      d.Join.AuthKeyFile,
+		"join.hostname":           d.Join.Hostname,
+		"join.advertise_routes":   d.Join.AdvertiseRoutes,
+		"join.accept_routes":      d.Join.AcceptRoutes,
+		"join.snat_subnet_routes": d.Join.SNATSubnetRoutes,
+		"network_config":          d.NetworkConfig,
 	}
 }
 
@@ -208,7 +259,7 @@ func EnvName(key string) string {
 	return "LANMESH_" + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
 }
 
-func load(src Sources, fileBytes []byte) (*Config, error) {
+func load(src Sources, fileBytes, uciBytes []byte) (*Config, error) {
 	keys := schemaKeys()
 	origin := map[string]string{}
 	k := koanf.New(".")
@@ -229,6 +280,16 @@ func load(src Sources, fileBytes []byte) (*Config, error) {
 			fileOrigin[key] = "from " + src.File
 		}
 		if err := mergeEach(k, layer, fileOrigin, origin); err != nil {
+			return nil, err
+		}
+	}
+
+	if src.UCI != "" {
+		layer, uciOrigin, err := uciLayer(src.UCI, uciBytes, keys)
+		if err != nil {
+			return nil, err
+		}
+		if err := mergeEach(k, layer, uciOrigin, origin); err != nil {
 			return nil, err
 		}
 	}
@@ -438,6 +499,12 @@ func (c *Config) validate(origin map[string]string) error {
 	if _, err := ParseUpstreams(c.DNS.Upstreams); err != nil {
 		bad("dns.upstreams", c.DNS.Upstreams, "is not a comma-separated list of IP or IP:port: "+err.Error())
 	}
+	if c.Join.LoginServer != "" && !strings.HasPrefix(c.Join.LoginServer, "https://") {
+		bad("join.login_server", c.Join.LoginServer, "is not an https:// URL")
+	}
+	if !validHostname(c.Join.Hostname) {
+		bad("join.hostname", c.Join.Hostname, "is not a host name (letters, digits and -, up to 63)")
+	}
 	if c.DNS.PublishLeases && c.DNS.LeasesFile == "" {
 		bad("dns.leases_file", c.DNS.LeasesFile, "must not be empty when dns.publish_leases is true")
 	}
@@ -451,6 +518,18 @@ func validIfName(s string) bool {
 	}
 	for _, r := range s {
 		if r == '/' || r == ':' || r <= ' ' || r > '~' {
+			return false
+		}
+	}
+	return true
+}
+
+func validHostname(s string) bool {
+	if len(s) > 63 || strings.HasPrefix(s, "-") || strings.HasSuffix(s, "-") {
+		return false
+	}
+	for _, r := range s {
+		if !(r == '-' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
 			return false
 		}
 	}

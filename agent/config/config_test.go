@@ -113,7 +113,7 @@ func FuzzLoadYAML(f *testing.F) {
 	f.Add([]byte("listen_port: 99999999999999999999\n"))
 	f.Add([]byte("? [a]\n: b\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		c, err := load(Sources{File: "fuzz.yaml"}, b)
+		c, err := load(Sources{File: "fuzz.yaml"}, b, nil)
 		if err != nil {
 			return
 		}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/lanmesh/lanmesh/agent/config"
@@ -18,9 +19,10 @@ import (
 )
 
 func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs, _ := newFlags("agent", "agent [--config FILE] [--state-dir DIR] [--tun NAME] [--port N]",
+	fs, _ := newFlags("agent", "agent [--config FILE] [--uci FILE|none] [--state-dir DIR] [--tun NAME] [--port N]",
 		"lanmesh agent --config /etc/lanmesh.yaml --state-dir /var/lib/lanmesh", stderr)
 	file := fs.String("config", "", "YAML config file")
+	uciFile := fs.String("uci", "", "UCI config file (default "+config.DefaultUCI+" when it exists; none: off)")
 	fs.String("state-dir", config.Defaults().StateDir, "where state.json lives")
 	fs.String("tun", config.Defaults().TUNName, "mesh interface name")
 	fs.Int("port", config.Defaults().ListenPort, "WireGuard UDP port (0 picks one)")
@@ -41,7 +43,8 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			flags = append(flags, config.Flag{Key: k, Name: "--" + f.Name, Value: f.Value.String()})
 		}
 	})
-	cfg, err := config.Load(config.Sources{File: *file, Env: os.Environ(), Flags: flags})
+	src := config.Sources{File: *file, UCI: config.UCIPath(*uciFile), Env: os.Environ(), Flags: flags}
+	cfg, err := config.Load(src)
 	if err != nil {
 		return err
 	}
@@ -63,9 +66,20 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	defer stop()
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve() }()
-	select {
-	case <-ctx.Done():
-	case err = <-served:
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	joinFromConfig(ctx, d, cfg, log)
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case err = <-served:
+			break loop
+		case <-hup:
+			cfg = reload(ctx, d, src, cfg, log)
+		}
 	}
 	srv.Close()
 	if cerr := d.Close(); cerr != nil && err == nil {
@@ -80,4 +94,37 @@ func level(s string) slog.Level {
 		return slog.LevelWarn
 	}
 	return l
+}
+
+// joinFromConfig applies the config's join block in the background:
+// registering may wait on coord, and the local API must answer meanwhile.
+func joinFromConfig(ctx context.Context, d *daemon.Daemon, cfg *config.Config, log *slog.Logger) {
+	if cfg.Join.LoginServer == "" {
+		return
+	}
+	go func() {
+		if err := d.JoinFromConfig(ctx, cfg); err != nil {
+			log.Error("join from config failed", "login_server", cfg.Join.LoginServer, "err", err)
+			return
+		}
+		log.Info("joined from config", "login_server", cfg.Join.LoginServer)
+	}()
+}
+
+// reload re-reads the config on SIGHUP (OpenWrt's procd sends it after a
+// UCI change). The join block applies live without dropping tunnels; keys
+// that shape the device or sockets need a restart, and the log says so.
+func reload(ctx context.Context, d *daemon.Daemon, src config.Sources, old *config.Config, log *slog.Logger) *config.Config {
+	src.Env = os.Environ()
+	cfg, err := config.Load(src)
+	if err != nil {
+		log.Error("reload: config refused, keeping the running one", "err", err)
+		return old
+	}
+	if changed := config.RestartKeys(old, cfg); len(changed) > 0 {
+		log.Warn("reload: these keys take effect after a restart (/etc/init.d/lanmesh restart)", "keys", strings.Join(changed, ","))
+	}
+	joinFromConfig(ctx, d, cfg, log)
+	log.Info("reload: config applied")
+	return cfg
 }
