@@ -63,6 +63,9 @@ type DNS struct {
 	// DnsmasqConf, when set, is a file the agent (re)writes with the
 	// dnsmasq lines that forward the mesh domain to Listen.
 	DnsmasqConf string `koanf:"dnsmasq_conf"`
+	// DnsmasqReload is a command (split on blanks, no shell) run after
+	// DnsmasqConf changed, e.g. "/etc/init.d/dnsmasq reload".
+	DnsmasqReload string `koanf:"dnsmasq_reload"`
 	// Upstreams are resolvers for everything else, comma-separated
 	// (IP or IP:port); "" reads /etc/resolv.conf, which is never written.
 	Upstreams string `koanf:"upstreams"`
@@ -241,6 +244,7 @@ func toMap(d Config) map[string]any {
 		"dns.enabled":             d.DNS.Enabled,
 		"dns.listen":              d.DNS.Listen,
 		"dns.dnsmasq_conf":        d.DNS.DnsmasqConf,
+		"dns.dnsmasq_reload":      d.DNS.DnsmasqReload,
 		"dns.upstreams":           d.DNS.Upstreams,
 		"dns.publish_leases":      d.DNS.PublishLeases,
 		"dns.leases_file":         d.DNS.LeasesFile,

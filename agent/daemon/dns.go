@@ -1,10 +1,14 @@
 package daemon
 
 import (
+	"context"
 	"log/slog"
 	"net/netip"
 	"os"
+	"os/exec"
 	"slices"
+	"strings"
+	"time"
 
 	"github.com/lanmesh/lanmesh/agent/config"
 	"github.com/lanmesh/lanmesh/agent/dns"
@@ -19,8 +23,9 @@ type meshDNS struct {
 	srv       *dns.Server
 	listen    netip.AddrPort // bound
 	upstreams []netip.AddrPort
-	conf      string // dns.dnsmasq_conf path; "" for none
-	confBody  string // last content written (or found) there
+	conf      string   // dns.dnsmasq_conf path; "" for none
+	confBody  string   // last content written (or found) there
+	reload    []string // dns.dnsmasq_reload argv; nil for none
 	log       *slog.Logger
 }
 
@@ -38,7 +43,7 @@ func startDNS(c config.DNS, log *slog.Logger) *meshDNS {
 		srv.Close()
 		return nil
 	}
-	m := &meshDNS{srv: srv, listen: srv.Addrs()[0], conf: c.DnsmasqConf, log: log}
+	m := &meshDNS{srv: srv, listen: srv.Addrs()[0], conf: c.DnsmasqConf, reload: strings.Fields(c.DnsmasqReload), log: log}
 	ups, err := config.ParseUpstreams(c.Upstreams)
 	if err == nil && len(ups) == 0 {
 		// Read-only: the agent never rewrites resolv.conf (S16).
@@ -172,5 +177,20 @@ func (m *meshDNS) writeDnsmasq(domain string, ula netip.Prefix) {
 		return
 	}
 	m.confBody = body
-	m.log.Info("wrote the dnsmasq config; restart dnsmasq to load it", "path", m.conf, "domain", domain)
+	if len(m.reload) == 0 {
+		m.log.Info("wrote the dnsmasq config; restart dnsmasq to load it (or set dns.dnsmasq_reload)", "path", m.conf, "domain", domain)
+		return
+	}
+	// dnsmasq reads conf files only at start or reload; the command runs
+	// outside the daemon's lock (its own goroutine) with a deadline.
+	go func(argv []string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, argv[0], argv[1:]...).CombinedOutput()
+		if err != nil {
+			m.log.Error("dns.dnsmasq_reload failed", "cmd", strings.Join(argv, " "), "err", err, "output", strings.TrimSpace(string(out)))
+			return
+		}
+		m.log.Info("wrote the dnsmasq config and reloaded dnsmasq", "path", m.conf, "domain", domain)
+	}(m.reload)
 }
