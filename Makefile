@@ -51,9 +51,15 @@ BENCH_FLAGS ?=
 # e.g. DEMO_FLAGS="--once --nat-a hard" (see go run ./cmd/lanmesh-demo --help)
 DEMO_FLAGS ?=
 
-.PHONY: all build build-host build-cross deps test vet test-unit test-e2e fuzz fuzz-short demo bench lint clean
+.PHONY: all build build-host build-cross deps test vet test-unit test-e2e fuzz fuzz-short demo bench lint clean proto
 
 all: build
+
+# Regenerates the plugin protocol's Go code (protoc and its Go plugins come
+# from scripts/deps.sh).
+proto:
+	cd plugins/sdk/internal/pb && PATH="$$(go env GOPATH)/bin:$$PATH" protoc --go_out=. --go_opt=paths=source_relative \
+		--go-grpc_out=. --go-grpc_opt=paths=source_relative idp.proto
 
 deps:
 	@scripts/deps.sh

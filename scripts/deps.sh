@@ -27,6 +27,11 @@ APT_PACKAGES=(
 	ca-certificates
 	git
 	shellcheck
+	# plugin SDK: protoc regenerates plugins/sdk/internal/pb (make proto)
+	protobuf-compiler
+	# OIDC end-to-end: oidc-provider from npm runs on Node; chromedp drives Chromium
+	nodejs
+	chromium
 )
 # Extra packages can be asked for without editing this file.
 # shellcheck disable=SC2206
@@ -35,6 +40,8 @@ APT_PACKAGES+=(${LANMESH_EXTRA_APT:-})
 # Go tools, pinned: "binary module/path@version".
 GO_TOOLS=(
 	"staticcheck honnef.co/go/tools/cmd/staticcheck@v0.8.2"
+	"protoc-gen-go google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12"
+	"protoc-gen-go-grpc google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.0"
 )
 
 GO_ROOT=${GO_ROOT:-/usr/local/go}
@@ -66,6 +73,14 @@ if ((${#missing[@]} > 0)); then
 	apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2 ||
 		die "apt-get install ${missing[*]} failed"
 	log "Debian packages done"
+fi
+
+# Debian's nodejs ships without npm; NodeSource's includes it and conflicts
+# with Debian's npm package, so npm is installed only when it is missing.
+if ! command -v npm >/dev/null 2>&1; then
+	log "installing npm"
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends npm >&2 ||
+		die "apt-get install npm failed"
 fi
 
 # --- Go --------------------------------------------------------------------
