@@ -114,9 +114,9 @@ var keysListCmd = &command{
 			}
 			var rows [][]string
 			for _, k := range keys {
-				rows = append(rows, []string{k.ID, k.User, fmt.Sprint(k.Reusable), fmt.Sprint(k.Used), orDash(strings.Join(k.Tags, ",")), when(k.Expiry), when(k.Created)})
+				rows = append(rows, []string{k.ID, k.User, fmt.Sprint(k.Reusable), fmt.Sprint(k.Used), keyState(k), orDash(strings.Join(k.Tags, ",")), when(k.Expiry), when(k.Created)})
 			}
-			return table(g.stdout, "ID\tUSER\tREUSABLE\tUSED\tTAGS\tEXPIRES\tCREATED", rows)
+			return table(g.stdout, "ID\tUSER\tREUSABLE\tUSED\tSTATE\tTAGS\tEXPIRES\tCREATED", rows)
 		}
 	},
 }

@@ -59,9 +59,9 @@ var usersListCmd = &command{
 			}
 			var rows [][]string
 			for _, u := range users {
-				rows = append(rows, []string{u.Name, u.Login, fmt.Sprint(u.Nodes), when(u.Created)})
+				rows = append(rows, []string{u.Name, u.Login, fmt.Sprint(u.Nodes), userState(u), when(u.Created)})
 			}
-			return table(g.stdout, "NAME\tLOGIN\tNODES\tCREATED", rows)
+			return table(g.stdout, "NAME\tLOGIN\tNODES\tSTATE\tCREATED", rows)
 		}
 	},
 }
@@ -69,9 +69,10 @@ var usersListCmd = &command{
 var usersDeleteCmd = &command{
 	name:     "users delete",
 	args:     "NAME",
-	summary:  "delete a user with their keys and nodes: the nodes leave every netmap at once",
-	examples: []string{"lanmesh-coord users delete bob"},
+	summary:  "delete a user with their keys and nodes: the nodes leave every netmap at once (the built-in user admin too)",
+	examples: []string{"lanmesh-coord users delete bob", "lanmesh-coord users delete bob --json"},
 	setup: func(fs *flag.FlagSet) func(context.Context, *globals, []string) error {
+		asJSON := fs.Bool("json", false, "print JSON")
 		return func(ctx context.Context, g *globals, args []string) error {
 			if len(args) != 1 {
 				return usageError{"want exactly one user name"}
@@ -79,6 +80,9 @@ var usersDeleteCmd = &command{
 			var out adminapi.DeletedUser
 			if err := admin(g).Do(ctx, "DELETE", adminapi.UserPath(args[0]), nil, &out); err != nil {
 				return err
+			}
+			if *asJSON {
+				return printJSON(g.stdout, out)
 			}
 			_, err := fmt.Fprintf(g.stdout, "deleted user %s and %d node(s)\n", out.Name, len(out.Nodes))
 			return err

@@ -30,8 +30,9 @@ type globals struct {
 	stdout   io.Writer
 }
 
-var commands = []*command{serveCmd, usersCreateCmd, usersListCmd, usersDeleteCmd, keysCreateCmd, keysListCmd,
-	nodesListCmd, nodesRenameCmd, nodesDeleteCmd, routesListCmd, routesApproveCmd,
+var commands = []*command{serveCmd, usersCreateCmd, usersListCmd, usersDeleteCmd,
+	usersDisableCmd, usersEnableCmd, usersRenameCmd, keysCreateCmd, keysListCmd, keysRevokeCmd, keysDeleteCmd,
+	nodesListCmd, nodesRenameCmd, nodesExpireCmd, nodesDeleteCmd, routesListCmd, routesApproveCmd,
 	policyCheckCmd, policySetCmd, policyGetCmd, policyHistoryCmd, fingerprintCmd}
 
 func main() {

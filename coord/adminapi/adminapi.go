@@ -18,11 +18,11 @@ import (
 // Paths on the admin socket.
 const (
 	PathFingerprint   = "/admin/v1/fingerprint"
-	PathKeys          = "/admin/v1/keys"
-	PathNodes         = "/admin/v1/nodes" // DELETE PathNodes + "/" + ID|NAME; POST .../rename
+	PathKeys          = "/admin/v1/keys"  // DELETE PathKeys + "/" + ID; POST .../revoke
+	PathNodes         = "/admin/v1/nodes" // DELETE PathNodes + "/" + ID|NAME; POST .../rename, .../expire
 	PathRoutes        = "/admin/v1/routes"
 	PathRoutesApprove = "/admin/v1/routes/approve"
-	PathUsers         = "/admin/v1/users" // DELETE PathUsers + "/" + NAME
+	PathUsers         = "/admin/v1/users" // DELETE PathUsers + "/" + NAME; POST .../disable, .../enable, .../rename
 	PathPolicy        = "/admin/v1/policy"
 	PathPolicyCheck   = "/admin/v1/policy/check"
 	PathPolicyHistory = "/admin/v1/policy/history"
@@ -35,6 +35,11 @@ type User struct {
 	Login   string    `json:"login"` // how policies name the user
 	Nodes   int       `json:"nodes"`
 	Created time.Time `json:"created"`
+	// Disabled: the user's nodes are in no netmap and on no relay, and
+	// nothing of theirs can register, until the user is enabled again.
+	Disabled bool `json:"disabled"`
+	// OldName is set only in the answer to a rename.
+	OldName string `json:"old_name,omitempty"`
 }
 
 // CreateUserRequest makes a user.
@@ -81,6 +86,14 @@ type RenameRequest struct {
 // UserPath is the path of one user.
 func UserPath(name string) string { return PathUsers + "/" + url.PathEscape(name) }
 
+// UserActionPath is where a user is disabled, enabled or renamed
+// (action "disable", "enable", "rename"; rename takes a RenameRequest).
+func UserActionPath(name, action string) string { return UserPath(name) + "/" + action }
+
+// KeyPath is the path of one pre-auth key (by ID); KeyPath(id)+"/revoke"
+// revokes it.
+func KeyPath(id string) string { return PathKeys + "/" + url.PathEscape(id) }
+
 type Fingerprint struct {
 	Fingerprint string `json:"fingerprint"`
 }
@@ -104,6 +117,12 @@ type Key struct {
 	Expiry   time.Time `json:"expiry"`
 	Used     bool      `json:"used"`
 	Created  time.Time `json:"created"`
+	Revoked  time.Time `json:"revoked,omitzero"` // zero: not revoked
+}
+
+// DeletedKey answers a key delete.
+type DeletedKey struct {
+	ID string `json:"deleted"`
 }
 
 // Node is a node as the admin sees it.
@@ -201,6 +220,9 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 
 // NodeRenamePath is where a node is renamed.
 func NodeRenamePath(ref string) string { return NodePath(ref) + "/rename" }
+
+// NodeExpirePath is where a node's key is expired now.
+func NodeExpirePath(ref string) string { return NodePath(ref) + "/expire" }
 
 // NodePath is the path of one node.
 func NodePath(ref string) string { return PathNodes + "/" + url.PathEscape(ref) }

@@ -241,9 +241,17 @@ func (h *Hub) readStore(ctx context.Context, gen uint64) (*storedState, error) {
 
 	now := h.now()
 	st := &storedState{gen: gen, domain: settings.Domain, logins: Logins(users), policyV: pv.Version}
+	disabled := map[string]bool{}
+	for _, u := range users {
+		if u.Disabled {
+			disabled[u.Name] = true
+		}
+	}
 	var next time.Time
 	for _, n := range nodes {
-		if n.Expired(now) {
+		// A disabled user's nodes are in no netmap and (the relays read
+		// the same snapshot) on no relay (S15).
+		if n.Expired(now) || disabled[n.User] {
 			continue
 		}
 		if !n.KeyExpiry.IsZero() && (next.IsZero() || n.KeyExpiry.Before(next)) {

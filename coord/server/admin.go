@@ -37,6 +37,12 @@ func (s *Server) AdminHandler() http.Handler {
 	mux.HandleFunc("POST "+adminapi.PathUsers, s.adminCreateUser)
 	mux.HandleFunc("GET "+adminapi.PathUsers, s.adminListUsers)
 	mux.HandleFunc("DELETE "+adminapi.PathUsers+"/{name}", s.adminDeleteUser)
+	mux.HandleFunc("POST "+adminapi.PathUsers+"/{name}/disable", s.adminSetUserDisabled(true))
+	mux.HandleFunc("POST "+adminapi.PathUsers+"/{name}/enable", s.adminSetUserDisabled(false))
+	mux.HandleFunc("POST "+adminapi.PathUsers+"/{name}/rename", s.adminRenameUser)
+	mux.HandleFunc("POST "+adminapi.PathKeys+"/{id}/revoke", s.adminRevokeKey)
+	mux.HandleFunc("DELETE "+adminapi.PathKeys+"/{id}", s.adminDeleteKey)
+	mux.HandleFunc("POST "+adminapi.PathNodes+"/{ref}/expire", s.adminExpireNode)
 	mux.HandleFunc("POST "+adminapi.PathPolicyCheck, s.adminCheckPolicy)
 	mux.HandleFunc("POST "+adminapi.PathPolicy, s.adminSetPolicy)
 	mux.HandleFunc("GET "+adminapi.PathPolicy, s.adminGetPolicy)
@@ -77,12 +83,7 @@ func (s *Server) adminCreateKey(w http.ResponseWriter, r *http.Request) {
 	}
 	k := store.PreAuthKey{ID: ak.ID, Hash: sum[:], Reusable: req.Reusable, Tags: req.Tags, User: req.User, Expiry: now.Add(exp), Created: now}
 	if err := s.st.CreatePreAuthKey(r.Context(), k); err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			writeErr(w, http.StatusNotFound, err.Error())
-			return
-		}
-		s.log.Error("create auth key", "err", err)
-		writeErr(w, http.StatusInternalServerError, "creating the key failed; see coord's log")
+		s.adminFail(w, err) // unknown or disabled user: the error says what to do
 		return
 	}
 	s.log.Info("auth key created", "auth_key", ak.Redacted(), "user", k.User, "reusable", k.Reusable, "tags", k.Tags, "expiry", k.Expiry)
@@ -97,7 +98,7 @@ func (s *Server) adminListKeys(w http.ResponseWriter, r *http.Request) {
 	}
 	out := []adminapi.Key{}
 	for _, k := range keys {
-		out = append(out, adminapi.Key{ID: k.ID, Reusable: k.Reusable, Tags: k.Tags, User: k.User, Expiry: k.Expiry, Used: k.Used, Created: k.Created})
+		out = append(out, apiKey(k))
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -113,20 +114,23 @@ func (s *Server) adminListNodes(w http.ResponseWriter, r *http.Request) {
 		s.adminFail(w, err)
 		return
 	}
-	now := s.cfg.Now()
 	out := []adminapi.Node{}
 	for _, n := range nodes {
 		live, _ := snap.Node(wire.NodeID(n.ID))
-		out = append(out, adminapi.Node{
-			ID: n.ID, Name: n.Name, Hostname: n.Hostname, OS: n.OS,
-			NodeKey: n.NodeKey.String(), Machine: n.MachineKey.String(),
-			IPv4: n.IPv4, IPv6: n.IPv6, User: n.User, Tags: n.Tags,
-			Online: live.Online, Expired: n.Expired(now),
-			Endpoints: n.Endpoints, AdvertisedRoutes: n.AdvertisedRoutes, ApprovedRoutes: n.ApprovedRoutes,
-			KeyExpiry: n.KeyExpiry, LastSeen: n.LastSeen, Created: n.Created,
-		})
+		out = append(out, s.apiNode(n, live.Online))
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) apiNode(n store.Node, online bool) adminapi.Node {
+	return adminapi.Node{
+		ID: n.ID, Name: n.Name, Hostname: n.Hostname, OS: n.OS,
+		NodeKey: n.NodeKey.String(), Machine: n.MachineKey.String(),
+		IPv4: n.IPv4, IPv6: n.IPv6, User: n.User, Tags: n.Tags,
+		Online: online, Expired: n.Expired(s.cfg.Now()),
+		Endpoints: n.Endpoints, AdvertisedRoutes: n.AdvertisedRoutes, ApprovedRoutes: n.ApprovedRoutes,
+		KeyExpiry: n.KeyExpiry, LastSeen: n.LastSeen, Created: n.Created,
+	}
 }
 
 // findNode resolves an ID or a name.
@@ -227,7 +231,7 @@ func (s *Server) adminFail(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		writeErr(w, http.StatusNotFound, err.Error())
-	case errors.Is(err, store.ErrExists), errors.Is(err, store.ErrNameTaken):
+	case errors.Is(err, store.ErrExists), errors.Is(err, store.ErrNameTaken), errors.Is(err, store.ErrUserDisabled):
 		writeErr(w, http.StatusConflict, err.Error())
 	case errors.Is(err, store.ErrNotAdvertised):
 		writeErr(w, http.StatusBadRequest, err.Error()+": the node must advertise it first (lanmesh up --advertise-routes)")

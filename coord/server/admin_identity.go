@@ -57,7 +57,7 @@ func (s *Server) adminListUsers(w http.ResponseWriter, r *http.Request) {
 	}
 	out := []adminapi.User{}
 	for _, u := range users {
-		out = append(out, adminapi.User{Name: u.Name, Email: u.Email, Login: u.Login(), Nodes: count[u.Name], Created: u.Created})
+		out = append(out, apiUser(u, count[u.Name]))
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -67,10 +67,9 @@ func (s *Server) adminListUsers(w http.ResponseWriter, r *http.Request) {
 // nodes in the same delta, and their streams close (S15).
 func (s *Server) adminDeleteUser(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
-	if name == store.DefaultUser {
-		writeErr(w, http.StatusBadRequest, "the built-in user "+store.DefaultUser+" owns keys made without --user and cannot be deleted; delete its nodes instead")
-		return
-	}
+	// The built-in user "admin" may go too: administering needs only the
+	// admin socket, never a user. Keys made without --user then fail with
+	// an error that says how to create it again (CreatePreAuthKey).
 	ids, err := s.st.DeleteUser(r.Context(), name)
 	if err != nil {
 		s.adminFail(w, err)

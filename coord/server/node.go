@@ -101,8 +101,11 @@ func registerError(err error) (int, string) {
 	var ke *store.KeyExpiredError
 	var ne *store.NodeExpiredError
 	switch {
-	case errors.Is(err, store.ErrKeyNotFound), errors.Is(err, store.ErrKeyUsed), errors.Is(err, store.ErrNeedAuthKey):
+	case errors.Is(err, store.ErrKeyNotFound), errors.Is(err, store.ErrKeyUsed), errors.Is(err, store.ErrNeedAuthKey),
+		errors.Is(err, store.ErrKeyRevoked):
 		return http.StatusUnauthorized, err.Error()
+	case errors.Is(err, store.ErrUserDisabled):
+		return http.StatusForbidden, err.Error() + ": ask the mesh admin to enable it (lanmesh-coord users enable)"
 	case errors.As(err, &ke), errors.As(err, &ne):
 		return http.StatusUnauthorized, err.Error()
 	case errors.Is(err, store.ErrAddressesFull):
@@ -136,6 +139,14 @@ func (s *Server) handleMap(w http.ResponseWriter, r *http.Request) {
 		return
 	case n.Expired(s.cfg.Now()):
 		writeErr(w, http.StatusUnauthorized, (&store.NodeExpiredError{At: n.KeyExpiry}).Error())
+		return
+	}
+	if off, err := s.userDisabled(r, n.User); err != nil {
+		s.log.Error("map: read users", "err", err)
+		writeErr(w, http.StatusInternalServerError, "internal error; see coord's log")
+		return
+	} else if off {
+		writeErr(w, http.StatusForbidden, "user "+quote(n.User)+": user is disabled: ask the mesh admin to enable it (lanmesh-coord users enable)")
 		return
 	}
 	before := n

@@ -105,6 +105,11 @@ CREATE TABLE policies (
 	created INTEGER NOT NULL
 );`,
 	3: `ALTER TABLE nodes ADD COLUMN home_region INTEGER NOT NULL DEFAULT 0;`,
+	// 4: users can be disabled (their nodes leave every netmap and relay)
+	// and pre-auth keys revoked (unix nanoseconds; 0: not revoked).
+	4: `
+ALTER TABLE users ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE preauth_keys ADD COLUMN revoked INTEGER NOT NULL DEFAULT 0;`,
 }
 
 func (s *SQLite) migrate(ctx context.Context) error {
@@ -200,9 +205,11 @@ func (s *SQLite) CreatePreAuthKey(ctx context.Context, k PreAuthKey) error {
 	if k.User == "" {
 		k.User = DefaultUser
 	}
-	var one int
-	if err := s.db.QueryRowContext(ctx, `SELECT 1 FROM users WHERE name = ?`, k.User).Scan(&one); errors.Is(err, sql.ErrNoRows) {
-		return fmt.Errorf("create auth key: user %q: %w (create it with \"lanmesh-coord users create\")", k.User, ErrNotFound)
+	var disabled bool
+	if err := s.db.QueryRowContext(ctx, `SELECT disabled FROM users WHERE name = ?`, k.User).Scan(&disabled); errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("create auth key: user %q: %w (create it with \"lanmesh-coord users create %s\", or pass --user)", k.User, ErrNotFound, k.User)
+	} else if err == nil && disabled {
+		return fmt.Errorf("create auth key: user %q: %w (\"lanmesh-coord users enable %s\" first)", k.User, ErrUserDisabled, k.User)
 	} else if err != nil {
 		return fmt.Errorf("create auth key: %w", err)
 	}
@@ -215,7 +222,7 @@ func (s *SQLite) CreatePreAuthKey(ctx context.Context, k PreAuthKey) error {
 }
 
 func (s *SQLite) PreAuthKeys(ctx context.Context) ([]PreAuthKey, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id, reusable, tags, expiry, used, created, user_name FROM preauth_keys ORDER BY created`)
+	rows, err := s.db.QueryContext(ctx, `SELECT id, reusable, tags, expiry, used, created, user_name, revoked FROM preauth_keys ORDER BY created`)
 	if err != nil {
 		return nil, fmt.Errorf("list auth keys: %w", err)
 	}
@@ -224,11 +231,14 @@ func (s *SQLite) PreAuthKeys(ctx context.Context) ([]PreAuthKey, error) {
 	for rows.Next() {
 		var k PreAuthKey
 		var tags string
-		var exp, created int64
-		if err := rows.Scan(&k.ID, &k.Reusable, &tags, &exp, &k.Used, &created, &k.User); err != nil {
+		var exp, created, revoked int64
+		if err := rows.Scan(&k.ID, &k.Reusable, &tags, &exp, &k.Used, &created, &k.User, &revoked); err != nil {
 			return nil, fmt.Errorf("list auth keys: %w", err)
 		}
 		k.Expiry, k.Created = time.Unix(0, exp), time.Unix(0, created)
+		if revoked != 0 {
+			k.Revoked = time.Unix(0, revoked)
+		}
 		if err := json.Unmarshal([]byte(tags), &k.Tags); err != nil {
 			return nil, fmt.Errorf("auth key %s: tags: %w", k.ID, err)
 		}
@@ -251,6 +261,9 @@ func (s *SQLite) Register(ctx context.Context, r Registration) (Node, error) {
 			}
 			if existing.Expired(r.Now) {
 				return &NodeExpiredError{At: existing.KeyExpiry}
+			}
+			if err := userEnabled(ctx, tx, existing.User); err != nil {
+				return err
 			}
 			if _, err := tx.ExecContext(ctx, `UPDATE nodes SET node_key=?, os=?, last_seen=? WHERE id=?`,
 				r.NodeKey[:], r.OS, r.Now.UnixNano(), existing.ID); err != nil {
@@ -317,9 +330,9 @@ func (s *SQLite) Register(ctx context.Context, r Registration) (Node, error) {
 func consumeKey(ctx context.Context, tx *sql.Tx, r Registration) (PreAuthKey, error) {
 	var k PreAuthKey
 	var tags string
-	var exp int64
-	err := tx.QueryRowContext(ctx, `SELECT id, hash, reusable, tags, expiry, used, user_name FROM preauth_keys WHERE id = ?`, r.AuthKeyID).
-		Scan(&k.ID, &k.Hash, &k.Reusable, &tags, &exp, &k.Used, &k.User)
+	var exp, revoked int64
+	err := tx.QueryRowContext(ctx, `SELECT id, hash, reusable, tags, expiry, used, user_name, revoked FROM preauth_keys WHERE id = ?`, r.AuthKeyID).
+		Scan(&k.ID, &k.Hash, &k.Reusable, &tags, &exp, &k.Used, &k.User, &revoked)
 	if errors.Is(err, sql.ErrNoRows) {
 		return k, ErrKeyNotFound
 	}
@@ -330,9 +343,15 @@ func consumeKey(ctx context.Context, tx *sql.Tx, r Registration) (PreAuthKey, er
 	if !key.Equal(k.Hash, r.AuthKeyHash) {
 		return k, ErrKeyNotFound
 	}
+	if revoked != 0 {
+		return k, ErrKeyRevoked
+	}
 	k.Expiry = time.Unix(0, exp)
 	if !r.Now.Before(k.Expiry) {
 		return k, &KeyExpiredError{At: k.Expiry}
+	}
+	if err := userEnabled(ctx, tx, k.User); err != nil {
+		return k, err
 	}
 	if err := json.Unmarshal([]byte(tags), &k.Tags); err != nil {
 		return k, fmt.Errorf("auth key tags: %w", err)

@@ -19,6 +19,10 @@ type Store interface {
 
 	CreatePreAuthKey(ctx context.Context, k PreAuthKey) error
 	PreAuthKeys(ctx context.Context) ([]PreAuthKey, error)
+	// RevokePreAuthKey makes a key fail every later registration; nodes
+	// that joined with it keep working. DeletePreAuthKey removes it.
+	RevokePreAuthKey(ctx context.Context, id string, now time.Time) (PreAuthKey, error)
+	DeletePreAuthKey(ctx context.Context, id string) error
 
 	// Register creates or updates the node of r.MachineKey. With an auth
 	// key it checks and consumes the key in the same transaction that
@@ -29,6 +33,9 @@ type Store interface {
 	UpdateNodeStatus(ctx context.Context, id int64, s NodeStatus) (Node, error)
 	ApproveRoutes(ctx context.Context, id int64, routes []netip.Prefix) (Node, error)
 	DeleteNode(ctx context.Context, id int64) error
+	// ExpireNode sets the node key's expiry to now: the node leaves every
+	// netmap and must register again with an auth key.
+	ExpireNode(ctx context.Context, id int64, now time.Time) (Node, error)
 	// RenameNode gives a node a new unique name (a DNS label).
 	RenameNode(ctx context.Context, id int64, name string) (Node, error)
 
@@ -37,6 +44,12 @@ type Store interface {
 	CreateUser(ctx context.Context, u User) (User, error)
 	Users(ctx context.Context) ([]User, error)
 	DeleteUser(ctx context.Context, name string) ([]int64, error)
+	// SetUserDisabled disables or enables a user. A disabled user's nodes
+	// stay stored but are left out of every netmap and relay, cannot
+	// register, and their keys cannot be used.
+	SetUserDisabled(ctx context.Context, name string, disabled bool) (User, error)
+	// RenameUser renames a user and moves their nodes and keys with them.
+	RenameUser(ctx context.Context, old, name string) (User, error)
 
 	// Policy versions: SetPolicy stores a new current version; Policy
 	// returns the current one (ErrNotFound: none set, the default
@@ -64,6 +77,7 @@ type PreAuthKey struct {
 	Expiry   time.Time
 	Used     bool
 	Created  time.Time
+	Revoked  time.Time // zero: not revoked
 }
 
 // Node is a stored node.
@@ -128,6 +142,8 @@ var (
 	ErrAddressesFull = errors.New("no free mesh address left")
 	ErrExists        = errors.New("already exists")
 	ErrNameTaken     = errors.New("name is taken by another node")
+	ErrKeyRevoked    = errors.New("auth key was revoked")
+	ErrUserDisabled  = errors.New("user is disabled")
 )
 
 // KeyExpiredError says a pre-auth key expired.

@@ -257,7 +257,7 @@ func TestMigrateV1(t *testing.T) {
 	for _, q := range []string{
 		`DROP TABLE users`, `DROP TABLE policies`, `DROP INDEX nodes_user`,
 		`ALTER TABLE nodes DROP COLUMN lan_hosts`, `ALTER TABLE preauth_keys DROP COLUMN user_name`,
-		`ALTER TABLE nodes DROP COLUMN home_region`,
+		`ALTER TABLE nodes DROP COLUMN home_region`, `ALTER TABLE preauth_keys DROP COLUMN revoked`,
 		`DELETE FROM schema_migrations WHERE version >= 2`,
 		`INSERT INTO nodes(machine_key, node_key, name, hostname, host, ipv4, ipv6, tags, endpoints, advertised_routes, approved_routes, created)
 			VALUES(zeroblob(32), zeroblob(32), 'old', 'old', 1, '100.64.0.1', 'fd00::1', '[]', '[]', '[]', '[]', 0)`,

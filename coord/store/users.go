@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
@@ -20,6 +21,11 @@ type User struct {
 	Name    string // unique, lower-case letters, digits, '.', '_', '-'
 	Email   string // optional; the user's login in policies when set
 	Created time.Time
+	// Disabled users keep their nodes and keys in the store, but the
+	// nodes are in no netmap and on no relay, and nothing of theirs can
+	// register (SetUserDisabled). Netmap generation honours it for any
+	// source of users (local or, later, SSO).
+	Disabled bool
 }
 
 // Login is how a policy names the user: the email when set, else
@@ -86,7 +92,7 @@ func (s *SQLite) CreateUser(ctx context.Context, u User) (User, error) {
 }
 
 func (s *SQLite) Users(ctx context.Context) ([]User, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT name, email, created FROM users ORDER BY name`)
+	rows, err := s.db.QueryContext(ctx, `SELECT name, email, created, disabled FROM users ORDER BY name`)
 	if err != nil {
 		return nil, fmt.Errorf("list users: %w", err)
 	}
@@ -95,7 +101,7 @@ func (s *SQLite) Users(ctx context.Context) ([]User, error) {
 	for rows.Next() {
 		var u User
 		var created int64
-		if err := rows.Scan(&u.Name, &u.Email, &created); err != nil {
+		if err := rows.Scan(&u.Name, &u.Email, &created, &u.Disabled); err != nil {
 			return nil, fmt.Errorf("list users: %w", err)
 		}
 		u.Created = time.Unix(0, created)
@@ -139,6 +145,150 @@ func (s *SQLite) DeleteUser(ctx context.Context, name string) ([]int64, error) {
 		return nil, fmt.Errorf("delete user: %w", err)
 	}
 	return ids, nil
+}
+
+// userEnabled fails with ErrUserDisabled (or ErrNotFound) unless the
+// user exists and is enabled.
+func userEnabled(ctx context.Context, q querier, name string) error {
+	var disabled bool
+	err := q.QueryRowContext(ctx, `SELECT disabled FROM users WHERE name = ?`, name).Scan(&disabled)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return fmt.Errorf("user %q: %w", name, ErrNotFound)
+	case err != nil:
+		return err
+	case disabled:
+		return fmt.Errorf("user %q: %w", name, ErrUserDisabled)
+	}
+	return nil
+}
+
+func (s *SQLite) SetUserDisabled(ctx context.Context, name string, disabled bool) (User, error) {
+	var u User
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE users SET disabled = ? WHERE name = ?`, disabled, name)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("user %q: %w", name, ErrNotFound)
+		}
+		u, err = userWhere(ctx, tx, name)
+		return err
+	})
+	if err != nil {
+		return u, fmt.Errorf("set user %q disabled=%v: %w", name, disabled, err)
+	}
+	return u, nil
+}
+
+// RenameUser moves the user's nodes and keys to the new name in the same
+// transaction, so no node is ever without its user.
+func (s *SQLite) RenameUser(ctx context.Context, old, name string) (User, error) {
+	if err := CheckUserName(name); err != nil {
+		return User{}, err
+	}
+	var u User
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		var one int
+		err := tx.QueryRowContext(ctx, `SELECT 1 FROM users WHERE name = ?`, name).Scan(&one)
+		if err == nil {
+			return fmt.Errorf("user %q: %w", name, ErrExists)
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, `UPDATE users SET name = ? WHERE name = ?`, name, old)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("user %q: %w", old, ErrNotFound)
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE nodes SET user_name = ? WHERE user_name = ?`, name, old); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE preauth_keys SET user_name = ? WHERE user_name = ?`, name, old); err != nil {
+			return err
+		}
+		u, err = userWhere(ctx, tx, name)
+		return err
+	})
+	if err != nil {
+		return u, fmt.Errorf("rename user %q: %w", old, err)
+	}
+	return u, nil
+}
+
+func userWhere(ctx context.Context, q querier, name string) (User, error) {
+	var u User
+	var created int64
+	err := q.QueryRowContext(ctx, `SELECT name, email, created, disabled FROM users WHERE name = ?`, name).Scan(&u.Name, &u.Email, &created, &u.Disabled)
+	if errors.Is(err, sql.ErrNoRows) {
+		return u, fmt.Errorf("user %q: %w", name, ErrNotFound)
+	}
+	u.Created = time.Unix(0, created)
+	return u, err
+}
+
+// RevokePreAuthKey marks the key revoked (once: a second revoke keeps
+// the first time). Registration checks it in the transaction that would
+// consume the key, so no registration can slip past a revoke that
+// committed before it.
+func (s *SQLite) RevokePreAuthKey(ctx context.Context, id string, now time.Time) (PreAuthKey, error) {
+	var k PreAuthKey
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE preauth_keys SET revoked = ? WHERE id = ? AND revoked = 0`, now.UnixNano(), id)
+		if err != nil {
+			return err
+		}
+		n, _ := res.RowsAffected()
+		var tags string
+		var exp, created, revoked int64
+		err = tx.QueryRowContext(ctx, `SELECT id, reusable, tags, expiry, used, created, user_name, revoked FROM preauth_keys WHERE id = ?`, id).
+			Scan(&k.ID, &k.Reusable, &tags, &exp, &k.Used, &created, &k.User, &revoked)
+		if errors.Is(err, sql.ErrNoRows) && n == 0 {
+			return fmt.Errorf("auth key %q: %w", id, ErrNotFound)
+		}
+		if err != nil {
+			return err
+		}
+		k.Expiry, k.Created, k.Revoked = time.Unix(0, exp), time.Unix(0, created), time.Unix(0, revoked)
+		return json.Unmarshal([]byte(tags), &k.Tags)
+	})
+	if err != nil {
+		return k, fmt.Errorf("revoke auth key: %w", err)
+	}
+	return k, nil
+}
+
+func (s *SQLite) DeletePreAuthKey(ctx context.Context, id string) error {
+	res, err := s.db.ExecContext(ctx, `DELETE FROM preauth_keys WHERE id = ?`, id)
+	if err != nil {
+		return fmt.Errorf("delete auth key %q: %w", id, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("auth key %q: %w", id, ErrNotFound)
+	}
+	return nil
+}
+
+// ExpireNode never moves an expiry later: a key that already expired
+// keeps its time.
+func (s *SQLite) ExpireNode(ctx context.Context, id int64, now time.Time) (Node, error) {
+	var out Node
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `UPDATE nodes SET key_expiry = ? WHERE id = ? AND (key_expiry = 0 OR key_expiry > ?)`, now.UnixNano(), id, now.UnixNano()); err != nil {
+			return err
+		}
+		var err error
+		out, err = nodeWhere(ctx, tx, `id = ?`, id)
+		return err
+	})
+	if err != nil {
+		return out, fmt.Errorf("expire node %d: %w", id, err)
+	}
+	return out, nil
 }
 
 func (s *SQLite) RenameNode(ctx context.Context, id int64, name string) (Node, error) {
