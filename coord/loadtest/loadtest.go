@@ -107,7 +107,11 @@ func Run(ctx context.Context, opt Options) (Result, error) {
 	if err != nil {
 		return res, err
 	}
-	srv, err := server.New(ctx, server.Config{Store: st, Cert: cert, Logger: slog.New(slog.DiscardHandler)})
+	srv, err := server.New(ctx, server.Config{Store: st, Cert: cert, Logger: slog.New(slog.DiscardHandler),
+		// Every simulated node shares 127.0.0.1 and one process: lift the
+		// per-address budgets and size the stream cap to the run.
+		Limits: server.Limits{ChallengeRate: 1e9, ChallengeBurst: 1 << 30, RegisterRate: 1e9, RegisterBurst: 1 << 30,
+			MaxStreams: opt.Nodes + 16, KnownMachines: opt.Nodes + 16}})
 	if err != nil {
 		return res, err
 	}

@@ -3,8 +3,6 @@ package server
 import (
 	"crypto/sha256"
 	"errors"
-	"fmt"
-	"io"
 	"net/http"
 	"slices"
 	"time"
@@ -15,45 +13,8 @@ import (
 	"github.com/lanmesh/lanmesh/internal/wire"
 )
 
-// verify reads and authenticates a signed request for path: envelope
-// shape, single-use nonce, and the machine key's signature. On failure it
-// has already answered.
-func (s *Server) verify(w http.ResponseWriter, r *http.Request, path string) (key.MachinePublic, []byte, bool) {
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", "POST")
-		writeErr(w, http.StatusMethodNotAllowed, "use POST")
-		return key.MachinePublic{}, nil, false
-	}
-	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, wire.MaxRequestBytes))
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			writeErr(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", wire.MaxRequestBytes))
-		} else {
-			writeErr(w, http.StatusBadRequest, "reading request body failed")
-		}
-		return key.MachinePublic{}, nil, false
-	}
-	env, err := decodeEnvelope(b)
-	if err != nil {
-		writeErr(w, http.StatusBadRequest, err.Error())
-		return key.MachinePublic{}, nil, false
-	}
-	// Consume first: a failed signature still burns the nonce, so no nonce
-	// can be tried twice.
-	if !s.nonces.consume(env.Nonce) {
-		writeErr(w, http.StatusUnauthorized, "unknown, used or expired nonce: fetch a new challenge")
-		return key.MachinePublic{}, nil, false
-	}
-	if !env.Machine.Verify(wire.SignedBytes(path, env.Nonce, env.Body), env.Sig) {
-		writeErr(w, http.StatusUnauthorized, "bad signature")
-		return key.MachinePublic{}, nil, false
-	}
-	return env.Machine, env.Body, true
-}
-
 func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
-	mk, body, ok := s.verify(w, r, wire.PathRegister)
+	mk, body, nonce, ok := s.verify(w, r, wire.PathRegister)
 	if !ok {
 		return
 	}
@@ -93,6 +54,7 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.hub.Changed()
+	s.machines.use(mk, nonce.id, nonce.exp, s.cfg.Now()) // now known: a replay fails
 	s.log.Info("node registered", "node", n.Name, "id", n.ID, "machine", mk, "auth_key_id", keyID)
 	writeJSON(w, http.StatusOK, wire.RegisterResponse{Node: netmap.ToWire(n, false)})
 }
@@ -115,7 +77,7 @@ func registerError(err error) (int, string) {
 }
 
 func (s *Server) handleMap(w http.ResponseWriter, r *http.Request) {
-	mk, body, ok := s.verify(w, r, wire.PathMap)
+	mk, body, _, ok := s.verify(w, r, wire.PathMap)
 	if !ok {
 		return
 	}
@@ -172,14 +134,21 @@ func (s *Server) handleMap(w http.ResponseWriter, r *http.Request) {
 // stream serves one node's netmap until the client goes, the node is
 // deleted or expires, or the server closes.
 func (s *Server) stream(w http.ResponseWriter, r *http.Request, n store.Node) {
-	ctx := r.Context()
 	log := s.log.With("node", n.Name, "id", n.ID)
+	ctx, release, ok := s.streams.open(r.Context(), n.ID)
+	if !ok {
+		w.Header().Set("Retry-After", "10")
+		writeErr(w, http.StatusServiceUnavailable, "too many open netmap streams; retry later")
+		return
+	}
+	defer release()
 	changes, unsub := s.hub.Subscribe()
 	defer unsub()
 	s.hub.StreamOpened(n.ID)
 	defer s.hub.StreamClosed(n.ID)
 
 	rc := http.NewResponseController(w)
+	rc.SetReadDeadline(time.Time{}) // the body is read; the stream is long-lived
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)

@@ -30,8 +30,10 @@ type Config struct {
 	Domain      string           // mesh DNS domain; empty keeps the stored one
 	KeyLifetime time.Duration    // node key lifetime; default DefaultKeyLifetime
 	KeepAlive   time.Duration    // default wire.KeepAliveInterval
-	MaxNonces   int              // pending challenges; default 10000
 	Now         func() time.Time // default time.Now
+	// Limits bound what clients may make coord spend; zero fields take
+	// DefaultLimits.
+	Limits Limits
 	// DerpToken is the bearer token relays present on PathDerpVerify;
 	// empty disables relay verification (every relay is refused).
 	DerpToken string
@@ -43,9 +45,15 @@ type Server struct {
 	st     store.Store
 	log    *slog.Logger
 	hub    *netmap.Hub
-	nonces *nonces
+	nonces *nonceMinter
 	fp     string
-	derp   relayState // embedded relay and DERP map (derp.go)
+	lim    Limits
+
+	machines *machines  // replay cache and budgets of known machines
+	anon     *ipLimiter // challenges and health checks per source
+	register *ipLimiter // signed requests of unknown machines per source
+	streams  *streamSet // open netmap streams
+	derp     relayState // embedded relay and DERP map (derp.go)
 
 	policyMu sync.Mutex // one policy set at a time: check and store together
 
@@ -70,8 +78,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.KeepAlive == 0 {
 		cfg.KeepAlive = wire.KeepAliveInterval
 	}
-	if cfg.MaxNonces == 0 {
-		cfg.MaxNonces = 10000
+	lim, err := cfg.Limits.withDefaults()
+	if err != nil {
+		return nil, err
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -81,15 +90,38 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 			return nil, err
 		}
 	}
-	return &Server{
-		cfg:    cfg,
-		st:     cfg.Store,
-		log:    cfg.Logger,
-		hub:    netmap.NewHub(cfg.Store, cfg.Now),
-		nonces: newNonces(wire.NonceTTL, cfg.MaxNonces, cfg.Now),
-		fp:     wire.Fingerprint(cfg.Cert.Certificate[0]),
-		done:   make(chan struct{}),
-	}, nil
+	nonces, err := newNonceMinter(wire.NonceTTL, cfg.Now)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg:      cfg,
+		st:       cfg.Store,
+		log:      cfg.Logger,
+		hub:      netmap.NewHub(cfg.Store, cfg.Now),
+		nonces:   nonces,
+		fp:       wire.Fingerprint(cfg.Cert.Certificate[0]),
+		lim:      lim,
+		machines: newMachines(lim.NoncesPerMachine, lim.KnownMachines, lim.MachineChallengeRate, float64(lim.MachineChallengeBurst)),
+		anon:     newIPLimiter(lim.ChallengeRate, float64(lim.ChallengeBurst), lim.SourceTable),
+		register: newIPLimiter(lim.RegisterRate, float64(lim.RegisterBurst), lim.SourceTable),
+		streams:  newStreamSet(lim.MaxStreams, lim.MaxStreamsPerNode),
+		done:     make(chan struct{}),
+	}
+	// Known machines get their own challenge budget from the start, so a
+	// restarted coord does not leave them behind an attacker's address.
+	nodes, err := cfg.Store.Nodes(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("server: load nodes: %w", err)
+	}
+	now := cfg.Now()
+	for i, n := range nodes {
+		if i >= lim.KnownMachines {
+			break
+		}
+		s.machines.add(n.MachineKey, now)
+	}
+	return s, nil
 }
 
 // Fingerprint is the pin of the server's certificate.
@@ -114,19 +146,24 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST "+PathDerpVerify, s.handleDerpVerify)
 	mux.HandleFunc(derp.Path, s.serveRelay)
 	mux.HandleFunc(derp.Path+"/probe", s.serveRelay)
-	return mux
+	return s.deadlines(mux)
 }
 
 // Serve runs the node API on ln (TLS is added here) and the admin API on
 // adminLn until ctx ends.
 func (s *Server) Serve(ctx context.Context, ln, adminLn net.Listener) error {
+	// No ReadTimeout/WriteTimeout: they would cut netmap streams; the
+	// handler sets per-request deadlines instead (deadlines).
 	hs := &http.Server{
 		Handler:           s.Handler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		ReadHeaderTimeout: s.lim.HeaderTimeout, // also bounds the TLS handshake
+		IdleTimeout:       s.lim.IdleTimeout,
+		MaxHeaderBytes:    s.lim.MaxHeaderBytes,
+		HTTP2:             &http.HTTP2Config{MaxConcurrentStreams: s.lim.MaxConcurrentStreams},
 		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{s.cfg.Cert}, MinVersion: tls.VersionTLS12},
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
+	ln = newConnLimiter(ln, s.lim.MaxConns, s.lim.MaxConnsPerSource)
 	as := &http.Server{Handler: s.AdminHandler(), ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 2)
 	go func() { errc <- hs.Serve(tls.NewListener(ln, hs.TLSConfig)) }()
@@ -188,6 +225,10 @@ func (l *adminListener) Close() error {
 }
 
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
+	if ok, retry := s.anon.allow(sourceKey(r.RemoteAddr), s.cfg.Now()); !ok {
+		tooMany(w, retry, "health checks")
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 	defer cancel()
 	if err := s.st.Ping(ctx); err != nil {
@@ -197,16 +238,6 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "text/plain")
 	w.Write([]byte("ok\n"))
-}
-
-func (s *Server) handleChallenge(w http.ResponseWriter, r *http.Request) {
-	n, err := s.nonces.issue()
-	if err != nil {
-		writeErr(w, http.StatusServiceUnavailable, err.Error())
-		return
-	}
-	w.Header().Set("Cache-Control", "no-store")
-	writeJSON(w, http.StatusOK, wire.Challenge{Nonce: n})
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

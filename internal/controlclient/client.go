@@ -126,6 +126,9 @@ func (c *Client) challenge(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	// Lets coord charge our own challenge budget when our address's is
+	// spent (someone behind the same address floods it); docs/limits.md.
+	req.Header.Set(wire.HeaderMachine, c.mkey.Public().String())
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		return "", fmt.Errorf("get challenge: %w", err)

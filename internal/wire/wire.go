@@ -17,6 +17,11 @@ const (
 	PathRegister  = "/v1/register"  // POST Envelope{RegisterRequest}
 	PathMap       = "/v1/map"       // POST Envelope{MapRequest}: long-lived stream of MapMessage
 	PathHealth    = "/healthz"      // GET: 200 "ok" when the store answers
+	// HeaderMachine, on GET PathChallenge, names the agent's machine
+	// public key (key.MachinePublic text form). It proves nothing: coord
+	// uses it only to charge a known machine's own challenge budget once
+	// the source address's is spent.
+	HeaderMachine = "Lanmesh-Machine"
 )
 
 // Limits both ends enforce.
