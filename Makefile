@@ -6,7 +6,7 @@
 #   make fuzz    longer fuzzing (FUZZTIME=1m)
 #   make demo    the namespace demo with the built binaries
 #   make bench   size, throughput, firewall, dns and coord-scale tables into bench/results/
-#   make lint    gofmt, go vet, staticcheck
+#   make lint    gofmt, go vet, lanmesh-vet (S8, CI skips), go mod tidy check, staticcheck, shellcheck
 #   make clean
 
 SHELL := /bin/bash
@@ -51,7 +51,7 @@ BENCH_FLAGS ?=
 # e.g. DEMO_FLAGS="--once --nat-a hard" (see go run ./cmd/lanmesh-demo --help)
 DEMO_FLAGS ?=
 
-.PHONY: all build build-host build-cross deps test vet test-unit test-e2e fuzz fuzz-short demo bench lint clean proto
+.PHONY: all build build-host build-cross deps test vet vet-own tidy-check test-unit test-e2e fuzz fuzz-short demo bench lint clean proto
 
 all: build
 
@@ -98,8 +98,22 @@ test: deps build
 	if [ -n "$$failed" ]; then echo "make test: FAILED:$$failed"; exit 1; fi; \
 	echo "make test: all passed"
 
-vet:
+# vet: the standard analyzers, lanmesh's own (cmd/lanmesh-vet: secrets
+# compared only in constant time, S8; tests skip only through
+# internal/testenv, so CI=true fails instead of skipping) and go mod tidy.
+vet: vet-own tidy-check
 	go vet ./...
+
+vet-own:
+	@mkdir -p $(BIN)
+	go build -o $(BIN)/lanmesh-vet ./cmd/lanmesh-vet
+	go vet -vettool=$(abspath $(BIN))/lanmesh-vet ./...
+
+# Fails when `go mod tidy` would change go.mod or go.sum.
+tidy-check:
+	@if ! out=$$(go mod tidy -diff 2>&1); then \
+		echo "go.mod/go.sum are not tidy; run go mod tidy. It would change:"; echo "$$out"; exit 1; \
+	fi
 
 test-unit:
 	@pkgs=$$(go list ./... | grep -Ev '/e2e(/|$$)' || true); \
@@ -129,7 +143,7 @@ bench: deps build
 lint:
 	@unformatted=$$(gofmt -l $$(git ls-files -co --exclude-standard '*.go' 2>/dev/null || find . -name '*.go' -not -path './.git/*')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt: these files need formatting (gofmt -w):"; echo "$$unformatted"; exit 1; fi
-	go vet ./...
+	@$(MAKE) --no-print-directory vet
 	@command -v staticcheck >/dev/null || scripts/deps.sh
 	staticcheck ./...
 	shellcheck scripts/*.sh .ci/run

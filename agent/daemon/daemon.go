@@ -345,7 +345,7 @@ func (d *Daemon) Up(ctx context.Context, req localapi.UpRequest) (localapi.UpRes
 		st.Prefs.Hostname = *req.Hostname
 	}
 	st.Prefs.WantRunning = true
-	serverChanged := login != st.LoginServer || fp != st.CoordFingerprint
+	serverChanged := login != st.LoginServer || !key.Equal([]byte(fp), []byte(st.CoordFingerprint))
 	st.LoginServer, st.CoordFingerprint = login, fp
 
 	if err := d.commit(&st); err != nil {

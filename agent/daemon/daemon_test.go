@@ -20,6 +20,8 @@ import (
 	"github.com/lanmesh/lanmesh/agent/state"
 	"github.com/lanmesh/lanmesh/internal/controlclient"
 	"github.com/lanmesh/lanmesh/internal/wire"
+
+	"github.com/lanmesh/lanmesh/internal/testenv"
 )
 
 // fakeEngine records the configs the daemon hands it.
@@ -389,9 +391,7 @@ func TestCorruptStateStopsAgentS14(t *testing.T) {
 }
 
 func TestEchoLoopback(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("raw ICMP needs root")
-	}
+	testenv.RequireRoot(t, "raw ICMP")
 	rtt, err := echo(context.Background(), netip.MustParseAddr("127.0.0.1"), 1, 2*time.Second)
 	if err != nil || rtt <= 0 {
 		t.Fatalf("echo = %v, %v", rtt, err)

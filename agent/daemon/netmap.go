@@ -166,7 +166,7 @@ func appendUnique(s []netip.Prefix, p netip.Prefix) []netip.Prefix {
 // configEqual reports whether two engine configs are the same, so an
 // unchanged netmap costs no Reconfig.
 func configEqual(a, b engine.Config) bool {
-	if a.PrivateKey != b.PrivateKey || a.SNAT != b.SNAT ||
+	if !a.PrivateKey.Equal(b.PrivateKey) || a.SNAT != b.SNAT ||
 		!slices.Equal(a.Addresses, b.Addresses) || !slices.Equal(a.Routes, b.Routes) ||
 		!slices.Equal(a.AdvertisedRoutes, b.AdvertisedRoutes) || len(a.Peers) != len(b.Peers) ||
 		!reflect.DeepEqual(a.Filter, b.Filter) || !reflect.DeepEqual(a.DERPMap, b.DERPMap) {

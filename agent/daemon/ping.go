@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"github.com/lanmesh/lanmesh/agent/localapi"
+	"github.com/lanmesh/lanmesh/internal/key"
 	"golang.org/x/net/icmp"
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
@@ -123,7 +123,7 @@ func echo(ctx context.Context, dst netip.Addr, seq int, timeout time.Duration) (
 			continue
 		}
 		e, ok := m.Body.(*icmp.Echo)
-		if !ok || e.Seq != seq&0xffff || !bytes.Equal(e.Data, token) {
+		if !ok || e.Seq != seq&0xffff || !key.Equal(e.Data, token) {
 			continue
 		}
 		return time.Since(start), nil

@@ -10,13 +10,15 @@ import (
 	"time"
 
 	"github.com/vishvananda/netns"
+
+	"github.com/lanmesh/lanmesh/internal/testenv"
 )
 
 // watchNetlink reports address and link changes, but not those of the
 // mesh interface. Runs in a namespace of its own (never the host's).
 func TestWatchNetlinkInNetns(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("needs root for a network namespace")
+		testenv.Unavailable(t, "needs root for a network namespace")
 	}
 	name := fmt.Sprintf("lmw1watch%d", os.Getpid())
 	ip := func(args ...string) {

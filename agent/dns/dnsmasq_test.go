@@ -15,6 +15,8 @@ import (
 	"time"
 
 	mdns "github.com/miekg/dns"
+
+	"github.com/lanmesh/lanmesh/internal/testenv"
 )
 
 func TestDnsmasqConfig(t *testing.T) {
@@ -78,7 +80,7 @@ func freePort(t *testing.T) int {
 func TestDnsmasqForwardsMeshDomain(t *testing.T) {
 	bin, err := exec.LookPath("dnsmasq")
 	if err != nil {
-		t.Skip("dnsmasq not installed (apt-get install -y --no-install-recommends dnsmasq)")
+		testenv.Unavailable(t, "dnsmasq not installed (apt-get install -y --no-install-recommends dnsmasq-base)")
 	}
 	up := startUpstream(t, "198.18.0.1", false)
 	_, agent := startServer(t, baseConfig(up.addr))

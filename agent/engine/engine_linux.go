@@ -232,7 +232,7 @@ func (e *engine) reconfig(cfg Config) error {
 	}
 	var b strings.Builder
 	first := e.applied == nil
-	keyChanged := first || cfg.PrivateKey != e.applied.PrivateKey
+	keyChanged := first || !cfg.PrivateKey.Equal(e.applied.PrivateKey)
 	if keyChanged {
 		fmt.Fprintf(&b, "private_key=%s\n", cfg.PrivateKey.Hex())
 	}

@@ -15,6 +15,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/lanmesh/lanmesh/internal/testenv"
 )
 
 // The TUN's gso_max_segs must follow the batch, or wireguard-go drops TSO
@@ -89,9 +91,7 @@ func TestEngineLinkGSOSegments(t *testing.T) {
 // cap every super-packet is dropped and the transfer stalls.
 func TestBulkTCPWithSmallBatch(t *testing.T) {
 	requireRoot(t)
-	if _, err := exec.LookPath("iperf3"); err != nil {
-		t.Skip("needs iperf3")
-	}
+	testenv.RequireTool(t, "iperf3", "iperf3")
 	old := batchSize
 	batchSize = 8
 	t.Cleanup(func() { batchSize = old })

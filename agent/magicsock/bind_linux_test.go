@@ -10,6 +10,8 @@ import (
 	"golang.org/x/net/ipv6"
 	"golang.org/x/sys/unix"
 	"golang.zx2c4.com/wireguard/conn"
+
+	"github.com/lanmesh/lanmesh/internal/testenv"
 )
 
 type received struct {
@@ -144,7 +146,7 @@ func TestDemux(t *testing.T) {
 func TestGSOFallback(t *testing.T) {
 	_, s, got, dst := openPair(t, Options{}, Options{GSO: true})
 	if !s.v4.gso.Load() {
-		t.Skip("kernel has no UDP GSO")
+		testenv.Unavailable(t, "kernel has no UDP GSO")
 	}
 	orig := writeBatch
 	t.Cleanup(func() { writeBatch = orig })

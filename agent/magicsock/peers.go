@@ -286,7 +286,7 @@ func (c *Conn) SetConfig(priv key.NodePrivate, peers []Peer, dm *wire.DERPMap) e
 	if c.ctx.Err() != nil {
 		return fmt.Errorf("magicsock: shut down")
 	}
-	if priv != c.priv {
+	if !priv.Equal(c.priv) {
 		if c.discoStop != nil {
 			c.discoStop()
 		}

@@ -5,7 +5,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -13,6 +12,8 @@ import (
 	"time"
 
 	"github.com/lanmesh/lanmesh/internal/bench"
+
+	"github.com/lanmesh/lanmesh/internal/testenv"
 )
 
 // TestMain lets the test binary serve as the re-executed child, as
@@ -50,9 +51,7 @@ func TestParseSizes(t *testing.T) {
 // dns and coordscale through run, with the agent's DNS server and the
 // load test in re-executed children (this test binary).
 func TestRunControlInChildren(t *testing.T) {
-	if _, err := exec.LookPath("dnsmasq"); err != nil {
-		t.Skip("dnsmasq not installed (scripts/deps.sh installs it)")
-	}
+	testenv.RequireTool(t, "dnsmasq", "dnsmasq-base")
 	defer func(d time.Duration, s string) { *dnsDur, *coordSizes = d, s }(*dnsDur, *coordSizes)
 	*dnsDur, *coordSizes = 200*time.Millisecond, "30"
 	out := t.TempDir()

@@ -299,7 +299,7 @@ func newClient(base, fp string, n int) *client {
 					return errors.New("no certificate")
 				}
 				sum := sha256.Sum256(raw[0])
-				if !bytes.Equal(sum[:], pin) {
+				if !key.Equal(sum[:], pin) {
 					return errors.New("certificate does not match the pin")
 				}
 				return nil

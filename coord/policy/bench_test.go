@@ -6,6 +6,8 @@ import (
 
 	"github.com/lanmesh/lanmesh/coord/policy"
 	"github.com/lanmesh/lanmesh/coord/policy/policytest"
+
+	"github.com/lanmesh/lanmesh/internal/testenv"
 )
 
 func scalePolicy(t testing.TB) *policy.Policy {
@@ -30,7 +32,7 @@ func BenchmarkCompile10k(b *testing.B) {
 // TestCompileScale: 10,000 nodes and 50 rules compile in under a second.
 func TestCompileScale(t *testing.T) {
 	if testing.Short() || raceEnabled {
-		t.Skip("timing test; see BenchmarkCompile10k")
+		testenv.Optional(t, "timing test, not under -short or -race; see BenchmarkCompile10k")
 	}
 	p, nodes := scalePolicy(t), policytest.ScaleNodes(10000)
 	// Best of three: the machine is shared, and one slow run is noise.

@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/lanmesh/lanmesh/internal/testenv"
 )
 
 func TestCodecRoundTrip(t *testing.T) {
@@ -102,7 +104,7 @@ func TestServerAnswersBindingRequest(t *testing.T) {
 		t.Run(network.net, func(t *testing.T) {
 			pc, err := net.ListenUDP(network.net, net.UDPAddrFromAddrPort(netip.MustParseAddrPort(network.addr)))
 			if err != nil {
-				t.Skipf("no %s loopback: %v", network.net, err)
+				testenv.Unavailable(t, "no %s loopback: %v", network.net, err)
 			}
 			ctx, cancel := context.WithCancel(context.Background())
 			srv := &Server{}

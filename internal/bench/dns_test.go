@@ -6,12 +6,13 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
 	mdns "github.com/miekg/dns"
+
+	"github.com/lanmesh/lanmesh/internal/testenv"
 )
 
 func TestCheckA(t *testing.T) {
@@ -90,9 +91,7 @@ func TestServeDNSChild(t *testing.T) {
 // RunDNS end to end with a real dnsmasq on loopback (the agent in this
 // process; lanmesh-bench gives it a process of its own).
 func TestRunDNS(t *testing.T) {
-	if _, err := exec.LookPath("dnsmasq"); err != nil {
-		t.Skip("dnsmasq not installed (scripts/deps.sh installs it)")
-	}
+	testenv.RequireTool(t, "dnsmasq", "dnsmasq-base")
 	res, err := RunDNS(context.Background(), DNSOptions{Reps: 2, Duration: 200 * time.Millisecond, Workers: 2})
 	if err != nil {
 		t.Fatal(err)

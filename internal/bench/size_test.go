@@ -6,15 +6,15 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/lanmesh/lanmesh/internal/testenv"
 )
 
 // buildProg builds a one-file main package for linux/mipsle the way `make
 // build` builds the router binary, so the checks run on a real binary.
 func buildProg(t *testing.T, src string, strip bool) string {
 	t.Helper()
-	if _, err := exec.LookPath("go"); err != nil {
-		t.Skip("no go tool")
-	}
+	testenv.RequireTool(t, "go", "Go 1.26 in /usr/local/go")
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module prog\n\ngo 1.26\n"), 0o644); err != nil {
 		t.Fatal(err)

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/lanmesh/lanmesh/internal/testbed"
+
+	"github.com/lanmesh/lanmesh/internal/testenv"
 )
 
 // TestThroughputPlain runs the real harness on the standard topology with
@@ -14,7 +16,7 @@ import (
 func TestThroughputPlain(t *testing.T) {
 	testbed.SkipUnlessRoot(t)
 	if testing.Short() {
-		t.Skip("builds a namespace world")
+		testenv.Optional(t, "builds a namespace world; not under -short")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

@@ -12,7 +12,10 @@ import (
 	"golang.org/x/crypto/curve25519"
 )
 
-// NodePrivate is a WireGuard (Curve25519) private key.
+// NodePrivate is a WireGuard (Curve25519) private key. Compare it only
+// with Equal (S8): internal/lint/secretcmp reports == on it.
+//
+//lanmesh:secret
 type NodePrivate [32]byte
 
 // NodePublic is a WireGuard (Curve25519) public key. Its text form is the
@@ -31,7 +34,10 @@ func NewNode() NodePrivate {
 }
 
 // IsZero reports whether k was never set.
-func (k NodePrivate) IsZero() bool { return k == NodePrivate{} }
+func (k NodePrivate) IsZero() bool { return k.Equal(NodePrivate{}) }
+
+// Equal compares two private keys in constant time (S8).
+func (k NodePrivate) Equal(o NodePrivate) bool { return Equal(k[:], o[:]) }
 
 // Public returns the public half of k.
 func (k NodePrivate) Public() NodePublic {
@@ -57,7 +63,7 @@ func (k *NodePrivate) UnmarshalText(b []byte) error {
 // Hex is the form the WireGuard UAPI wants.
 func (k NodePrivate) Hex() string { return fmt.Sprintf("%x", k[:]) }
 
-func (k NodePublic) IsZero() bool   { return k == NodePublic{} }
+func (k NodePublic) IsZero() bool   { return k == NodePublic{} } //lint:notsecret a public key
 func (k NodePublic) String() string { return base64.StdEncoding.EncodeToString(k[:]) }
 func (k NodePublic) Hex() string    { return fmt.Sprintf("%x", k[:]) }
 
@@ -76,7 +82,10 @@ func ParseNodePublic(s string) (NodePublic, error) {
 	return k, err
 }
 
-// MachinePrivate is an Ed25519 private key (its 32-byte seed).
+// MachinePrivate is an Ed25519 private key (its 32-byte seed). Compare it
+// only with Equal (S8).
+//
+//lanmesh:secret
 type MachinePrivate [32]byte
 
 // MachinePublic is an Ed25519 public key.
@@ -91,7 +100,11 @@ func NewMachine() MachinePrivate {
 	return k
 }
 
-func (k MachinePrivate) IsZero() bool   { return k == MachinePrivate{} }
+func (k MachinePrivate) IsZero() bool { return k.Equal(MachinePrivate{}) }
+
+// Equal compares two machine keys in constant time (S8).
+func (k MachinePrivate) Equal(o MachinePrivate) bool { return Equal(k[:], o[:]) }
+
 func (k MachinePrivate) String() string { return "machineprivate:REDACTED" }
 func (k MachinePrivate) Public() MachinePublic {
 	var p MachinePublic
@@ -111,7 +124,7 @@ func (k *MachinePrivate) UnmarshalText(b []byte) error {
 	return decode32("machine private key", b, (*[32]byte)(k))
 }
 
-func (k MachinePublic) IsZero() bool   { return k == MachinePublic{} }
+func (k MachinePublic) IsZero() bool   { return k == MachinePublic{} } //lint:notsecret a public key
 func (k MachinePublic) String() string { return "mkey:" + base64.RawURLEncoding.EncodeToString(k[:]) }
 
 // Verify reports whether sig is k's signature of msg.

@@ -1,6 +1,7 @@
 package key
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -39,5 +40,31 @@ func TestMachineSign(t *testing.T) {
 	}
 	if err := p.UnmarshalText([]byte("mkey:!!")); err == nil {
 		t.Fatal("garbage accepted")
+	}
+}
+
+// TestSecret: Equal is the only comparison and it is constant time (S8);
+// String and MarshalText never reveal the secret (S11).
+func TestSecret(t *testing.T) {
+	a, b := SecretString("tok-1"), NewSecret([]byte("tok-1"))
+	if !a.Equal(b) || a.Equal(SecretString("tok-2")) || !a.EqualBytes([]byte("tok-1")) {
+		t.Fatal("Secret.Equal compares contents")
+	}
+	if (Secret{}).Equal(Secret{}) || a.Equal(Secret{}) {
+		t.Fatal("an empty secret must never match")
+	}
+	if s := fmt.Sprint(a); strings.Contains(s, "tok-1") {
+		t.Fatalf("String leaks the secret: %q", s)
+	}
+	if m, _ := a.MarshalText(); strings.Contains(string(m), "tok-1") {
+		t.Fatalf("MarshalText leaks the secret: %q", m)
+	}
+	var k1, k2 NodePrivate
+	if !k1.IsZero() || !k1.Equal(k2) {
+		t.Fatal("zero keys")
+	}
+	k1 = NewNode()
+	if k1.IsZero() || k1.Equal(k2) {
+		t.Fatal("NodePrivate.Equal")
 	}
 }

@@ -10,14 +10,14 @@ import (
 	"testing"
 
 	"github.com/vishvananda/netns"
+
+	"github.com/lanmesh/lanmesh/internal/testenv"
 )
 
 // RequireRoot skips tests that need network namespaces.
 func RequireRoot(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root for network namespaces")
-	}
+	testenv.RequireRoot(t, "network namespaces")
 }
 
 var seq atomic.Int32

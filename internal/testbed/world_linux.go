@@ -16,6 +16,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/lanmesh/lanmesh/internal/testenv"
 )
 
 // TB is the part of testing.TB a world needs; the demo passes nil instead
@@ -42,13 +44,11 @@ var (
 )
 
 // SkipUnlessRoot skips a test that needs to create namespaces.
-func SkipUnlessRoot(t interface{ Skip(...any) }) {
-	if os.Geteuid() != 0 {
-		t.Skip("testbed: needs root to create network namespaces")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("testbed: needs the ip tool (iproute2)")
-	}
+// Under CI=true it fails instead (internal/testenv).
+func SkipUnlessRoot(t testenv.TB) {
+	t.Helper()
+	testenv.RequireRoot(t, "testbed: network namespaces")
+	testenv.RequireTool(t, "ip", "iproute2")
 }
 
 // World is one set of namespaces and the processes running in them.

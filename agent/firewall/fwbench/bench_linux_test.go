@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lanmesh/lanmesh/internal/testenv"
 )
 
 // TestBenchmark runs the measurement behind LMFW_BENCH=1 (it needs root
@@ -13,10 +15,10 @@ import (
 // not grow with the mesh, and an update at 1000 peers takes < 50 ms.
 func TestBenchmark(t *testing.T) {
 	if os.Getenv("LMFW_BENCH") != "1" {
-		t.Skip("set LMFW_BENCH=1 to run the firewall benchmark")
+		testenv.Optional(t, "set LMFW_BENCH=1 to run the firewall benchmark")
 	}
 	if os.Geteuid() != 0 {
-		t.Skip("needs root for network namespaces")
+		testenv.Unavailable(t, "needs root for network namespaces")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()

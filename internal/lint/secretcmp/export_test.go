@@ -1,0 +1,3 @@
+package secretcmp
+
+var SecretName = secretName
