@@ -42,8 +42,10 @@ func (d *Daemon) applyCacheLocked() {
 		return
 	}
 	d.nm = nm
+	// As on the stream: bad peers are left out, the rest applies, and a
+	// failure is logged, shown in status and retried (reconfigLocked).
 	if err := d.reconfigLocked(engineConfig(d.st.NodeKey, nm, d.st.Prefs)); err != nil {
-		return
+		d.log.Warn("netmap cache applied in part", "err", err)
 	}
 	d.updateDNSLocked()
 	d.log.Info("mesh restored from the netmap cache until coord answers", "peers", len(nm.peers), "saved_at", c.SavedAt.Format(time.RFC3339))

@@ -323,9 +323,13 @@ func (d *Daemon) handle(l *mapLoop, nm *netmap, m *wire.MapMessage) error {
 		d.updateSelfLocked(m.Self)
 	}
 	if changed {
-		// A failed Reconfig is logged; the next netmap tries again. The
-		// stream stays up so status keeps telling the truth.
-		_ = d.reconfigLocked(engineConfig(d.st.NodeKey, nm, d.st.Prefs))
+		// Bad peers are left out and everything else applies (S19). A
+		// failed Reconfig is logged, shown in status and retried by the
+		// refresher; the stream stays up so later netmaps (revocations,
+		// filter updates) keep coming and keep being applied.
+		if err := d.reconfigLocked(engineConfig(d.st.NodeKey, nm, d.st.Prefs)); err != nil {
+			d.log.Warn("netmap applied in part", "seq", nm.seq, "err", err)
+		}
 		d.updateDNSLocked()
 		d.netmapChangedLocked()
 	}

@@ -59,15 +59,22 @@ type Daemon struct {
 	bgCancel context.CancelFunc // stops the refresher
 	bgDone   chan struct{}
 
+	// mu guards all following fields.
 	mu      sync.Mutex
 	st      *state.State // nil: no state file yet (never joined)
 	nm      *netmap      // nil: no netmap since start or down
 	lastCfg engine.Config
-	coord   coordConn
-	loop    *mapLoop // nil: not connecting
-	gen     int
-	cache   cacheState
-	closed  bool
+	// rejected are the peers the engine left out of the last config
+	// (S19); engineErr is the last Reconfig failure ("" when it worked)
+	// and retryCfg the config to retry (nil: none), see reconfigLocked.
+	rejected  []engine.Rejected
+	engineErr string
+	retryCfg  *engine.Config
+	coord     coordConn
+	loop      *mapLoop // nil: not connecting
+	gen       int
+	cache     cacheState
+	closed    bool
 	// lanHosts are this router's published DHCP names (dns.publish_leases).
 	lanHosts []wire.LANHost
 	// sent is what the current MapRequest told coord.
@@ -197,6 +204,8 @@ func (d *Daemon) Status(context.Context) localapi.Status {
 		s.Coord.NextRetry = d.coord.nextRetry.UTC().Format(time.RFC3339)
 	}
 	s.DNS = d.dnsStatusLocked()
+	s.EngineError = d.engineErr
+	s.RejectedPeers = d.rejectedStatusLocked()
 	if d.st.Joined() {
 		self := &localapi.Node{
 			ID: int64(d.st.NodeID), Name: d.st.Name, Key: d.st.NodeKey.Public().String(),
@@ -452,15 +461,75 @@ func (d *Daemon) Down(context.Context) error {
 	return d.reconfigLocked(engine.Config{PrivateKey: d.st.NodeKey})
 }
 
+// reconfigLocked hands cfg to the engine. No outcome is dropped: peers
+// the engine left out (S19) are logged once and shown in status; any
+// other failure is logged, shown in status (engine_error) and retried by
+// the refresher, so a transient failure does not wait for the next netmap.
 func (d *Daemon) reconfigLocked(cfg engine.Config) error {
-	if configEqual(cfg, d.lastCfg) && !d.lastCfg.PrivateKey.IsZero() {
+	if configEqual(cfg, d.lastCfg) && !d.lastCfg.PrivateKey.IsZero() && d.retryCfg == nil {
 		return nil
 	}
-	if err := d.eng.Reconfig(cfg); err != nil {
-		d.log.Error("engine reconfig failed", "err", err)
+	rej, err := d.eng.Reconfig(cfg)
+	d.setRejectedLocked(rej)
+	if err != nil {
+		d.engineErr = err.Error()
+		d.retryCfg = &cfg
+		d.log.Error("engine reconfig failed; retrying", "err", err, "in", pollInterval)
 		return fmt.Errorf("configure the data plane: %w", err)
 	}
+	if d.engineErr != "" {
+		d.log.Info("engine reconfig works again")
+	}
+	d.engineErr, d.retryCfg = "", nil
 	d.lastCfg = cfg
-	d.log.Debug("engine reconfigured", "peers", len(cfg.Peers), "routes", len(cfg.Routes))
+	d.log.Debug("engine reconfigured", "peers", len(cfg.Peers), "routes", len(cfg.Routes), "left_out", len(rej))
 	return nil
+}
+
+// retryReconfigLocked re-applies a config whose Reconfig failed.
+func (d *Daemon) retryReconfigLocked() {
+	if d.retryCfg == nil || d.closed {
+		return
+	}
+	_ = d.reconfigLocked(*d.retryCfg) // logged and kept for status by reconfigLocked
+}
+
+// setRejectedLocked records the peers the engine left out and logs the
+// ones that are new or no longer left out, so a netmap that changes
+// every few seconds does not repeat the same warning.
+func (d *Daemon) setRejectedLocked(rej []engine.Rejected) {
+	old := map[engine.Rejected]bool{}
+	for _, r := range d.rejected {
+		old[r] = true
+	}
+	now := map[engine.Rejected]bool{}
+	for _, r := range rej {
+		now[r] = true
+		if !old[r] {
+			d.log.Warn("peer left out of the data plane", "peer", r.Name, "node_key", r.Key.ShortString(), "reason", r.Reason)
+		}
+	}
+	for _, r := range d.rejected {
+		if !now[r] {
+			d.log.Info("peer no longer left out", "peer", r.Name, "node_key", r.Key.ShortString())
+		}
+	}
+	d.rejected = slices.Clone(rej)
+}
+
+// rejectedStatusLocked is the left-out peers as status shows them.
+func (d *Daemon) rejectedStatusLocked() []localapi.RejectedPeer {
+	out := []localapi.RejectedPeer{}
+	for _, r := range d.rejected {
+		rp := localapi.RejectedPeer{Name: r.Name, NodeKey: r.Key.String(), Reason: r.Reason}
+		if d.nm != nil {
+			for _, p := range d.nm.peers {
+				if p.Key == r.Key && p.Name == r.Name {
+					rp.ID = int64(p.ID)
+				}
+			}
+		}
+		out = append(out, rp)
+	}
+	return out
 }

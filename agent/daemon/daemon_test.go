@@ -26,16 +26,34 @@ import (
 
 // fakeEngine records the configs the daemon hands it.
 type fakeEngine struct {
-	mu      sync.Mutex
-	configs []engine.Config
-	closed  bool
+	mu       sync.Mutex
+	configs  []engine.Config
+	closed   bool
+	failNext error
 }
 
-func (e *fakeEngine) Reconfig(c engine.Config) error {
+// Reconfig runs the engine's real validation and records what a device
+// would get; failNext makes the next call fail after that (as a device or
+// firewall error would).
+func (e *fakeEngine) Reconfig(c engine.Config) ([]engine.Rejected, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.configs = append(e.configs, c)
-	return nil
+	if c.PrivateKey.IsZero() {
+		return nil, errors.New("engine: config has no private key")
+	}
+	valid, rej, err := engine.ValidateConfig(c)
+	if e.failNext != nil {
+		err, e.failNext = e.failNext, nil
+		return rej, err
+	}
+	e.configs = append(e.configs, valid)
+	return rej, err
+}
+
+func (e *fakeEngine) setFailNext(err error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.failNext = err
 }
 
 func (e *fakeEngine) last() (engine.Config, int) {

@@ -143,6 +143,9 @@ func engineConfig(nodeKey key.NodePrivate, nm *netmap, prefs state.Prefs) engine
 		if prefs.AcceptRoutes {
 			for _, r := range p.Routes {
 				r = r.Masked()
+				if r.Bits() == 0 {
+					continue // exit routes only through the selected exit node
+				}
 				if taken[r] || slices.Contains(prefs.AdvertiseRoutes, r) {
 					continue
 				}

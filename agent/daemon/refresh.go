@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/lanmesh/lanmesh/agent/dns"
+	"github.com/lanmesh/lanmesh/agent/engine"
 	"github.com/lanmesh/lanmesh/internal/wire"
 )
 
@@ -30,21 +31,8 @@ const (
 	followUps        = 8
 )
 
-// networkChanger is implemented by engines that re-probe paths (disco,
-// STUN) when the host's network changes.
-type networkChanger interface{ NetworkChanged() }
-
-// endpointLister is implemented by engines that know better endpoints
-// than the interfaces' addresses (STUN-mapped ones behind NAT).
-type endpointLister interface {
-	LocalEndpoints() []netip.AddrPort
-}
-
-// homeRegioner is implemented by engines with a relay connection.
-type homeRegioner interface{ HomeRegion() int }
-
 func (d *Daemon) homeRegion() int {
-	if hr, ok := d.eng.(homeRegioner); ok {
+	if hr, ok := d.eng.(engine.HomeRegioner); ok {
 		return hr.HomeRegion()
 	}
 	return 0
@@ -52,7 +40,7 @@ func (d *Daemon) homeRegion() int {
 
 // currentEndpoints are the endpoint candidates coord should publish.
 func (d *Daemon) currentEndpoints() []netip.AddrPort {
-	if el, ok := d.eng.(endpointLister); ok {
+	if el, ok := d.eng.(engine.EndpointLister); ok {
 		if eps := el.LocalEndpoints(); len(eps) > 0 {
 			return sortedEndpoints(eps)
 		}
@@ -125,7 +113,7 @@ func (d *Daemon) refresher(ctx context.Context) {
 // refresh is one check; netChanged says a network event caused it.
 func (d *Daemon) refresh(netChanged bool) {
 	if netChanged {
-		if nc, ok := d.eng.(networkChanger); ok {
+		if nc, ok := d.eng.(engine.NetworkChanger); ok {
 			nc.NetworkChanged()
 		}
 	}
@@ -135,6 +123,7 @@ func (d *Daemon) refresh(netChanged bool) {
 
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.retryReconfigLocked()
 	if hostsOK && !slices.Equal(hosts, d.lanHosts) {
 		d.lanHosts = hosts
 		d.updateDNSLocked()

@@ -60,7 +60,7 @@ func runHelper(spec string) int {
 		return 1
 	}
 	defer e.Close()
-	if err := e.Reconfig(s.Cfg); err != nil {
+	if _, err := e.Reconfig(s.Cfg); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}

@@ -28,6 +28,10 @@ type Config struct {
 	Filter *wire.PacketFilter
 	// DERPMap lists the relays for NAT traversal fallback.
 	DERPMap *wire.DERPMap
+	// ExitRoutes are the default routes (0.0.0.0/0, ::/0) of the exit
+	// node in use; only that peer may carry them in its AllowedIPs
+	// (CheckAllowedIP). Empty: no exit node.
+	ExitRoutes []netip.Prefix
 }
 
 // Peer is one WireGuard peer.
@@ -72,7 +76,12 @@ type PeerStatus struct {
 
 // Engine is the data plane the daemon drives.
 type Engine interface {
-	Reconfig(Config) error
+	// Reconfig applies every valid peer and change of cfg and leaves out
+	// the invalid peers, which it returns with the reason (S19): one bad
+	// peer never stops the others, revocations or filter updates. The
+	// error covers what failed beyond those (device, routes, firewall);
+	// the next Reconfig retries it.
+	Reconfig(Config) ([]Rejected, error)
 	Peers() []PeerStatus
 	ListenPort() uint16
 	Close() error // removes the interface, its routes and the nftables table

@@ -1,6 +1,32 @@
-// Package engine is the agent's data plane: it owns the WireGuard device
-// (userspace, via wireguard-go, with our magicsock conn.Bind), the mesh TUN
-// interface, its addresses and routes (netlink) and the inet lanmesh
-// nftables table. The daemon hands it a whole Config on every netmap change;
-// the engine works out what changed.
+// Package engine is the agent's data plane: it owns the WireGuard device,
+// the mesh TUN interface, its addresses and routes (netlink) and the inet
+// lanmesh nftables table. The daemon hands it a whole Config on every
+// netmap change; the engine works out what changed.
+//
+// The WireGuard device sits behind the Device seam (device.go): the
+// engine validates the desired peers (validatePeers, CheckAllowedIP),
+// computes a backend-neutral list of PeerChange values (add, update,
+// remove, each with its complete allowed IPs, an optional endpoint and
+// the keepalive) with diffPeers, and hands them to Device.Apply. The
+// backends are:
+//
+//   - userspace (uapiDevice, device_uapi.go): wireguard-go configured
+//     through its UAPI text, with magicsock as its conn.Bind, so peers are
+//     addressed by node key and magicsock picks the path per packet;
+//   - kernel (a `wg` link configured with wgctrl): same four methods; it
+//     gets UDP endpoints in PeerChange.Endpoint (docs/design.md, kernel
+//     backend).
+//
+// Apply, Peers and Close run on the engine's worker thread, inside the
+// engine's network namespace; Kick may run on another goroutine at the
+// same time. Abilities only some engines or devices have are named
+// optional interfaces (EndpointLister, NetworkChanger, HomeRegioner,
+// Netchecker) pinned with `var _` checks.
+//
+// One bad peer never stops the rest (S19): Reconfig leaves out each peer
+// that fails validation (zero, own or duplicate node key; an allowed IP
+// that is invalid, host-scoped, multicast, a default route from a peer
+// that is not the chosen exit node, or that overlaps this node's own
+// addresses, its advertised LANs or an earlier peer's prefix), applies
+// everything else, and returns the left-out peers with the reason.
 package engine

@@ -5,11 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/netip"
 	"reflect"
 	"runtime"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -56,14 +54,27 @@ type engine struct {
 	peerKeys  []key.NodePublic // configured peers, for kick
 	selfKey   key.NodePublic   // our public key, for kick (who initiates)
 
-	// Owned by the worker goroutine.
-	dev     *device.Device
-	bind    *magicsock.Conn
-	router  *router.Router
-	fw      *firewall.Firewall
-	applied *Config
-	fwCfg   firewall.Config
+	// Owned by the worker goroutine (Kick may run elsewhere: kick).
+	dev    Device
+	bind   *magicsock.Conn
+	router *router.Router
+	fw     *firewall.Firewall
+	// applied is the last config that applied in full; devKey and
+	// devPeers are what the device holds (devPeers nil: unknown, so
+	// the next Apply replaces every peer).
+	applied  *Config
+	devKey   key.NodePrivate
+	devPeers map[key.NodePublic]Peer
+	fwCfg    firewall.Config
 }
+
+var (
+	_ Engine         = (*engine)(nil)
+	_ EndpointLister = (*engine)(nil)
+	_ NetworkChanger = (*engine)(nil)
+	_ HomeRegioner   = (*engine)(nil)
+	_ Netchecker     = (*engine)(nil)
+)
 
 // New creates the TUN, the WireGuard device on our Bind, the link setup
 // and the nftables table, in the calling thread's network namespace (the
@@ -166,20 +177,21 @@ func (e *engine) setup() (err error) {
 		InNS:         e.runInNS,
 		IgnoreIface:  o.TUNName,
 	})
-	e.dev = device.NewDevice(ft, &flowBind{Conn: e.bind, out: out, in: in}, deviceLogger(e.log))
+	wg := device.NewDevice(ft, &flowBind{Conn: e.bind, out: out, in: in}, deviceLogger(e.log))
 	// Our endpoints are node keys and magicsock picks the path per packet;
 	// wireguard-go must not replace them with packet source addresses.
-	e.dev.DisableSomeRoamingForBrokenMobileSemantics()
+	wg.DisableSomeRoamingForBrokenMobileSemantics()
+	e.dev = &uapiDevice{dev: wg}
 	defer func() {
 		if err != nil {
 			e.bind.Shutdown()
 			e.dev.Close()
 		}
 	}()
-	if err := e.dev.IpcSet(fmt.Sprintf("listen_port=%d\n", o.ListenPort)); err != nil {
+	if err := wg.IpcSet(fmt.Sprintf("listen_port=%d\n", o.ListenPort)); err != nil {
 		return fmt.Errorf("engine: listen on UDP port %d: %w", o.ListenPort, err)
 	}
-	if err := e.dev.Up(); err != nil {
+	if err := wg.Up(); err != nil {
 		return fmt.Errorf("engine: bring WireGuard device up: %w", err)
 	}
 	if e.router, err = router.New(o.TUNName, o.MTU, e.log); err != nil {
@@ -206,78 +218,58 @@ func deviceLogger(l *slog.Logger) *device.Logger {
 	return dl
 }
 
-// Reconfig applies cfg, touching only what changed.
-func (e *engine) Reconfig(cfg Config) error {
+// Reconfig applies cfg, touching only what changed. Invalid peers are
+// left out and returned (validatePeers); everything else applies.
+func (e *engine) Reconfig(cfg Config) ([]Rejected, error) {
 	if cfg.PrivateKey.IsZero() {
-		return errors.New("engine: config has no private key")
+		return nil, errors.New("engine: config has no private key")
 	}
-	for _, p := range cfg.Routes {
-		if err := router.CheckRoute(p, false); err != nil {
-			return fmt.Errorf("engine: %w", err)
-		}
+	cfg, rejected, routeErr := ValidateConfig(cfg)
+	err := e.do(func() error { return e.reconfig(cfg) })
+	if routeErr != nil {
+		err = errors.Join(routeErr, err)
 	}
-	seen := map[key.NodePublic]bool{}
-	for _, p := range cfg.Peers {
-		if p.Key.IsZero() || seen[p.Key] {
-			return fmt.Errorf("engine: peer %q: zero or duplicate key", p.Name)
-		}
-		seen[p.Key] = true
-	}
-	return e.do(func() error { return e.reconfig(cfg) })
+	return rejected, err
 }
 
+// reconfig applies a sanitized cfg: the device's peers through the
+// Device seam, then magicsock, routes and firewall. A failure in one part
+// does not hold back the others (a revocation must reach the firewall
+// even when the device refused a change); applied stays old then, so the
+// next Reconfig retries.
 func (e *engine) reconfig(cfg Config) error {
 	if e.applied != nil && reflect.DeepEqual(*e.applied, cfg) {
 		return nil
 	}
-	var b strings.Builder
-	first := e.applied == nil
-	keyChanged := first || !cfg.PrivateKey.Equal(e.applied.PrivateKey)
-	if keyChanged {
-		fmt.Fprintf(&b, "private_key=%s\n", cfg.PrivateKey.Hex())
-	}
+	var errs []error
 	self := cfg.PrivateKey.Public()
-	old := map[key.NodePublic]Peer{}
-	if first {
-		b.WriteString("replace_peers=true\n") // start from a clean device
+	keyChanged := !cfg.PrivateKey.Equal(e.devKey)
+	ch := DeviceChanges{ReplacePeers: e.devPeers == nil}
+	if keyChanged {
+		ch.PrivateKey = cfg.PrivateKey
+	}
+	ch.Peers = diffPeers(self, e.devPeers, cfg.Peers, keyChanged)
+	if err := e.dev.Apply(ch); err != nil {
+		errs = append(errs, fmt.Errorf("engine: %w", err))
+		e.devKey, e.devPeers = key.NodePrivate{}, nil // unknown: replace all next time
 	} else {
-		for _, p := range e.applied.Peers {
-			old[p.Key] = p
+		e.devKey = cfg.PrivateKey
+		e.devPeers = make(map[key.NodePublic]Peer, len(cfg.Peers))
+		for _, p := range cfg.Peers {
+			e.devPeers[p.Key] = p
+		}
+		for _, c := range ch.Peers {
+			e.log.Debug("peer "+c.Op.String(), "peer", c.Key.ShortString(), "allowed_ips", c.AllowedIPs)
 		}
 	}
-	keep := map[key.NodePublic]bool{}
 	keys := make([]key.NodePublic, 0, len(cfg.Peers))
 	for _, p := range cfg.Peers {
-		keep[p.Key] = true
 		keys = append(keys, p.Key)
-		o, had := old[p.Key]
-		switch {
-		case !had:
-			newPeerUAPI(&b, p, keepaliveFor(self, p.Key))
-		case keyChanged || !slices.Equal(o.AllowedIPs, p.AllowedIPs): // a new key may swap who initiates
-			peerUAPI(&b, p, netip.AddrPort{}, keepaliveFor(self, p.Key)) // the endpoint (the key) stays
-		default:
-			continue
-		}
-		e.log.Debug("peer configured", "peer", p.Key.ShortString(), "name", p.Name, "candidates", p.Endpoints)
-	}
-	for k := range old {
-		if !keep[k] {
-			removeUAPI(&b, k)
-			e.log.Debug("peer removed", "peer", k.ShortString())
-		}
-	}
-	if b.Len() > 0 {
-		// The UAPI text holds the private key: never log it (S11).
-		if err := e.dev.IpcSet(b.String()); err != nil {
-			return fmt.Errorf("engine: configure WireGuard: %w", err)
-		}
 	}
 	e.appliedMu.Lock()
 	e.peerKeys = keys
 	e.selfKey = self
 	e.appliedMu.Unlock()
-	var errs []error
 	if err := e.bind.SetConfig(cfg.PrivateKey, discoPeers(cfg), cfg.DERPMap); err != nil {
 		errs = append(errs, fmt.Errorf("engine: %w", err))
 	}
@@ -303,25 +295,17 @@ func (e *engine) reconfig(cfg Config) error {
 	return nil
 }
 
-func (e *engine) state() (deviceState, error) {
-	s, err := e.dev.IpcGet()
-	if err != nil {
-		return deviceState{}, fmt.Errorf("read WireGuard state: %w", err)
-	}
-	return parseUAPI(s)
-}
-
 // Peers reports every configured peer, in config order.
 func (e *engine) Peers() []PeerStatus {
 	var out []PeerStatus
 	_ = e.do(func() error {
-		st, err := e.state()
+		st, err := e.dev.Peers()
 		if err != nil {
 			e.log.Warn("peer status", "err", err)
 			return err
 		}
 		byKey := map[key.NodePublic]PeerStatus{}
-		for _, p := range st.Peers {
+		for _, p := range st {
 			byKey[p.Key] = p
 		}
 		if e.applied != nil {
@@ -350,7 +334,7 @@ func (e *engine) Close() error {
 		e.kicks.Wait()
 		err = e.do(func() error {
 			errs := []error{e.fw.Close(), e.router.Close()}
-			e.dev.Close() // closes the TUN (the link goes) and the sockets
+			errs = append(errs, e.dev.Close()) // the TUN (the link goes) and the sockets
 			return errors.Join(errs...)
 		})
 		close(e.dead)

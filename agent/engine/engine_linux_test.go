@@ -55,13 +55,13 @@ func (p *pair) configure(t *testing.T, aToB, bToA []netip.AddrPort, cfgA, cfgB f
 	if cfgB != nil {
 		cfgB(&cb)
 	}
-	if err := p.a.Reconfig(ca); err != nil {
+	if _, err := p.a.Reconfig(ca); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.b.Reconfig(cb); err != nil {
+	if _, err := p.b.Reconfig(cb); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.a.Reconfig(ca); err != nil { // equal config: a no-op
+	if _, err := p.a.Reconfig(ca); err != nil { // equal config: a no-op
 		t.Fatal(err)
 	}
 }
@@ -113,7 +113,7 @@ func TestPingThroughMesh(t *testing.T) {
 				t.Fatalf("tun_flags %s: IFF_VNET_HDR set=%v, want %v", flags, hasVnet, tt.off.TUN)
 			}
 			// Removing the peer stops traffic: the config is really applied.
-			if err := p.a.Reconfig(Config{PrivateKey: p.kA, Addresses: []netip.Prefix{meshA}, Routes: []netip.Prefix{meshNet}}); err != nil {
+			if _, err := p.a.Reconfig(Config{PrivateKey: p.kA, Addresses: []netip.Prefix{meshA}, Routes: []netip.Prefix{meshNet}}); err != nil {
 				t.Fatal(err)
 			}
 			if err := try("ip", "netns", "exec", p.nsA, "ping", "-c", "1", "-W", "1", "100.64.0.2"); err == nil {
@@ -190,13 +190,13 @@ func TestFirewallTableLifecycle(t *testing.T) {
 		t.Fatalf("table while running: %v\n%s", err, out)
 	}
 	k := key.NewNode()
-	if err := e.Reconfig(Config{PrivateKey: k, Addresses: []netip.Prefix{meshA}, SNAT: true}); err != nil {
+	if _, err := e.Reconfig(Config{PrivateKey: k, Addresses: []netip.Prefix{meshA}, SNAT: true}); err != nil {
 		t.Fatal(err)
 	}
 	if out, _ := list(); strings.Count(out, "masquerade") != 2 {
 		t.Fatalf("want two masquerade rules with SNAT:\n%s", out)
 	}
-	if err := e.Reconfig(Config{PrivateKey: k, Addresses: []netip.Prefix{meshA}}); err != nil {
+	if _, err := e.Reconfig(Config{PrivateKey: k, Addresses: []netip.Prefix{meshA}}); err != nil {
 		t.Fatal(err)
 	}
 	if out, _ := list(); strings.Contains(out, "masquerade") {
@@ -212,7 +212,7 @@ func TestFirewallTableLifecycle(t *testing.T) {
 	if err := try("ip", "-n", ns, "link", "show", "lanmesh0"); err == nil {
 		t.Fatal("TUN still present after Close")
 	}
-	if err := e.Reconfig(Config{PrivateKey: k}); err != ErrClosed {
+	if _, err := e.Reconfig(Config{PrivateKey: k}); err != ErrClosed {
 		t.Fatalf("Reconfig after Close = %v, want ErrClosed", err)
 	}
 }
@@ -239,14 +239,64 @@ func TestReconfigRejects(t *testing.T) {
 	e := startEngine(t, ns, Options{})
 	k := key.NewNode()
 	for name, cfg := range map[string]Config{
-		"no key":       {},
-		"loopback":     {PrivateKey: k, Routes: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}},
-		"metadata":     {PrivateKey: k, Routes: []netip.Prefix{netip.MustParsePrefix("169.254.169.254/32")}},
-		"default":      {PrivateKey: k, Routes: []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0")}},
-		"dup peer key": {PrivateKey: k, Peers: []Peer{{Key: k.Public()}, {Key: k.Public()}}},
+		"no key":   {},
+		"loopback": {PrivateKey: k, Routes: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}},
+		"metadata": {PrivateKey: k, Routes: []netip.Prefix{netip.MustParsePrefix("169.254.169.254/32")}},
+		"default":  {PrivateKey: k, Routes: []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0")}},
 	} {
-		if err := e.Reconfig(cfg); err == nil {
+		if _, err := e.Reconfig(cfg); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
+	}
+	// Bad peers are left out and named, not an error for the whole
+	// config (S19): TestReconfigLeavesOutBadPeers has the rest.
+	rej, err := e.Reconfig(Config{PrivateKey: k, Peers: []Peer{{Key: k.Public(), Name: "me"}, {Name: "zero"}}})
+	if err != nil || len(rej) != 2 {
+		t.Errorf("own and zero key: rejected %v, err %v; want both left out, no error", rej, err)
+	}
+}
+
+// S19: one bad peer in a config (a duplicate node key, an unroutable
+// prefix) is left out and named; the device gets every other peer, traffic
+// flows, and a later removal (revocation) still takes effect.
+func TestReconfigLeavesOutBadPeers(t *testing.T) {
+	p := newPair(t, Options{})
+	kC := key.NewNode().Public()
+	withBad := func(c *Config) {
+		c.Peers = append(c.Peers,
+			Peer{Key: p.kB.Public(), Name: "dup", AllowedIPs: []netip.Prefix{netip.MustParsePrefix("100.64.0.7/32")}},
+			Peer{Key: key.NewNode().Public(), Name: "lo", AllowedIPs: []netip.Prefix{netip.MustParsePrefix("100.64.0.8/32"), netip.MustParsePrefix("127.0.0.0/8")}},
+			Peer{Key: kC, Name: "c", AllowedIPs: []netip.Prefix{netip.MustParsePrefix("100.64.0.3/32")}},
+		)
+	}
+	p.configure(t, []netip.AddrPort{wanB}, []netip.AddrPort{wanA}, withBad, nil)
+	ca := Config{PrivateKey: p.kA, Addresses: []netip.Prefix{meshA, meshA6}, Routes: []netip.Prefix{meshNet, meshNet6},
+		Peers: []Peer{{Key: p.kB.Public(), Name: "b", AllowedIPs: []netip.Prefix{meshB, meshB6}, Endpoints: []netip.AddrPort{wanB}}}, Filter: allowAll}
+	withBad(&ca)
+	rej, err := p.a.Reconfig(ca)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rej) != 2 || rej[0].Name != "dup" || !strings.Contains(rej[0].Reason, "already used") ||
+		rej[1].Name != "lo" || !strings.Contains(rej[1].Reason, "127.0.0.0/8") {
+		t.Fatalf("left out %+v, want dup (duplicate key) and lo (127.0.0.0/8)", rej)
+	}
+	if err := ping(p.nsA, "100.64.0.2", 10*time.Second); err != nil {
+		t.Fatalf("the good peer does not work next to bad ones: %v", err)
+	}
+	var keys []key.NodePublic
+	for _, ps := range p.a.Peers() {
+		keys = append(keys, ps.Key)
+	}
+	if len(keys) != 2 || keys[0] != p.kB.Public() || keys[1] != kC {
+		t.Fatalf("device peers %v, want b and c", keys)
+	}
+	// Revoke b: the bad peers are still in the config, the removal applies.
+	ca.Peers = ca.Peers[1:]
+	if rej, err := p.a.Reconfig(ca); err != nil || len(rej) != 1 || rej[0].Name != "lo" {
+		t.Fatalf("after removing b: left out %+v, err %v; want only lo (dup is alone now)", rej, err)
+	}
+	if err := try("ip", "netns", "exec", p.nsA, "ping", "-c", "1", "-W", "1", "100.64.0.2"); err == nil {
+		t.Fatal("b still answers after it was removed")
 	}
 }

@@ -123,7 +123,7 @@ func (w *natWorld) connect(t *testing.T, a, b nodeCfg, wantMapped bool) {
 			Peers: []Peer{{Key: peer.k.Public(), Name: "peer", AllowedIPs: []netip.Prefix{peer.addr}, Endpoints: eps}}}
 	}
 	for _, n := range [][2]nodeCfg{{a, b}, {b, a}} {
-		if err := n[0].e.Reconfig(cfg(n[0], n[1], nil)); err != nil {
+		if _, err := n[0].e.Reconfig(cfg(n[0], n[1], nil)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -144,10 +144,10 @@ func (w *natWorld) connect(t *testing.T, a, b nodeCfg, wantMapped bool) {
 	}
 	epA, epB := epsOf(a, "198.18.10."), epsOf(b, "198.18.20.")
 	t.Logf("endpoints: a %v, b %v", epA, epB)
-	if err := a.e.Reconfig(cfg(a, b, epB)); err != nil {
+	if _, err := a.e.Reconfig(cfg(a, b, epB)); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.e.Reconfig(cfg(b, a, epA)); err != nil {
+	if _, err := b.e.Reconfig(cfg(b, a, epA)); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -62,16 +62,16 @@ func (e *engine) kick(peers ...key.NodePublic) {
 		}
 		self := e.selfKey
 		e.appliedMu.Unlock()
-		var b strings.Builder
+		var kick []key.NodePublic
 		for _, k := range peers {
 			if initiates(self, k) {
-				kickUAPI(&b, k)
+				kick = append(kick, k)
 			}
 		}
-		if b.Len() == 0 {
+		if len(kick) == 0 {
 			return
 		}
-		if err := e.dev.IpcSet(b.String()); err != nil {
+		if err := e.dev.Kick(kick); err != nil {
 			e.log.Debug("kick peers", "err", err)
 		}
 	})

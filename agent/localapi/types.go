@@ -29,6 +29,21 @@ type Status struct {
 	Self         *Node       `json:"self,omitempty"`
 	Peers        []Peer      `json:"peers"`
 	DNS          DNSStatus   `json:"dns"`
+	// RejectedPeers are netmap peers the data plane left out, and why
+	// (a node key another peer holds, an allowed IP it may not route);
+	// every other peer is applied. Empty when all were applied.
+	RejectedPeers []RejectedPeer `json:"rejected_peers"`
+	// EngineError is the last failure applying the netmap to the data
+	// plane ("" when the last apply worked); the agent retries it.
+	EngineError string `json:"engine_error"`
+}
+
+// RejectedPeer is a peer the data plane left out.
+type RejectedPeer struct {
+	ID      int64  `json:"id"` // 0 when it is not in the netmap
+	Name    string `json:"name"`
+	NodeKey string `json:"node_key"`
+	Reason  string `json:"reason"`
 }
 
 // DNSStatus is the agent's mesh DNS server.

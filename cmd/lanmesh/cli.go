@@ -172,6 +172,12 @@ func printStatus(w io.Writer, st localapi.Status, now time.Time) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", p.Name, firstAddr(p.Addresses), routes(p.Routes), path, hs)
 	}
 	tw.Flush()
+	if st.EngineError != "" {
+		fmt.Fprintf(w, "data plane error (retrying): %s\n", st.EngineError)
+	}
+	for _, r := range st.RejectedPeers {
+		fmt.Fprintf(w, "left out: %s (%s): %s\n", r.Name, r.NodeKey, r.Reason)
+	}
 }
 
 func firstAddr(ps []netip.Prefix) string {
