@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/knadh/koanf/parsers/yaml"
 	"github.com/knadh/koanf/providers/confmap"
@@ -37,6 +38,40 @@ type Config struct {
 	// NetworkConfig is OpenWrt's UCI network file, read to turn an
 	// interface name in join.advertise_routes (e.g. "lan") into its prefix.
 	NetworkConfig string `koanf:"network_config"`
+	// NetmapCacheMaxAge is the oldest netmap cache (state_dir/netmap.json)
+	// the agent restores at start, as a Go duration ("168h"); "0" never
+	// restores it. Peers whose key has expired are never restored (S20).
+	NetmapCacheMaxAge string `koanf:"netmap_cache_max_age"`
+}
+
+// DefaultNetmapCacheMaxAge is a week: long enough to ride out a coord
+// outage over a weekend or a holiday, short enough that a node revoked
+// while this router was off does not come back from a months-old file.
+const DefaultNetmapCacheMaxAge = 7 * 24 * time.Hour
+
+// CacheMaxAge is netmap_cache_max_age parsed (validate has checked it);
+// 0 means the cache is never restored.
+func (c *Config) CacheMaxAge() time.Duration {
+	d, err := parseMaxAge(c.NetmapCacheMaxAge)
+	if err != nil {
+		return 0 // fail closed; validate reports the bad value
+	}
+	return d
+}
+
+func parseMaxAge(s string) (time.Duration, error) {
+	s = strings.TrimSpace(s)
+	if s == "0" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, err
+	}
+	if d < 0 {
+		return 0, errors.New("negative")
+	}
+	return d, nil
 }
 
 // Join is what "lanmesh up" would set, given in config instead: the agent
@@ -127,8 +162,9 @@ func Defaults() Config {
 			Listen:     "127.0.0.1:53535",
 			LeasesFile: "/tmp/dhcp.leases", // OpenWrt's dnsmasq
 		},
-		Join:          Join{SNATSubnetRoutes: true},
-		NetworkConfig: "/etc/config/network",
+		Join:              Join{SNATSubnetRoutes: true},
+		NetworkConfig:     "/etc/config/network",
+		NetmapCacheMaxAge: "168h", // DefaultNetmapCacheMaxAge
 	}
 }
 
@@ -255,6 +291,7 @@ func toMap(d Config) map[string]any {
 		"join.accept_routes":      d.Join.AcceptRoutes,
 		"join.snat_subnet_routes": d.Join.SNATSubnetRoutes,
 		"network_config":          d.NetworkConfig,
+		"netmap_cache_max_age":    d.NetmapCacheMaxAge,
 	}
 }
 
@@ -508,6 +545,9 @@ func (c *Config) validate(origin map[string]string) error {
 	}
 	if !validHostname(c.Join.Hostname) {
 		bad("join.hostname", c.Join.Hostname, "is not a host name (letters, digits and -, up to 63)")
+	}
+	if _, err := parseMaxAge(c.NetmapCacheMaxAge); err != nil {
+		bad("netmap_cache_max_age", c.NetmapCacheMaxAge, "is not a duration like 168h or 30m (0: never restore the cache)")
 	}
 	if c.DNS.PublishLeases && c.DNS.LeasesFile == "" {
 		bad("dns.leases_file", c.DNS.LeasesFile, "must not be empty when dns.publish_leases is true")

@@ -153,3 +153,83 @@ func (e *pathEngine) Peers() []engine.PeerStatus {
 func upReq() localapi.UpRequest {
 	return localapi.UpRequest{LoginServer: "https://198.18.0.2", AuthKey: testAuthKey, Timeout: 5 * time.Second}
 }
+
+// S20: a restarted agent never restores a peer whose key has expired, nor
+// a cache older than netmap_cache_max_age (or saved "in the future", when
+// the clock went back and its age cannot be judged).
+func TestNetmapCacheHonoursExpiryAndMaxAge(t *testing.T) {
+	dir := t.TempDir()
+	self, live, gone := node(1, "router-a"), node(2, "router-b"), node(3, "router-c")
+	live.KeyExpiry = time.Now().Add(time.Hour)
+	gone.KeyExpiry = time.Now().Add(-time.Minute)
+	coord := newFakeCoord(self)
+	h := newHarness(t, dir, coord)
+	join(t, h, self, fullMap(self, live, gone))
+	h.d.Close()
+
+	rewrite := func(savedAt time.Time) {
+		t.Helper()
+		c, err := state.LoadNetmap(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SavedAt = savedAt
+		c.Map.Peers = []wire.Node{live, gone}
+		if err := state.StoreNetmap(dir, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	peers := func(h *harness) []string {
+		var names []string
+		for _, p := range h.d.Status(context.Background()).Peers {
+			names = append(names, p.Name)
+		}
+		return names
+	}
+
+	// A fresh cache: the live peer comes back, the expired one does not.
+	rewrite(time.Now().Add(-time.Hour))
+	h2 := newHarness(t, dir, coord)
+	cfg, n := h2.eng.last()
+	if n != 1 || len(cfg.Peers) != 1 || cfg.Peers[0].Key != live.Key {
+		t.Fatalf("engine after restart: %d configs, peers %+v; want only %s", n, cfg.Peers, live.Name)
+	}
+	if got := peers(h2); len(got) != 1 || got[0] != live.Name {
+		t.Fatalf("status peers = %v, want [%s]", got, live.Name)
+	}
+	if !strings.Contains(h2.logs.String(), "its key has expired") {
+		t.Fatalf("no log about the expired peer:\n%s", h2.logs.String())
+	}
+	h2.d.Close()
+
+	for _, tc := range []struct {
+		name    string
+		savedAt time.Time
+		maxAge  string
+		log     string
+	}{
+		{"older than the limit", time.Now().Add(-8 * 24 * time.Hour), "", "older than netmap_cache_max_age"},
+		{"older than a shorter limit", time.Now().Add(-2 * time.Hour), "1h", "older than netmap_cache_max_age"},
+		{"limit 0", time.Now().Add(-time.Minute), "0", "netmap_cache_max_age is 0"},
+		{"saved in the future", time.Now().Add(time.Hour), "", "saved in the future"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rewrite(tc.savedAt)
+			h := newHarnessWith(t, dir, coord, func(c *config.Config, _ *Options) {
+				if tc.maxAge != "" {
+					c.NetmapCacheMaxAge = tc.maxAge
+				}
+			})
+			defer h.d.Close()
+			if _, n := h.eng.last(); n != 0 {
+				t.Fatalf("engine configured from a stale cache")
+			}
+			if got := peers(h); len(got) != 0 {
+				t.Fatalf("peers restored from a stale cache: %v", got)
+			}
+			if !strings.Contains(h.logs.String(), tc.log) {
+				t.Fatalf("log does not say %q:\n%s", tc.log, h.logs.String())
+			}
+		})
+	}
+}

@@ -9,6 +9,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 	"golang.zx2c4.com/wireguard/tun"
+
+	"github.com/lanmesh/lanmesh/agent/kernelhint"
 )
 
 // refuseTUNOffload lets tests play a kernel that refuses TUN offloads.
@@ -73,7 +75,7 @@ var setGSOMaxSegsHook func(name string, n int) error
 func openTUN(name string, mtu int, vnetHdr bool, maxSegs int) (_ tun.Device, segErr, err error) {
 	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, nil, fmt.Errorf("open /dev/net/tun: %w", err)
+		return nil, nil, kernelhint.Explain(kernelhint.TUN, fmt.Errorf("open /dev/net/tun: %w", err))
 	}
 	ifr, err := unix.NewIfreq(name)
 	if err != nil {

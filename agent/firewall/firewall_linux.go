@@ -8,6 +8,8 @@ import (
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
+
+	"github.com/lanmesh/lanmesh/agent/kernelhint"
 )
 
 // Firewall writes the table. Its methods must run in the target network
@@ -73,13 +75,13 @@ type shape struct {
 func (f *Firewall) apply(batch func(*nftables.Conn) error) error {
 	c, err := nftables.New()
 	if err != nil {
-		return fmt.Errorf("firewall: open netlink: %w", err)
+		return kernelhint.Explain(kernelhint.NFTables, fmt.Errorf("firewall: open netlink: %w", err))
 	}
 	if err := batch(c); err != nil {
 		return err
 	}
 	if err := c.Flush(); err != nil {
-		return fmt.Errorf("firewall: replace table inet %s: %w", TableName, err)
+		return kernelhint.Explain(kernelhint.NFTables, fmt.Errorf("firewall: replace table inet %s: %w", TableName, err))
 	}
 	return nil
 }
@@ -120,7 +122,7 @@ func (f *Firewall) rebuild(c *nftables.Conn, cfg Config, p *plan) error {
 func (f *Firewall) Close() error {
 	c, err := nftables.New()
 	if err != nil {
-		return fmt.Errorf("firewall: open netlink: %w", err)
+		return kernelhint.Explain(kernelhint.NFTables, fmt.Errorf("firewall: open netlink: %w", err))
 	}
 	f.built, f.plan = nil, nil
 	c.DelTable(table())

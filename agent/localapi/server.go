@@ -44,6 +44,8 @@ type Server struct {
 	log *slog.Logger
 	hs  *http.Server
 	ln  net.Listener
+	// path is the socket's path, removed by Close.
+	path string
 }
 
 // Listen creates the socket at path: its directory 0755, the socket 0600,
@@ -68,15 +70,11 @@ func Listen(path string, b Backend, log *slog.Logger) (*Server, error) {
 			return nil, fmt.Errorf("remove stale socket: %w", err)
 		}
 	}
-	ln, err := net.Listen("unix", path)
+	ln, err := listenPrivate(path)
 	if err != nil {
-		return nil, fmt.Errorf("local API socket: %w", err)
+		return nil, err
 	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		ln.Close()
-		return nil, fmt.Errorf("local API socket: %w", err)
-	}
-	s := &Server{b: b, log: log, ln: ln}
+	s := &Server{b: b, log: log, ln: ln, path: path}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+PathStatus, s.status)
 	mux.HandleFunc("POST "+PathUp, s.up)
@@ -112,6 +110,7 @@ func (s *Server) Close() error {
 	if err != nil {
 		s.hs.Close()
 	}
+	os.Remove(s.path)
 	return err
 }
 

@@ -27,6 +27,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.String("tun", config.Defaults().TUNName, "mesh interface name")
 	fs.Int("port", config.Defaults().ListenPort, "WireGuard UDP port (0 picks one)")
 	fs.String("log-level", config.Defaults().LogLevel, "debug, info, warn or error")
+	fs.String("netmap-cache-max-age", config.Defaults().NetmapCacheMaxAge, "oldest netmap cache restored at start (0: never); peers with expired keys are never restored")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -36,7 +37,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return errUsage
 	}
 	// Only flags the user set override the file and env.
-	keys := map[string]string{"state-dir": "state_dir", "tun": "tun_name", "port": "listen_port", "socket": "socket", "log-level": "log_level"}
+	keys := map[string]string{"state-dir": "state_dir", "tun": "tun_name", "port": "listen_port", "socket": "socket", "log-level": "log_level", "netmap-cache-max-age": "netmap_cache_max_age"}
 	var flags []config.Flag
 	fs.Visit(func(f *flag.Flag) {
 		if k, ok := keys[f.Name]; ok {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"os"
 	"runtime"
 	"strings"
 	"text/tabwriter"
@@ -17,10 +18,11 @@ import (
 )
 
 func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs, sock := newFlags("up", "up --login-server URL --auth-key KEY [--advertise-routes CIDR,...] [--accept-routes] [--snat-subnet-routes=true] [--hostname NAME] [--coord-fingerprint FP] [--timeout 30s]",
-		"lanmesh up --login-server https://coord.example:443 --auth-key lmk1.ab12cd34.SECRET --advertise-routes 192.168.1.0/24", stderr)
+	fs, sock := newFlags("up", "up --login-server URL --auth-key KEY|file:PATH|- [--auth-key-file PATH] [--advertise-routes CIDR,...] [--accept-routes] [--snat-subnet-routes=true] [--hostname NAME] [--coord-fingerprint FP] [--timeout 30s]",
+		"lanmesh up --login-server https://coord.example:443 --auth-key file:/etc/lanmesh/authkey --advertise-routes 192.168.1.0/24", stderr)
 	login := fs.String("login-server", "", "coord's URL (https://host[:port])")
-	authKey := fs.String("auth-key", "", "pre-auth key from \"lanmesh-coord keys create\" (used once, never stored)")
+	authKey := fs.String("auth-key", "", "pre-auth key from \"lanmesh-coord keys create\" (used once, never stored); file:PATH reads it from a file, - from stdin; default $"+authKeyEnv+" (keeps it out of ps)")
+	authKeyFile := fs.String("auth-key-file", "", "read the pre-auth key from this file (first line)")
 	adv := fs.String("advertise-routes", "", "LAN prefixes to offer to the mesh, comma-separated (\"\" to stop)")
 	accept := fs.Bool("accept-routes", false, "install peers' approved subnet routes")
 	snat := fs.Bool("snat-subnet-routes", true, "masquerade mesh traffic forwarded into the LAN")
@@ -35,7 +37,11 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "lanmesh up: unexpected argument %q\n", pos[0])
 		return errUsage
 	}
-	req := localapi.UpRequest{LoginServer: *login, AuthKey: *authKey, CoordFingerprint: *fp, Timeout: *timeout}
+	key, err := resolveAuthKey(*authKey, *authKeyFile, os.Getenv)
+	if err != nil {
+		return err
+	}
+	req := localapi.UpRequest{LoginServer: *login, AuthKey: key, CoordFingerprint: *fp, Timeout: *timeout}
 	var badRoutes error
 	fs.Visit(func(f *flag.Flag) {
 		switch f.Name {

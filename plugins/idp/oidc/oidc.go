@@ -17,6 +17,7 @@ import (
 	gooidc "github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
 
+	"github.com/lanmesh/lanmesh/internal/key"
 	"github.com/lanmesh/lanmesh/plugins/sdk"
 )
 
@@ -192,7 +193,7 @@ func (p *IdP) identity(ctx context.Context, tok *oauth2.Token, nonce string, pre
 	if err != nil {
 		return sdk.Identity{}, err
 	}
-	if nonce != "" && it.Nonce != nonce {
+	if nonce != "" && !key.Equal([]byte(it.Nonce), []byte(nonce)) {
 		return sdk.Identity{}, bad("ID token nonce does not match the login")
 	}
 	var claims map[string]any
