@@ -95,6 +95,24 @@ func ReadFrame(r io.Reader, buf []byte) (FrameType, []byte, error) {
 	return FrameType(hdr[0]), buf, nil
 }
 
+// readFrameMax is ReadFrame with a smaller payload limit, checked before
+// the payload is read: for frames from clients not yet authenticated.
+func readFrameMax(r io.Reader, max uint32) (FrameType, []byte, error) {
+	var hdr [frameHeaderLen]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return 0, nil, err
+	}
+	n := binary.BigEndian.Uint32(hdr[1:])
+	if n > max {
+		return 0, nil, fmt.Errorf("%w: %s of %d bytes (max %d here)", ErrFrameTooLarge, FrameType(hdr[0]), n, max)
+	}
+	buf := make([]byte, n)
+	if _, err := io.ReadFull(r, buf); err != nil {
+		return 0, nil, fmt.Errorf("derp: read %s payload (%d bytes): %w", FrameType(hdr[0]), n, err)
+	}
+	return FrameType(hdr[0]), buf, nil
+}
+
 // appendFrame appends a whole frame whose payload is the concatenation of parts.
 func appendFrame(dst []byte, t FrameType, parts ...[]byte) []byte {
 	n := 0

@@ -23,10 +23,13 @@ const ProtocolVersion = 1
 const magic = "LMDERP\xf0\x9f"
 
 const (
-	challengeLen     = 32
-	nonceLen         = 24
-	serverKeyLen     = len(magic) + keyLen + challengeLen
-	maxClientInfoLen = 4 << 10 // generous for the small JSON blob
+	challengeLen = 32
+	nonceLen     = 24
+	serverKeyLen = len(magic) + keyLen + challengeLen
+	// maxClientInfoLen caps the one frame read before a client is
+	// authenticated: key, nonce, box overhead and challenge are 104 bytes,
+	// today's JSON 13; the rest leaves room for new fields.
+	maxClientInfoLen = 512
 )
 
 // ClientInfo is the JSON a client seals with the challenge.

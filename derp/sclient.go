@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lanmesh/lanmesh/internal/key"
@@ -31,7 +32,11 @@ type sclient struct {
 	cancel context.CancelFunc
 
 	packets chan []byte // whole RecvPacket frames; drop-tail
-	control chan []byte // Pong, PeerGone, Error; drop-tail
+	// queued counts the bytes in packets, capped at queueMax: a queue
+	// bounded only in packets would hold 256 x 64 KiB per client.
+	queued   atomic.Int64
+	queueMax int64
+	control  chan []byte // Pong, PeerGone, Error; drop-tail
 
 	closeOnce sync.Once
 
@@ -93,10 +98,16 @@ func (c *sclient) enqueueControl(frame []byte) {
 // enqueuePacket queues a RecvPacket frame without ever blocking the
 // sender: a slow client loses its own packets, nobody else waits.
 func (c *sclient) enqueuePacket(frame []byte) bool {
+	n := int64(len(frame))
+	if c.queued.Add(n) > c.queueMax {
+		c.queued.Add(-n)
+		return false
+	}
 	select {
 	case c.packets <- frame:
 		return true
 	default:
+		c.queued.Add(-n)
 		return false
 	}
 }
@@ -151,6 +162,12 @@ func (c *sclient) forward(dst key.NodePublic, pkt []byte) error {
 			return err
 		}
 	}
+	if dst == c.key {
+		// A client looping through the relay to itself only burns the
+		// relay's bandwidth (S18).
+		s.m.toSelf.Add(1)
+		return nil
+	}
 	dc := s.lookup(dst)
 	if dc == nil {
 		s.m.unknownDst.Add(1)
@@ -184,6 +201,7 @@ func (c *sclient) writeLoop() {
 			return
 		case frame = <-c.control:
 		case frame = <-c.packets:
+			c.queued.Add(-int64(len(frame)))
 		case <-ka.C:
 			frame = appendFrame(nil, FrameKeepAlive)
 		}
@@ -199,6 +217,7 @@ func (c *sclient) writeLoop() {
 					return
 				}
 			case f := <-c.packets:
+				c.queued.Add(-int64(len(f)))
 				if !write(f) {
 					return
 				}

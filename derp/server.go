@@ -33,22 +33,44 @@ type Options struct {
 	PrivateKey key.NodePrivate
 	// Verifier is required: without one the relay would be open (S9).
 	Verifier Verifier
-	// RateBytesPerSec caps what one client may send through the relay;
-	// 0 means no cap. Burst defaults to one second of rate.
+	// RateBytesPerSec caps what one client may send through the relay:
+	// 0 means DefaultRateBytesPerSec, negative (NoRateLimit) no cap.
+	// Burst defaults to one second of rate.
 	RateBytesPerSec int64
 	Burst           int64
-	// QueueLen bounds the packets waiting to be written to one client;
-	// past it new packets are dropped (drop-tail) and counted. Default 256.
-	QueueLen int
+	// QueueBytes bounds the bytes waiting to be written to one client
+	// (default DefaultQueueBytes) and QueueLen the packets (default 256);
+	// past either, new packets are dropped (drop-tail) and counted.
+	QueueBytes int
+	QueueLen   int
+	// MaxHandshakes caps handshakes in progress (connections that have
+	// not yet proven a node key); past it new connections are closed at
+	// once. Default DefaultMaxHandshakes.
+	MaxHandshakes int
 	// RecheckInterval is how often a connected client's key is asked of
 	// the Verifier again. Default 30 s.
 	RecheckInterval  time.Duration
 	KeepAlive        time.Duration // default 15 s
-	HandshakeTimeout time.Duration // default 10 s
+	HandshakeTimeout time.Duration // default 5 s: the whole handshake, verifier included
 	WriteTimeout     time.Duration // default 10 s: a client that cannot take a write in this time is dropped
 	VerifyTimeout    time.Duration // default 5 s
 	Logger           *slog.Logger
 }
+
+// Defaults of the per-client limits, sized so a 1 GiB VPS survives 1000
+// clients that all stop reading: 1000 x 128 KiB of queues is 125 MiB
+// (docs/limits.md).
+const (
+	// DefaultRateBytesPerSec, 8 MiB/s (67 Mbit/s) per sending client,
+	// lets a relayed pair stream video while no single client can take
+	// a small VPS's whole uplink.
+	DefaultRateBytesPerSec = 8 << 20
+	DefaultQueueBytes      = 128 << 10
+	DefaultQueueLen        = 256
+	DefaultMaxHandshakes   = 64
+	// NoRateLimit as Options.RateBytesPerSec turns the rate limit off.
+	NoRateLimit = -1
+)
 
 // Metrics are the server's counters, a snapshot.
 type Metrics struct {
@@ -63,12 +85,15 @@ type Metrics struct {
 	BytesForwarded      int64
 	PacketsDroppedQueue int64 // destination's queue was full
 	PacketsUnknownDst   int64 // destination not connected
+	PacketsToSelf       int64 // a client addressed itself: dropped
+	HandshakesBusy      int64 // connections closed because MaxHandshakes were in progress
 	BadFrames           int64 // connections closed for a bad or oversized frame
 }
 
 type metrics struct {
 	connected, accepted, hsFailed, rejected, dropped,
-	pktsIn, bytesIn, pktsFwd, bytesFwd, dropQueue, unknownDst, badFrames atomic.Int64
+	pktsIn, bytesIn, pktsFwd, bytesFwd, dropQueue, unknownDst, badFrames,
+	toSelf, hsBusy atomic.Int64
 }
 
 // Server is a relay. It is an http.Handler for GET /derp.
@@ -80,6 +105,8 @@ type Server struct {
 
 	ctx    context.Context
 	cancel context.CancelFunc
+
+	handshakes chan struct{} // a slot per handshake in progress
 
 	mu      sync.Mutex
 	clients map[key.NodePublic]*sclient
@@ -102,14 +129,27 @@ func NewServer(opts Options) (*Server, error) {
 	}
 	def(&opts.RecheckInterval, 30*time.Second)
 	def(&opts.KeepAlive, 15*time.Second)
-	def(&opts.HandshakeTimeout, 10*time.Second)
+	def(&opts.HandshakeTimeout, 5*time.Second)
 	def(&opts.WriteTimeout, 10*time.Second)
 	def(&opts.VerifyTimeout, 5*time.Second)
 	if opts.QueueLen <= 0 {
-		opts.QueueLen = 256
+		opts.QueueLen = DefaultQueueLen
 	}
-	if opts.RateBytesPerSec < 0 {
-		return nil, fmt.Errorf("derp: rate limit %d bytes/s is negative", opts.RateBytesPerSec)
+	if opts.QueueBytes <= 0 {
+		opts.QueueBytes = DefaultQueueBytes
+	}
+	if opts.QueueBytes < frameHeaderLen+MaxFrameSize {
+		opts.QueueBytes = frameHeaderLen + MaxFrameSize // one max packet must always fit
+	}
+	if opts.MaxHandshakes <= 0 {
+		opts.MaxHandshakes = DefaultMaxHandshakes
+	}
+	switch {
+	case opts.RateBytesPerSec == 0:
+		opts.RateBytesPerSec = DefaultRateBytesPerSec
+	case opts.RateBytesPerSec < 0:
+		opts.RateBytesPerSec = 0 // internally: no cap
+		opts.Burst = 0
 	}
 	if opts.Burst <= 0 {
 		opts.Burst = opts.RateBytesPerSec
@@ -126,6 +166,8 @@ func NewServer(opts Options) (*Server, error) {
 		ctx:     ctx,
 		cancel:  cancel,
 		clients: make(map[key.NodePublic]*sclient),
+
+		handshakes: make(chan struct{}, opts.MaxHandshakes),
 	}, nil
 }
 
@@ -142,6 +184,7 @@ func (s *Server) Metrics() Metrics {
 		BytesReceived: m.bytesIn.Load(), PacketsForwarded: m.pktsFwd.Load(),
 		BytesForwarded: m.bytesFwd.Load(), PacketsDroppedQueue: m.dropQueue.Load(),
 		PacketsUnknownDst: m.unknownDst.Load(), BadFrames: m.badFrames.Load(),
+		PacketsToSelf: m.toSelf.Load(), HandshakesBusy: m.hsBusy.Load(),
 	}
 }
 
@@ -241,7 +284,16 @@ func (s *Server) ServeConn(conn net.Conn, br *bufio.Reader) {
 	if br == nil {
 		br = bufio.NewReader(conn)
 	}
+	// Handshakes are what an anonymous client can start: cap them (S18).
+	select {
+	case s.handshakes <- struct{}{}:
+	default:
+		s.m.hsBusy.Add(1)
+		conn.Close()
+		return
+	}
 	c, err := s.handshake(conn, br)
+	<-s.handshakes
 	if err != nil {
 		conn.Close()
 		return
@@ -276,7 +328,8 @@ func (s *Server) handshake(conn net.Conn, br *bufio.Reader) (*sclient, error) {
 		s.log.Info("relay handshake refused", "remote", conn.RemoteAddr().String(), "reason", msg, "err", err)
 		return fmt.Errorf("%s: %w", msg, err)
 	}
-	t, p, err := ReadFrame(br, nil)
+	// Unauthenticated input: read no more than a ClientInfo can be.
+	t, p, err := readFrameMax(br, maxClientInfoLen)
 	if err != nil {
 		return nil, fail(&s.m.hsFailed, "handshake: cannot read ClientInfo", err)
 	}
@@ -310,6 +363,7 @@ func (s *Server) handshake(conn net.Conn, br *bufio.Reader) (*sclient, error) {
 		peers:   make(map[key.NodePublic]struct{}),
 	}
 	c.ctx, c.cancel = context.WithCancel(s.ctx)
+	c.queueMax = int64(s.opts.QueueBytes)
 	if s.opts.RateBytesPerSec > 0 {
 		c.bucket = newTokenBucket(s.opts.RateBytesPerSec, s.opts.Burst, time.Now())
 	}

@@ -437,7 +437,7 @@ func TestRateLimitHolds(t *testing.T) {
 // A client that does not read loses its own packets (drop-tail) while
 // everyone else keeps exchanging promptly.
 func TestQueueLimitDropsRatherThanBlocks(t *testing.T) {
-	r := newRelay(t, Options{QueueLen: 8, WriteTimeout: time.Minute})
+	r := newRelay(t, Options{QueueLen: 8, WriteTimeout: time.Minute, RateBytesPerSec: NoRateLimit})
 	a, ak := r.join(t)
 	b, bk := r.join(t)
 	flooder, _ := r.join(t)

@@ -9,6 +9,7 @@ import (
 	"strconv"
 
 	"github.com/lanmesh/lanmesh/coord/server"
+	"github.com/lanmesh/lanmesh/derp"
 	"github.com/lanmesh/lanmesh/internal/wire"
 )
 
@@ -17,6 +18,10 @@ type relayFlags struct {
 	derp     bool   // embed relay + STUN
 	stunPort int    // 0: no STUN
 	mapFile  string // extra regions (lanmesh-derp instances)
+	// Embedded relay limits (derp.Options); rate 0: unlimited.
+	rate          int64
+	queueBytes    int
+	maxHandshakes int
 }
 
 // setupRelay turns on coord's relay and STUN (unless --derp=false) and
@@ -47,7 +52,11 @@ func setupRelay(srv *server.Server, rf relayFlags, serverURL string, ln net.List
 			}
 			stunAddr = net.JoinHostPort(h, strconv.Itoa(rf.stunPort))
 		}
-		bound, err := srv.EnableRelay(server.RelayConfig{STUNAddr: stunAddr})
+		rate := rf.rate
+		if rate == 0 {
+			rate = derp.NoRateLimit
+		}
+		bound, err := srv.EnableRelay(server.RelayConfig{STUNAddr: stunAddr, RateBytesPerSec: rate, QueueBytes: rf.queueBytes, MaxHandshakes: rf.maxHandshakes})
 		if err != nil {
 			return err
 		}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/lanmesh/lanmesh/coord/server"
 	"github.com/lanmesh/lanmesh/coord/store"
+	"github.com/lanmesh/lanmesh/derp"
 	"github.com/lanmesh/lanmesh/internal/tlscert"
 )
 
@@ -39,6 +40,18 @@ var serveCmd = &command{
 		fs.BoolVar(&rf.derp, "derp", true, "embed a relay at /derp on --listen and a STUN server; --derp=false turns both off")
 		fs.IntVar(&rf.stunPort, "stun-port", 3478, "UDP port of the embedded STUN server, on --listen's host; 0 turns STUN off")
 		fs.StringVar(&rf.mapFile, "derp-map", "", "JSON DERP map file ({\"regions\":[...]}) of lanmesh-derp relays to hand nodes besides coord's own (region 1)")
+		fs.Int64Var(&rf.rate, "derp-rate-limit", derp.DefaultRateBytesPerSec, "bytes per second one client may send through the embedded relay; 0 = unlimited")
+		fs.IntVar(&rf.queueBytes, "derp-queue-bytes", derp.DefaultQueueBytes, "bytes the embedded relay queues per receiving client before drop-tail")
+		fs.IntVar(&rf.maxHandshakes, "derp-max-handshakes", derp.DefaultMaxHandshakes, "embedded relay handshakes in progress at once; more connections are closed")
+		lim := server.DefaultLimits
+		fs.IntVar(&lim.MaxConns, "max-conns", lim.MaxConns, "open node-API connections in total; more wait in the kernel's backlog")
+		fs.IntVar(&lim.MaxConnsPerSource, "max-conns-per-source", lim.MaxConnsPerSource, "open node-API connections per source address (IPv6: per /64); more are closed")
+		fs.IntVar(&lim.MaxStreams, "max-streams", lim.MaxStreams, "open netmap streams in total; more get 503")
+		fs.IntVar(&lim.MaxStreamsPerNode, "max-streams-per-node", lim.MaxStreamsPerNode, "open netmap streams per node; a new one ends the node's oldest")
+		fs.Float64Var(&lim.ChallengeRate, "challenge-rate", lim.ChallengeRate, "challenges and health checks per second per source address")
+		fs.IntVar(&lim.ChallengeBurst, "challenge-burst", lim.ChallengeBurst, "burst for --challenge-rate")
+		fs.Float64Var(&lim.RegisterRate, "register-rate", lim.RegisterRate, "signed requests per second per source address from machines coord does not know (first registrations); known machines are not counted")
+		fs.IntVar(&lim.RegisterBurst, "register-burst", lim.RegisterBurst, "burst for --register-rate")
 		verbose := fs.Bool("verbose", false, "log every request-level event (debug)")
 		return func(ctx context.Context, g *globals, args []string) error {
 			if len(args) != 0 {
@@ -50,6 +63,9 @@ var serveCmd = &command{
 			if *keyExpiry <= 0 {
 				return usageError{"--node-key-expiry must be positive"}
 			}
+			if err := checkLimitFlags(lim, rf); err != nil {
+				return err
+			}
 			level := slog.LevelWarn
 			if *verbose {
 				level = slog.LevelDebug
@@ -59,12 +75,35 @@ var serveCmd = &command{
 			if err != nil {
 				return err
 			}
-			return serve(ctx, g, log, *listen, *serverURL, *domain, *certFile, *keyFile, *keyExpiry, token, rf)
+			return serve(ctx, g, log, *listen, *serverURL, *domain, *certFile, *keyFile, *keyExpiry, token, rf, lim)
 		}
 	},
 }
 
-func serve(ctx context.Context, g *globals, log *slog.Logger, listen, serverURL, domain, certFile, keyFile string, keyExpiry time.Duration, derpToken string, rf relayFlags) error {
+// checkLimitFlags refuses zero or negative limits (--derp-rate-limit 0
+// means unlimited).
+func checkLimitFlags(lim server.Limits, rf relayFlags) error {
+	for _, f := range []struct {
+		name string
+		v    float64
+	}{
+		{"max-conns", float64(lim.MaxConns)}, {"max-conns-per-source", float64(lim.MaxConnsPerSource)},
+		{"max-streams", float64(lim.MaxStreams)}, {"max-streams-per-node", float64(lim.MaxStreamsPerNode)},
+		{"challenge-rate", lim.ChallengeRate}, {"challenge-burst", float64(lim.ChallengeBurst)},
+		{"register-rate", lim.RegisterRate}, {"register-burst", float64(lim.RegisterBurst)},
+		{"derp-queue-bytes", float64(rf.queueBytes)}, {"derp-max-handshakes", float64(rf.maxHandshakes)},
+	} {
+		if !(f.v > 0) {
+			return usageError{fmt.Sprintf("--%s %v: want a positive number", f.name, f.v)}
+		}
+	}
+	if rf.rate < 0 {
+		return usageError{fmt.Sprintf("--derp-rate-limit %d: want bytes per second, or 0 for unlimited", rf.rate)}
+	}
+	return nil
+}
+
+func serve(ctx context.Context, g *globals, log *slog.Logger, listen, serverURL, domain, certFile, keyFile string, keyExpiry time.Duration, derpToken string, rf relayFlags, lim server.Limits) error {
 	host := ""
 	if serverURL != "" {
 		u, err := url.Parse(serverURL)
@@ -88,7 +127,7 @@ func serve(ctx context.Context, g *globals, log *slog.Logger, listen, serverURL,
 		return err
 	}
 	defer st.Close()
-	srv, err := server.New(ctx, server.Config{Store: st, Cert: cert, Logger: log, Domain: domain, KeyLifetime: keyExpiry, DerpToken: derpToken})
+	srv, err := server.New(ctx, server.Config{Store: st, Cert: cert, Logger: log, Domain: domain, KeyLifetime: keyExpiry, DerpToken: derpToken, Limits: lim})
 	if err != nil {
 		return err
 	}

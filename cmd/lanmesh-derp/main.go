@@ -20,6 +20,7 @@ import (
 
 	"github.com/lanmesh/lanmesh/derp"
 	"github.com/lanmesh/lanmesh/derp/stun"
+	"github.com/lanmesh/lanmesh/internal/connlimit"
 	"github.com/lanmesh/lanmesh/internal/key"
 	"github.com/lanmesh/lanmesh/internal/wire"
 )
@@ -50,6 +51,7 @@ type config struct {
 	listen, stateDir, verifyURL, tokenFile, tlsCert, tlsKey, hostnames string
 	stunPort                                                           int
 	rate, burst                                                        int64
+	queueBytes, maxHandshakes, maxConns, maxConnsPerSource             int
 	queue                                                              int
 	recheck                                                            time.Duration
 	openRelay, verbose                                                 bool
@@ -73,9 +75,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&c.tlsCert, "tls-cert", "", "PEM certificate (instead of the self-signed one)")
 	fs.StringVar(&c.tlsKey, "tls-key", "", "PEM private key for --tls-cert")
 	fs.StringVar(&c.hostnames, "hostname", "", "comma-separated names/IPs for the self-signed certificate")
-	fs.Int64Var(&c.rate, "rate-limit", 0, "bytes per second one client may relay; 0 = unlimited")
+	fs.Int64Var(&c.rate, "rate-limit", derp.DefaultRateBytesPerSec, "bytes per second one client may relay; 0 = unlimited")
 	fs.Int64Var(&c.burst, "burst", 0, "burst bytes for --rate-limit (default one second's worth)")
-	fs.IntVar(&c.queue, "queue", 256, "packets queued per receiving client before drop-tail")
+	fs.IntVar(&c.queue, "queue", derp.DefaultQueueLen, "packets queued per receiving client before drop-tail")
+	fs.IntVar(&c.queueBytes, "queue-bytes", derp.DefaultQueueBytes, "bytes queued per receiving client before drop-tail")
+	fs.IntVar(&c.maxHandshakes, "max-handshakes", derp.DefaultMaxHandshakes, "relay handshakes in progress at once; more connections are closed")
+	fs.IntVar(&c.maxConns, "max-conns", 4096, "open connections in total; more wait in the kernel's backlog")
+	fs.IntVar(&c.maxConnsPerSource, "max-conns-per-source", 64, "open connections per source address (IPv6: per /64); more are closed")
 	fs.DurationVar(&c.recheck, "recheck", 30*time.Second, "how often connected keys are verified again")
 	fs.BoolVar(&c.verbose, "verbose", false, "debug logs")
 	if err := fs.Parse(args); err != nil {
@@ -87,6 +93,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "lanmesh-derp: unexpected argument %q; see --help\n", fs.Arg(0))
 		return 2
+	}
+	for _, f := range []struct {
+		name string
+		v    int64
+	}{{"rate-limit", c.rate}, {"burst", c.burst}, {"queue", int64(c.queue)}, {"queue-bytes", int64(c.queueBytes)},
+		{"max-handshakes", int64(c.maxHandshakes)}, {"max-conns", int64(c.maxConns)}, {"max-conns-per-source", int64(c.maxConnsPerSource)}} {
+		if f.v < 0 || (f.v == 0 && f.name != "rate-limit" && f.name != "burst") {
+			fmt.Fprintf(stderr, "lanmesh-derp: --%s %d: want a positive number\n", f.name, f.v)
+			return 2
+		}
+	}
+	if c.rate == 0 {
+		c.rate = derp.NoRateLimit
 	}
 	level := slog.LevelInfo
 	if c.verbose {
@@ -158,6 +177,8 @@ func serve(ctx context.Context, c config, cert tls.Certificate, fp string, log *
 		RateBytesPerSec: c.rate,
 		Burst:           c.burst,
 		QueueLen:        c.queue,
+		QueueBytes:      c.queueBytes,
+		MaxHandshakes:   c.maxHandshakes,
 		RecheckInterval: c.recheck,
 		Logger:          log,
 	})
@@ -178,9 +199,12 @@ func serve(ctx context.Context, c config, cert tls.Certificate, fp string, log *
 	if err != nil {
 		return err
 	}
+	ln = connlimit.New(ln, c.maxConns, c.maxConnsPerSource)
 	hs := &http.Server{
 		Handler:           mux,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: 10 * time.Second, // also bounds the TLS handshake
+		IdleTimeout:       90 * time.Second,
+		MaxHeaderBytes:    16 << 10,
 		// The relay upgrades HTTP/1.1 connections; HTTP/2 cannot hijack.
 		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
 		TLSConfig:    &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"http/1.1"}},

@@ -40,10 +40,13 @@ type RelayConfig struct {
 	// STUNAddr is the UDP address for STUN, e.g. "198.18.0.10:3478";
 	// empty: no STUN server.
 	STUNAddr string
-	// Per-client limits, as in derp.Options (zero: derp's defaults).
+	// Per-client limits, as in derp.Options (zero: derp's defaults,
+	// derp.NoRateLimit: no rate limit).
 	RateBytesPerSec int64
 	Burst           int64
 	QueueLen        int
+	QueueBytes      int
+	MaxHandshakes   int
 }
 
 // relayState is the Server's relay part; zero value: no relay.
@@ -67,6 +70,8 @@ func (s *Server) EnableRelay(rc RelayConfig) (netip.AddrPort, error) {
 		RateBytesPerSec: rc.RateBytesPerSec,
 		Burst:           rc.Burst,
 		QueueLen:        rc.QueueLen,
+		QueueBytes:      rc.QueueBytes,
+		MaxHandshakes:   rc.MaxHandshakes,
 		Logger:          s.log.With("part", "relay"),
 	})
 	if err != nil {

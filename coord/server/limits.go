@@ -2,10 +2,7 @@ package server
 
 import (
 	"fmt"
-	"net"
 	"net/http"
-	"net/netip"
-	"sync"
 	"time"
 )
 
@@ -143,77 +140,4 @@ func (s *Server) deadlines(h http.Handler) http.Handler {
 		rc.SetWriteDeadline(now.Add(s.lim.WriteTimeout))
 		h.ServeHTTP(w, r)
 	})
-}
-
-// connLimiter caps open connections in total (Accept waits for a free
-// slot) and per source address (extra connections are closed at once, so
-// one address cannot take every slot).
-type connLimiter struct {
-	net.Listener
-	perSource int
-	slots     chan struct{}
-	done      chan struct{} // closed by Close: a waiting Accept returns
-	closeOnce sync.Once
-
-	mu  sync.Mutex
-	per map[netip.Addr]int
-}
-
-func newConnLimiter(ln net.Listener, max, perSource int) *connLimiter {
-	return &connLimiter{Listener: ln, perSource: perSource, slots: make(chan struct{}, max), done: make(chan struct{}), per: make(map[netip.Addr]int)}
-}
-
-func (l *connLimiter) Close() error {
-	l.closeOnce.Do(func() { close(l.done) })
-	return l.Listener.Close()
-}
-
-func (l *connLimiter) Accept() (net.Conn, error) {
-	for {
-		select {
-		case l.slots <- struct{}{}:
-		case <-l.done:
-			return nil, net.ErrClosed
-		}
-		c, err := l.Listener.Accept()
-		if err != nil {
-			<-l.slots
-			return nil, err
-		}
-		src := sourceKey(c.RemoteAddr().String())
-		l.mu.Lock()
-		over := l.per[src] >= l.perSource
-		if !over {
-			l.per[src]++
-		}
-		l.mu.Unlock()
-		if over {
-			c.Close()
-			<-l.slots
-			continue
-		}
-		return &limitedConn{Conn: c, l: l, src: src}, nil
-	}
-}
-
-func (l *connLimiter) release(src netip.Addr) {
-	l.mu.Lock()
-	if l.per[src]--; l.per[src] <= 0 {
-		delete(l.per, src)
-	}
-	l.mu.Unlock()
-	<-l.slots
-}
-
-type limitedConn struct {
-	net.Conn
-	l    *connLimiter
-	src  netip.Addr
-	once sync.Once
-}
-
-func (c *limitedConn) Close() error {
-	err := c.Conn.Close()
-	c.once.Do(func() { c.l.release(c.src) })
-	return err
 }

@@ -3,12 +3,13 @@ package server
 import (
 	"container/list"
 	"math"
-	"net"
 	"net/http"
 	"net/netip"
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/lanmesh/lanmesh/internal/connlimit"
 )
 
 // tokenBucket counts requests. Not safe for concurrent use: its owner
@@ -56,26 +57,7 @@ func newIPLimiter(rate, burst float64, max int) *ipLimiter {
 }
 
 // sourceKey is the table key for a request's remote address.
-func sourceKey(remote string) netip.Addr {
-	ap, err := netip.ParseAddrPort(remote)
-	if err != nil {
-		h, _, err2 := net.SplitHostPort(remote)
-		if err2 != nil {
-			return netip.Addr{}
-		}
-		a, err3 := netip.ParseAddr(h)
-		if err3 != nil {
-			return netip.Addr{}
-		}
-		ap = netip.AddrPortFrom(a, 0)
-	}
-	a := ap.Addr().Unmap()
-	if a.Is6() {
-		p, _ := a.Prefix(64)
-		return p.Addr()
-	}
-	return a
-}
+func sourceKey(remote string) netip.Addr { return connlimit.Source(remote) }
 
 // allow spends one of src's tokens.
 func (l *ipLimiter) allow(src netip.Addr, now time.Time) (bool, time.Duration) {

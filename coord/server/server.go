@@ -16,6 +16,7 @@ import (
 	"github.com/lanmesh/lanmesh/coord/netmap"
 	"github.com/lanmesh/lanmesh/coord/store"
 	"github.com/lanmesh/lanmesh/derp"
+	"github.com/lanmesh/lanmesh/internal/connlimit"
 	"github.com/lanmesh/lanmesh/internal/wire"
 )
 
@@ -163,7 +164,7 @@ func (s *Server) Serve(ctx context.Context, ln, adminLn net.Listener) error {
 		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{s.cfg.Cert}, MinVersion: tls.VersionTLS12},
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
-	ln = newConnLimiter(ln, s.lim.MaxConns, s.lim.MaxConnsPerSource)
+	ln = connlimit.New(ln, s.lim.MaxConns, s.lim.MaxConnsPerSource)
 	as := &http.Server{Handler: s.AdminHandler(), ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 2)
 	go func() { errc <- hs.Serve(tls.NewListener(ln, hs.TLSConfig)) }()

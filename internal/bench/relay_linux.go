@@ -19,7 +19,7 @@ import (
 // time from /proc/PID/stat, so the relay's cost per Gbit shows.
 func runRelay(ctx context.Context, opt ThroughputOptions, log *slog.Logger) *RelayResult {
 	rr := &RelayResult{Note: "Own world: router A behind the testbed's noudp NAT (UDP dropped, only TCP 443 out), router B behind an easy NAT; " +
-		"all traffic goes through coord's embedded relay over TLS. Relay CPU = utime+stime of the lanmesh-coord process (/proc/PID/stat) during the transfer, divided by the Gbit moved."}
+		"all traffic goes through coord's embedded relay over TLS, its per-client rate limit lifted (--derp-rate-limit 0) to measure capacity. Relay CPU = utime+stime of the lanmesh-coord process (/proc/PID/stat) during the transfer, divided by the Gbit moved."}
 	fail := func(err error) *RelayResult {
 		log.Error("bench: relayed throughput", "err", err)
 		rr.Errs = append(rr.Errs, err.Error())
@@ -38,7 +38,9 @@ func runRelay(ctx context.Context, opt ThroughputOptions, log *slog.Logger) *Rel
 		return fail(fmt.Errorf("noudp topology: %w", err))
 	}
 	sctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	m, err := testbed.StartMesh(sctx, s, nil)
+	// Capacity, not the per-client limit: lift --derp-rate-limit
+	// (default derp.DefaultRateBytesPerSec, docs/limits.md).
+	m, err := testbed.StartMeshWith(sctx, s, nil, testbed.MeshOptions{CoordArgs: []string{"--derp-rate-limit", "0"}})
 	cancel()
 	if err != nil {
 		w.KeepLogs()

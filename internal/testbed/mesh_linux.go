@@ -40,6 +40,8 @@ type MeshOptions struct {
 	// KeyArgs are extra `keys create` flags per router name (e.g.
 	// --user U --tag tag:router).
 	KeyArgs map[string][]string
+	// CoordArgs are extra `lanmesh-coord serve` flags.
+	CoordArgs []string
 	// AgentArgs are extra `lanmesh agent` flags per router name (e.g.
 	// --config FILE for the DNS keys).
 	AgentArgs map[string][]string
@@ -56,6 +58,7 @@ func StartMeshWith(ctx context.Context, s *Standard, say Narrate, opt MeshOption
 	if opt.Verbose {
 		coordArgs, agentArgs = []string{"--verbose"}, []string{"--log-level", "debug"}
 	}
+	coordArgs = append(coordArgs, opt.CoordArgs...)
 	if say == nil {
 		say = func(string, ...any) {}
 	}
