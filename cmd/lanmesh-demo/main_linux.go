@@ -17,21 +17,22 @@ import (
 
 func main() {
 	once := flag.Bool("once", false, "tear down right after the demo instead of waiting for Ctrl-C")
-	natA := flag.String("nat-a", "", "what sits in front of router A: none, easy, hard, cgnat, noudp")
+	natA := flag.String("nat-a", "", "what sits in front of router A: none, easy, restricted, restricted-reject, restricted-accept, hard, cgnat, noudp (docs/nat-traversal.md)")
 	natB := flag.String("nat-b", "", "what sits in front of router B (same choices)")
 	flag.Usage = func() {
 		fmt.Fprintf(os.Stderr, "Usage: lanmesh-demo [--once] [--nat-a KIND] [--nat-b KIND]\n\nBuilds a namespace world, joins two routers to a mesh and pings LAN to LAN.\n\nExample:\n  sudo lanmesh-demo --once --nat-a hard\n\n")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
-	os.Exit(run(*once, kind(*natA), kind(*natB)))
-}
-
-func kind(s string) testbed.NATKind {
-	if s == "none" {
-		return testbed.NATNone
+	a, errA := testbed.ParseNATKind(*natA)
+	b, errB := testbed.ParseNATKind(*natB)
+	for flagName, err := range map[string]error{"--nat-a": errA, "--nat-b": errB} {
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "lanmesh-demo: %s: %v\n", flagName, err)
+			os.Exit(2)
+		}
 	}
-	return testbed.NATKind(s)
+	os.Exit(run(*once, a, b))
 }
 
 // step is the name of what is running, so a failure can say where.

@@ -26,9 +26,13 @@ func TestDemoOnce(t *testing.T) {
 }
 
 func TestKind(t *testing.T) {
-	for in, want := range map[string]testbed.NATKind{"none": testbed.NATNone, "": testbed.NATNone, "hard": testbed.NATHard} {
-		if got := kind(in); got != want {
-			t.Errorf("kind(%q) = %q, want %q", in, got, want)
+	for in, want := range map[string]testbed.NATKind{"none": testbed.NATNone, "": testbed.NATNone, "hard": testbed.NATHard,
+		"restricted-accept": testbed.NATRestrictedAccept} {
+		if got, err := testbed.ParseNATKind(in); err != nil || got != want {
+			t.Errorf("ParseNATKind(%q) = %q, %v; want %q", in, got, err, want)
 		}
+	}
+	if _, err := testbed.ParseNATKind("fullcone"); err == nil || !strings.Contains(err.Error(), "restricted-reject") {
+		t.Errorf("ParseNATKind(fullcone): error %v, want one listing the kinds", err)
 	}
 }

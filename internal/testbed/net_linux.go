@@ -138,15 +138,71 @@ const (
 	NATHard  NATKind = "hard"  // symmetric: a new random port per destination
 	NATCGNAT NATKind = "cgnat" // home NAT behind a carrier NAT (double NAT)
 	NATNoUDP NATKind = "noudp" // NAT plus firewall: all UDP dropped, only TCP 443 out
+	// Port-restricted cones, as a Linux or OpenWrt router masquerades:
+	// endpoint-independent mapping (masquerade keeps the port when it can)
+	// and address-and-port-dependent filtering (only conntrack replies come
+	// in). They differ in what the box's own INPUT chain does with
+	// unsolicited UDP to its WAN address: drop it (OpenWrt's default wan
+	// zone), reject it with ICMP port unreachable, or accept it (a box with
+	// no input firewall; the kernel answers port unreachable too, but the
+	// accepted packet leaves a conntrack entry behind, see
+	// docs/nat-traversal.md).
+	NATRestricted       NATKind = "restricted"
+	NATRestrictedReject NATKind = "restricted-reject"
+	NATRestrictedAccept NATKind = "restricted-accept"
 )
+
+// NATKinds lists every kind in the order documentation and --help name them.
+var NATKinds = []NATKind{NATNone, NATEasy, NATRestricted, NATRestrictedReject, NATRestrictedAccept, NATHard, NATCGNAT, NATNoUDP}
+
+// String names the kind as flags spell it ("none" for NATNone).
+func (k NATKind) String() string {
+	if k == NATNone {
+		return "none"
+	}
+	return string(k)
+}
+
+// ParseNATKind reads a kind as --nat-a/--nat-b spell it; "" and "none" mean
+// no NAT.
+func ParseNATKind(s string) (NATKind, error) {
+	if s == "" || s == "none" {
+		return NATNone, nil
+	}
+	for _, k := range NATKinds {
+		if string(k) == s {
+			return k, nil
+		}
+	}
+	names := make([]string, len(NATKinds))
+	for i, k := range NATKinds {
+		names[i] = k.String()
+	}
+	return "", fmt.Errorf("unknown NAT kind %q: want one of %s", s, strings.Join(names, ", "))
+}
 
 // natRuleset is the nftables ruleset of a NAT box whose public interface
 // is wan and private one lan. Its table is the only one in the box's own
 // namespace.
 func natRuleset(kind NATKind, wan, lan string) (string, error) {
 	masq := "masquerade"
+	// By default the box drops unsolicited UDP to itself, like OpenWrt's
+	// wan zone (input REJECT there covers only what is not UDP to a closed
+	// port; the restricted-* kinds model the other set-ups).
+	input := fmt.Sprintf("iifname %q meta l4proto udp ct state new drop", wan)
 	switch kind {
-	case NATEasy, NATCGNAT, NATNoUDP:
+	case NATEasy, NATCGNAT, NATNoUDP, NATRestricted:
+	case NATRestrictedReject:
+		// Rejected packets never confirm a conntrack entry: to the
+		// mappings this is the same as drop, but the sender gets an ICMP
+		// port unreachable from the box.
+		input = fmt.Sprintf("iifname %q meta l4proto udp ct state new reject with icmpx type port-unreachable", wan)
+	case NATRestrictedAccept:
+		// Nothing filters input: an unsolicited datagram is delivered to
+		// the box's own (closed) port, answered with port unreachable by
+		// the kernel, and its conntrack entry stays for 30 s, refreshed by
+		// every further datagram of the same sender.
+		input = ""
 	case NATHard:
 		// fully-random picks a fresh source port for every new conntrack
 		// entry, so each destination sees a different port.
@@ -154,11 +210,6 @@ func natRuleset(kind NATKind, wan, lan string) (string, error) {
 	default:
 		return "", fmt.Errorf("testbed: unknown NAT kind %q", kind)
 	}
-	// Like a real home router, the box drops unsolicited UDP to itself:
-	// accepting it would leave a conntrack entry that clashes with the
-	// mapping a hole-punching node needs, and masquerade would then pick
-	// another port.
-	input := fmt.Sprintf("iifname %q meta l4proto udp ct state new drop", wan)
 	filter := ""
 	if kind == NATNoUDP {
 		input = "meta l4proto udp drop"

@@ -151,7 +151,7 @@ func (s *Standard) site(x string, i int, kind NATKind) (router, lanHost *Host, l
 			ip4 = ""
 		}
 		err = s.onInternet(router, "wan0", ip4, fmt.Sprintf("2001:db8::%d:2", i))
-	case NATEasy, NATHard, NATNoUDP, NATCGNAT:
+	case NATEasy, NATHard, NATNoUDP, NATCGNAT, NATRestricted, NATRestrictedReject, NATRestrictedAccept:
 		// The box the router sees: its home NAT.
 		home, e := w.AddNATBox("nat-"+x, kind)
 		if e != nil {

@@ -136,6 +136,9 @@ func TestNATKinds(t *testing.T) {
 		{NATEasy, true, false, true},
 		{NATHard, false, false, false},
 		{NATCGNAT, true, false, false},
+		{NATRestricted, true, false, false},
+		{NATRestrictedReject, true, false, false},
+		{NATRestrictedAccept, true, false, false},
 		{NATNoUDP, false, true, false},
 	} {
 		t.Run(string(c.kind)+"nat", func(t *testing.T) {
@@ -329,5 +332,84 @@ func TestBadInput(t *testing.T) {
 		if got := parsePingReceived(in); got != want {
 			t.Errorf("parsePingReceived(%q) = %d, want %d", in, got, want)
 		}
+	}
+}
+
+// TestRestrictedInput shows what the three port-restricted kinds do with
+// an unsolicited datagram to the box's public address, and the effect
+// that matters for hole punching: on the accepting box, the conntrack
+// entry the stranger's datagram left makes masquerade move the router's
+// later datagram to that same stranger onto another port (the clash
+// docs/nat-traversal.md describes).
+func TestRestrictedInput(t *testing.T) {
+	SkipUnlessRoot(t)
+	t.Parallel()
+	for _, c := range []struct {
+		kind      NATKind
+		icmp      bool // the stranger hears port unreachable
+		portMoves bool // the router's datagram to the stranger leaves from another port
+	}{
+		{NATRestricted, false, false},
+		{NATRestrictedReject, true, false},
+		{NATRestrictedAccept, true, true},
+	} {
+		t.Run(string(c.kind), func(t *testing.T) {
+			t.Parallel()
+			s := NewStandard(t, StandardOptions{NATA: c.kind})
+			const port = 40123
+			listen := func(p int) net.PacketConn {
+				l, err := s.Coord.ListenPacket("udp4", fmt.Sprintf("%s:%d", CoordIP, p))
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { l.Close() })
+				return l
+			}
+			// A connected socket hears an ICMP error as ECONNREFUSED on
+			// its next read (to another port, so it leaves no entry in the
+			// way of what follows).
+			var probe *net.UDPConn
+			if err := s.Coord.Do(func() error {
+				var err error
+				probe, err = net.DialUDP("udp4", &net.UDPAddr{IP: net.ParseIP(CoordIP), Port: 3492},
+					&net.UDPAddr{IP: net.ParseIP(WANA), Port: port + 1})
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+			defer probe.Close()
+			probe.Write([]byte("unsolicited"))
+			probe.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+			_, err := probe.Read(make([]byte, 16))
+			if refused := err != nil && strings.Contains(err.Error(), "refused"); refused != c.icmp {
+				t.Errorf("unsolicited datagram to %s:%d: read error %v, want port unreachable=%v", WANA, port+1, err, c.icmp)
+			}
+			stranger, other := listen(3490), listen(3491)
+			stranger.WriteTo([]byte("unsolicited"), &net.UDPAddr{IP: net.ParseIP(WANA), Port: port})
+			time.Sleep(100 * time.Millisecond)
+			a, err := s.RouterA.ListenPacket("udp4", fmt.Sprintf(":%d", port))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer a.Close()
+			buf := make([]byte, 64)
+			srcPort := func(l net.PacketConn, dport int) int {
+				a.WriteTo([]byte("hello"), &net.UDPAddr{IP: net.ParseIP(CoordIP), Port: dport})
+				l.SetReadDeadline(time.Now().Add(time.Second))
+				_, src, err := l.ReadFrom(buf)
+				if err != nil {
+					t.Fatalf("router-a -> coord:%d: %v", dport, err)
+				}
+				return src.(*net.UDPAddr).Port
+			}
+			// To an untouched destination the port is kept
+			// (endpoint-independent mapping).
+			if p := srcPort(other, 3491); p != port {
+				t.Fatalf("to an untouched destination: source port %d, want %d", p, port)
+			}
+			if p := srcPort(stranger, 3490); (p != port) != c.portMoves {
+				t.Errorf("router -> stranger seen from port %d: moved=%v, want %v", p, p != port, c.portMoves)
+			}
+		})
 	}
 }
