@@ -178,6 +178,9 @@ func (m *Manager) seal(p *peerPath, msg Message) []byte {
 
 // ping sends a ping to one candidate of p and remembers its TxID.
 func (m *Manager) ping(p *peerPath, c *candidate, now time.Time, ob *outbox) {
+	if p.holding(now) {
+		return // quiet until the failed attempt's NAT state has expired
+	}
 	var tx TxID
 	if _, err := rand.Read(tx[:]); err != nil {
 		panic("crypto/rand failed: " + err.Error())
@@ -205,13 +208,19 @@ func (m *Manager) pingSoon(p *peerPath, addrs []netip.AddrPort, now time.Time, o
 // round pings every candidate at once and, while on the relay, tells the
 // peer our endpoints so it pings us at the same time.
 func (m *Manager) round(p *peerPath, now time.Time, ob *outbox) {
+	if p.holding(now) {
+		p.nextRound = p.holdUntil
+		return
+	}
 	addrs := make([]netip.AddrPort, 0, len(p.cands))
 	for a := range p.cands {
 		addrs = append(addrs, a)
 	}
 	slices.SortFunc(addrs, func(a, b netip.AddrPort) int { return a.Compare(b) })
-	for _, a := range addrs {
-		m.ping(p, p.cands[a], now, ob)
+	if !p.waiting(now) {
+		for _, a := range addrs {
+			m.ping(p, p.cands[a], now, ob)
+		}
 	}
 	if !p.best.IsValid() && len(m.local) > 0 {
 		p.lastCMM = now
@@ -243,7 +252,7 @@ func (m *Manager) SetPeers(peers []Peer) {
 		}
 		p.region = pe.Region
 		added := p.setSource(FromNetmap, pe.Endpoints)
-		if !p.nextRound.IsZero() && len(added) > 0 {
+		if !p.nextRound.IsZero() && len(added) > 0 && !p.waiting(now) {
 			m.pingSoon(p, added, now, &ob)
 			// While on the relay, ask the peer to ping back now: our pings
 			// alone die at its NAT until it opens a mapping towards us.
@@ -286,7 +295,7 @@ func (m *Manager) SetLocalEndpoints(eps []netip.AddrPort) {
 func (m *Manager) NetworkChanged() {
 	m.mu.Lock()
 	for _, p := range m.peers {
-		p.nextRound = time.Time{}
+		p.nextRound = time.Time{} // a hold still holds: the far NAT's state is the same
 	}
 	m.mu.Unlock()
 	m.Tick()
@@ -336,6 +345,7 @@ func (m *Manager) Tick() {
 	}
 	for _, p := range m.peers {
 		m.checkLiveness(p, now, &ob)
+		m.checkHold(p, now, &ob)
 		p.expire(now)
 		if !now.Before(p.nextRound) {
 			m.round(p, now, &ob)
@@ -438,6 +448,8 @@ func (m *Manager) handleLocked(pkt []byte, from key.NodePublic, src netip.AddrPo
 		}
 		pong.Src = src
 		ob.pkts = append(ob.pkts, outPkt{pkt: m.seal(p, pong), udp: src})
+		// The peer's ping got through: whatever held our pings is past.
+		p.clearHold()
 		// The peer reached us from src: ping back there, which opens our
 		// NAT towards it when only its pings got through so far.
 		p.notePing(src, now)
@@ -455,7 +467,12 @@ func (m *Manager) handleLocked(pkt []byte, from key.NodePublic, src netip.AddrPo
 		return m.handlePong(p, msg, src, viaRelay, now, ob)
 	case *CallMeMaybe:
 		p.setSource(FromCallMeMaybe, msg.Endpoints)
-		m.pingSoon(p, msg.Endpoints, now, ob)
+		m.pingSoon(p, msg.Endpoints, now, ob) // nothing while holding
+		return nil
+	case *Hold:
+		if viaRelay {
+			m.handleHold(p, msg, now, ob)
+		}
 		return nil
 	}
 	return nil

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"time"
 
 	"github.com/lanmesh/lanmesh/internal/key"
 )
@@ -17,6 +18,7 @@ const (
 	TypePing        byte = 0x01
 	TypePong        byte = 0x02
 	TypeCallMeMaybe byte = 0x03
+	TypeHold        byte = 0x04
 
 	Version byte = 0
 
@@ -28,13 +30,14 @@ const (
 	addrLen       = 18 // 16-byte IP (IPv4 as ::ffff:a.b.c.d) + port
 	pingBodyLen   = txIDLen + 32
 	pongBodyLen   = txIDLen + addrLen
+	holdBodyLen   = 2 + 1 + 4 // attempt, flags, duration in ms
 	payloadHdrLen = 2
 )
 
 // TxID identifies a ping and the pong that answers it.
 type TxID [txIDLen]byte
 
-// Message is one of *Ping, *Pong, *CallMeMaybe.
+// Message is one of *Ping, *Pong, *CallMeMaybe, *Hold.
 type Message interface {
 	// AppendMarshal appends the payload form (type, version, body) to b.
 	AppendMarshal(b []byte) []byte
@@ -61,6 +64,37 @@ type Pong struct {
 // back: both NATs open a mapping at about the same time.
 type CallMeMaybe struct {
 	Endpoints []netip.AddrPort
+}
+
+// Hold, sent over the relay, asks the peer to stop pinging us for
+// Duration, so that the conntrack entries the failed punching left in
+// both NATs expire, and then to punch again in order: the side whose pings
+// were refused by the other's NAT box (Refused) waits for the other's
+// CallMeMaybe. Attempt counts the holds for this pair, so both sides break
+// a tie the same way. See docs/nat-traversal.md.
+type Hold struct {
+	Attempt  uint16
+	Refused  bool
+	Duration time.Duration
+}
+
+// Hold durations outside these bounds are refused by the parser.
+const (
+	MinHold = time.Second
+	MaxHold = 10 * time.Minute
+)
+
+func (*Hold) typ() byte { return TypeHold }
+
+func (m *Hold) AppendMarshal(b []byte) []byte {
+	b = append(b, TypeHold, Version)
+	b = binary.BigEndian.AppendUint16(b, m.Attempt)
+	var flags byte
+	if m.Refused {
+		flags = 1
+	}
+	b = append(b, flags)
+	return binary.BigEndian.AppendUint32(b, uint32(m.Duration.Milliseconds()))
 }
 
 func (*Ping) typ() byte        { return TypePing }
@@ -169,6 +203,18 @@ func Parse(p []byte) (Message, error) {
 			m.Endpoints = append(m.Endpoints, ep)
 		}
 		return m, nil
+	case TypeHold:
+		if len(body) != holdBodyLen {
+			return nil, fmt.Errorf("disco: hold body of %d bytes, want %d", len(body), holdBodyLen)
+		}
+		if body[2] > 1 {
+			return nil, fmt.Errorf("disco: hold flags 0x%02x, only 0x01 is defined", body[2])
+		}
+		d := time.Duration(binary.BigEndian.Uint32(body[3:])) * time.Millisecond
+		if d < MinHold || d > MaxHold {
+			return nil, fmt.Errorf("disco: hold of %v, want %v to %v", d, MinHold, MaxHold)
+		}
+		return &Hold{Attempt: binary.BigEndian.Uint16(body), Refused: body[2] == 1, Duration: d}, nil
 	default:
 		return nil, fmt.Errorf("disco: unknown message type 0x%02x", typ)
 	}

@@ -93,6 +93,14 @@ type peerPath struct {
 	nextRound time.Time
 	lastCMM   time.Time
 	lastPong  time.Time
+
+	// Ordered punching after a refused punch (hold.go).
+	refusedAt   time.Time // first refusal since the last hold; zero: none
+	holdUntil   time.Time // no pings to the peer before then
+	waitUntil   time.Time // until then, ping only when the peer asks
+	holds       uint16    // holds so far with this peer (Hold.Attempt)
+	meRefused   bool      // our pings were refused before this hold
+	peerRefused bool      // the peer's Hold said its pings were refused
 }
 
 func (p *peerPath) interval() time.Duration {

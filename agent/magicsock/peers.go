@@ -325,6 +325,7 @@ func (c *Conn) SetConfig(priv key.NodePrivate, peers []Peer, dm *wire.DERPMap) e
 		c.started = true
 		c.wg.Go(c.relayLoop)
 		c.wg.Go(c.netcheckLoop)
+		c.wg.Go(c.refusalLoop)
 	}
 	c.wake(c.relayWake)
 

@@ -12,31 +12,6 @@ import (
 	"github.com/lanmesh/lanmesh/internal/testbed"
 )
 
-// natCell is one pair of the NAT matrix: the NAT in front of each router
-// and whether a direct path is possible in theory.
-type natCell struct {
-	name   string
-	opts   testbed.StandardOptions
-	direct bool
-}
-
-var natMatrix = []natCell{
-	{"easy-easy", testbed.StandardOptions{NATA: testbed.NATEasy, NATB: testbed.NATEasy}, true},
-	// One symmetric side: the easy side's stable mapping is enough, the
-	// hard side's pings open its own mapping toward it.
-	{"easy-hard", testbed.StandardOptions{NATA: testbed.NATEasy, NATB: testbed.NATHard}, true},
-	// Symmetric NAT facing an open router: the open side learns the
-	// hard side's per-destination port from its pings.
-	{"hard-none", testbed.StandardOptions{NATA: testbed.NATHard}, true},
-	{"cgnat-easy", testbed.StandardOptions{NATA: testbed.NATCGNAT, NATB: testbed.NATEasy}, true},
-	// Both symmetric: neither side can predict the other's port.
-	{"hard-hard", testbed.StandardOptions{NATA: testbed.NATHard, NATB: testbed.NATHard}, false},
-	// No UDP at all on one side: only the relay over TCP 443 works.
-	{"noudp-easy", testbed.StandardOptions{NATA: testbed.NATNoUDP, NATB: testbed.NATEasy}, false},
-	{"noudp-none", testbed.StandardOptions{NATA: testbed.NATNoUDP}, false},
-	{"ipv6only", testbed.StandardOptions{IPv6Only: true}, true},
-}
-
 // TestNATMatrix (issue 3, acceptance 1): every pair of NAT types exchanges
 // LAN-to-LAN traffic over the real binaries; pairs where a direct path is
 // possible end up direct, the others stay relayed. Each cell is its own
@@ -49,28 +24,28 @@ func TestNATMatrix(t *testing.T) {
 		rows []string
 	)
 	t.Run("cells", func(t *testing.T) {
-		for _, c := range natMatrix {
-			t.Run(c.name, func(t *testing.T) {
+		for _, c := range testbed.NATPairs {
+			t.Run(c.Name, func(t *testing.T) {
 				t.Parallel()
-				m := meshWith(t, c.opts, testbed.MeshOptions{Verbose: true})
+				m := meshWith(t, c.Opts, testbed.MeshOptions{Verbose: true})
 				t0 := time.Now()
 				// Relayed cells watch 5 s after the first packet for a
 				// (wrong) upgrade; direct ones wait up to 20 s for it.
 				hold := 5 * time.Second
-				if c.direct {
-					hold = 20 * time.Second
+				if c.Direct {
+					hold = c.DirectWithin()
 				}
-				r, err := testbed.MeasureConnect(context.Background(), m, t0, hold, 25*time.Second)
-				row := connectRow(c.name, c.direct, r, err)
+				r, err := testbed.MeasureConnect(context.Background(), m, t0, hold, hold+5*time.Second)
+				row := connectRow(c.Name, c.Direct, r, err)
 				mu.Lock()
 				rows = append(rows, row)
 				mu.Unlock()
 				if err != nil {
-					t.Fatalf("%s: %v (logs in %s)", c.name, err, m.LogDir)
+					t.Fatalf("%s: %v (logs in %s)", c.Name, err, m.LogDir)
 				}
-				t.Logf("%s: first packet %s, direct %s, paths %q, B's path %q", c.name, fmtMs(r.FirstPacket), fmtOpt(r.Direct), r.Paths, r.PathB)
-				checkPath(t, "router-a -> router-b", r.Path, c.direct)
-				if c.direct && strings.HasPrefix(r.Path, "direct") {
+				t.Logf("%s: first packet %s, direct %s, paths %q, B's path %q", c.Name, fmtMs(r.FirstPacket), fmtOpt(r.Direct), r.Paths, r.PathB)
+				checkPath(t, "router-a -> router-b", r.Path, c.Direct)
+				if c.Direct && strings.HasPrefix(r.Path, "direct") {
 					// B must agree once A has a direct path.
 					ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 					defer cancel()
@@ -78,10 +53,10 @@ func TestNATMatrix(t *testing.T) {
 					if err != nil {
 						t.Errorf("router-b -> router-a: %v", err)
 					}
-					if c.opts.IPv6Only && !strings.Contains(p, "[2001:db8:") {
+					if c.Opts.IPv6Only && !strings.Contains(p, "[2001:db8:") {
 						t.Errorf("ipv6only: direct path %q is not over IPv6", p)
 					}
-				} else if !c.direct {
+				} else if !c.Direct {
 					checkPath(t, "router-b -> router-a", r.PathB, false)
 				}
 				// Traffic still flows on the final path.
@@ -131,9 +106,9 @@ func fmtOpt(d time.Duration) string {
 // sortedRows keeps the matrix order whatever order the cells finished in.
 func sortedRows(rows []string) []string {
 	var out []string
-	for _, c := range natMatrix {
+	for _, c := range testbed.NATPairs {
 		for _, r := range rows {
-			if strings.HasPrefix(r, "| "+c.name+" |") {
+			if strings.HasPrefix(r, "| "+c.Name+" |") {
 				out = append(out, r)
 			}
 		}
