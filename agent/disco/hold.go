@@ -30,9 +30,11 @@ import (
 // unsolicited input poison each other whatever the order; they stay on the
 // relay (holding longer each time).
 const (
-	// refusalGrace: a reject-only box refuses our first ping too, but the
-	// peer's answer to our CallMeMaybe gets through within milliseconds.
-	refusalGrace = 2 * time.Second
+	// refusalGrace: a box that rejects (rather than accepts) refuses our
+	// first ping too, and a full-cone box in front of the peer lets the
+	// peer's pings from a moved port in: either pair goes direct within a
+	// probe round, without any hold.
+	refusalGrace = RelayProbeInterval + time.Second
 	// waitFor: how long the waiting side waits for the other's
 	// CallMeMaybe before it pings on its own again.
 	waitFor = 3 * RelayProbeInterval

@@ -11,6 +11,7 @@ import (
 type ConnectCell struct {
 	Name       string
 	WantDirect bool
+	Why        string // why that path is expected
 	First      Sample // time to first packet, seconds
 	Direct     Sample // time to direct, seconds (runs that went direct)
 	Paths      []string
@@ -21,6 +22,7 @@ type ConnectCell struct {
 type ConnectResult struct {
 	Env   Env
 	Reps  int
+	Load  string // load average when the run started (other work shifts the times)
 	Cells []ConnectCell
 }
 
@@ -57,8 +59,12 @@ func WriteConnectReport(w io.Writer, r *ConnectResult) error {
 	fmt.Fprintf(w, "Each run is a fresh testbed world (real coord and agents) with the NAT boxes named in the pair (router A's first). "+
 		"Times count from the moment both routers have each other's approved LAN in their netmap: *first packet* is the first a1 -> b1 ping reply "+
 		"(pinged every ~200 ms, so that is the resolution), *direct* is when router A's `lanmesh status --json` path to router B first starts with `direct`. "+
-		"Median of %d runs, min-max in brackets, milliseconds.\n\n", r.Reps)
-	t := Table{Header: []string{"pair", "expected", "first packet ms", "(min-max)", "time to direct ms", "(min-max)", "runs direct", "final paths", "notes"}}
+		"Median of %d runs, min-max in brackets, milliseconds. The matrix and its expectations are `testbed.NATPairs`, the same the e2e NAT test runs; "+
+		"the NAT kinds are described in docs/nat-traversal.md.\n\n", r.Reps)
+	if r.Load != "" {
+		fmt.Fprintf(w, "Load average when the run started: %s (on 2 cores; the times include waiting for the CPU).\n\n", r.Load)
+	}
+	t := Table{Header: []string{"pair", "expected", "why", "first packet ms", "(min-max)", "time to direct ms", "(min-max)", "runs direct", "final paths", "notes"}}
 	for _, c := range r.Cells {
 		exp := "relay"
 		if c.WantDirect {
@@ -68,7 +74,7 @@ func WriteConnectReport(w io.Writer, r *ConnectResult) error {
 		if len(c.Errs) > 0 {
 			note = fmt.Sprintf("ERROR (%d of %d runs): %s", len(c.Errs), r.Reps, c.Errs[0])
 		}
-		t.Add(c.Name, exp, msOf(c.First), spreadOf(c.First), msOf(c.Direct), spreadOf(c.Direct),
+		t.Add(c.Name, exp, c.Why, msOf(c.First), spreadOf(c.First), msOf(c.Direct), spreadOf(c.Direct),
 			fmt.Sprintf("%d/%d", len(c.Direct), r.Reps), strings.Join(c.Paths, ", "), note)
 	}
 	if _, err := t.WriteTo(w); err != nil {

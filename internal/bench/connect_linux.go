@@ -20,22 +20,6 @@ type ConnectOptions struct {
 	Log    *slog.Logger
 }
 
-// connectCells are the pairings measured, with whether direct is possible.
-var connectCells = []struct {
-	name   string
-	opts   testbed.StandardOptions
-	direct bool
-}{
-	{"none-none", testbed.StandardOptions{}, true},
-	{"easy-easy", testbed.StandardOptions{NATA: testbed.NATEasy, NATB: testbed.NATEasy}, true},
-	{"easy-hard", testbed.StandardOptions{NATA: testbed.NATEasy, NATB: testbed.NATHard}, true},
-	{"hard-none", testbed.StandardOptions{NATA: testbed.NATHard}, true},
-	{"cgnat-easy", testbed.StandardOptions{NATA: testbed.NATCGNAT, NATB: testbed.NATEasy}, true},
-	{"hard-hard", testbed.StandardOptions{NATA: testbed.NATHard, NATB: testbed.NATHard}, false},
-	{"noudp-easy", testbed.StandardOptions{NATA: testbed.NATNoUDP, NATB: testbed.NATEasy}, false},
-	{"ipv6only", testbed.StandardOptions{IPv6Only: true}, true},
-}
-
 // RunConnect measures time to first packet and time to direct for every
 // NAT pairing, Reps fresh worlds each, one world at a time so the runs do
 // not compete for the CPU.
@@ -53,19 +37,19 @@ func RunConnect(ctx context.Context, opt ConnectOptions) (*ConnectResult, error)
 	if log == nil {
 		log = slog.Default()
 	}
-	res := &ConnectResult{Env: CurrentEnv(), Reps: opt.Reps}
-	for _, cc := range connectCells {
-		cell := ConnectCell{Name: cc.name, WantDirect: cc.direct}
+	res := &ConnectResult{Env: CurrentEnv(), Reps: opt.Reps, Load: loadAvg()}
+	for _, cc := range testbed.NATPairs {
+		cell := ConnectCell{Name: cc.Name, WantDirect: cc.Direct, Why: cc.Why}
 		for rep := 1; rep <= opt.Reps; rep++ {
 			if err := ctx.Err(); err != nil {
 				return res, err
 			}
-			c, err := connectOnce(ctx, cc.opts, cc.direct)
-			if err == nil && strings.HasPrefix(c.Path, "direct") != cc.direct {
+			c, err := connectOnce(ctx, cc)
+			if err == nil && strings.HasPrefix(c.Path, "direct") != cc.Direct {
 				err = fmt.Errorf("run %d ended on path %q", rep, c.Path)
 			}
 			if err != nil {
-				log.Error("bench: connect", "pair", cc.name, "rep", rep, "err", err)
+				log.Error("bench: connect", "pair", cc.Name, "rep", rep, "err", err)
 				cell.Errs = append(cell.Errs, err.Error())
 			}
 			if c.FirstPacket > 0 {
@@ -77,7 +61,7 @@ func RunConnect(ctx context.Context, opt ConnectOptions) (*ConnectResult, error)
 			if p := pathKind(c.Path); p != "" && !slices.Contains(cell.Paths, p) {
 				cell.Paths = append(cell.Paths, p)
 			}
-			log.Info("bench: connect", "pair", cc.name, "rep", rep, "first_ms", c.FirstPacket.Milliseconds(), "direct_ms", c.Direct.Milliseconds(), "path", c.Path)
+			log.Info("bench: connect", "pair", cc.Name, "rep", rep, "first_ms", c.FirstPacket.Milliseconds(), "direct_ms", c.Direct.Milliseconds(), "path", c.Path)
 		}
 		res.Cells = append(res.Cells, cell)
 	}
@@ -92,13 +76,13 @@ func pathKind(p string) string {
 	return p
 }
 
-func connectOnce(ctx context.Context, opts testbed.StandardOptions, direct bool) (testbed.Connect, error) {
+func connectOnce(ctx context.Context, pair testbed.NATPair) (testbed.Connect, error) {
 	w, err := testbed.Open(testbed.Options{})
 	if err != nil {
 		return testbed.Connect{}, err
 	}
 	defer w.Close()
-	s, err := testbed.BuildStandard(w, opts)
+	s, err := testbed.BuildStandard(w, pair.Opts)
 	if err != nil {
 		return testbed.Connect{}, err
 	}
@@ -110,13 +94,27 @@ func connectOnce(ctx context.Context, opts testbed.StandardOptions, direct bool)
 		return testbed.Connect{}, fmt.Errorf("mesh: %w (logs in %s)", err, w.LogDir)
 	}
 	hold := 5 * time.Second
-	if direct {
-		hold = 20 * time.Second
+	if pair.Direct {
+		hold = pair.DirectWithin()
 	}
-	c, err := testbed.MeasureConnect(ctx, m, time.Now(), hold, 25*time.Second)
+	c, err := testbed.MeasureConnect(ctx, m, time.Now(), hold, hold+5*time.Second)
 	if err != nil {
 		w.KeepLogs()
 		err = fmt.Errorf("%w (logs in %s)", err, w.LogDir)
 	}
 	return c, err
+}
+
+// loadAvg is /proc/loadavg's first three fields: the report says how busy
+// the machine was, since other work shifts the times.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return ""
+	}
+	return strings.Join(f[:3], " ")
 }
