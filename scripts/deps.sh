@@ -32,6 +32,9 @@ APT_PACKAGES=(
 	# OIDC end-to-end: oidc-provider from npm runs on Node; chromedp drives Chromium
 	nodejs
 	chromium
+	# VM tests (internal/vmtest): x86-64 and MIPS Malta guests under TCG.
+	qemu-system-x86
+	qemu-system-mips
 )
 # Extra packages can be asked for without editing this file.
 # shellcheck disable=SC2206
@@ -54,6 +57,15 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 
 # --- Debian packages -------------------------------------------------------
+# The MIPS router VM (internal/vmtest) runs Debian's mipsel kernel and
+# busybox-static, fetched with `apt-get download PKG:mipsel`: the package
+# index must know the architecture (nothing mipsel is installed).
+need_update=0
+if ! dpkg --print-foreign-architectures | grep -qx mipsel; then
+	log "adding the mipsel architecture (package index only, for the MIPS VM)"
+	dpkg --add-architecture mipsel
+	need_update=1
+fi
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
 	# dpkg-query prints "install ok installed" only for a fully installed package.
@@ -61,12 +73,16 @@ for p in "${APT_PACKAGES[@]}"; do
 		missing+=("$p")
 	fi
 done
+if ((need_update)); then
+	log "apt-get update"
+	apt-get update -qq >&2 || die "apt-get update failed: check the Debian mirror in /etc/apt/sources.list*"
+fi
 if ((${#missing[@]} > 0)); then
 	log "installing Debian packages: ${missing[*]}"
 	export DEBIAN_FRONTEND=noninteractive
 	# Refresh the index only when it is missing or older than a day, so a
 	# second run on a fresh machine does not hit the mirror again.
-	if [[ -z $(find /var/lib/apt/lists -maxdepth 1 -name '*_Packages' -mmin -1440 2>/dev/null | head -n1) ]]; then
+	if ((!need_update)) && [[ -z $(find /var/lib/apt/lists -maxdepth 1 -name '*_Packages' -mmin -1440 2>/dev/null | head -n1) ]]; then
 		log "apt-get update"
 		apt-get update -qq >&2 || die "apt-get update failed: check the Debian mirror in /etc/apt/sources.list*"
 	fi
