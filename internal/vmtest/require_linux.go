@@ -4,21 +4,17 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+
+	"github.com/lanmesh/lanmesh/internal/testenv"
 )
 
 // Require skips a test that cannot boot arch's VM here (not root, no QEMU
-// for arch), or fails it when CI=true: CI must run every VM test.
-func Require(t interface {
-	Helper()
-	Skip(...any)
-	Fatal(...any)
-}, arch Arch) {
+// for arch), or fails it when CI=true (testenv.Unavailable): CI must run
+// every VM test.
+func Require(t testenv.TB, arch Arch) {
 	t.Helper()
 	if err := missing(arch); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal(err, "(CI=true: a VM test never skips; scripts/deps.sh installs QEMU)")
-		}
-		t.Skip(err)
+		testenv.Unavailable(t, "%v", err)
 	}
 }
 
