@@ -70,6 +70,8 @@ func registerError(err error) (int, string) {
 		return http.StatusForbidden, err.Error() + ": ask the mesh admin to enable it (lanmesh-coord users enable)"
 	case errors.As(err, &ke), errors.As(err, &ne):
 		return http.StatusUnauthorized, err.Error()
+	case errors.Is(err, store.ErrNodeKeyInUse):
+		return http.StatusConflict, err.Error()
 	case errors.Is(err, store.ErrAddressesFull):
 		return http.StatusServiceUnavailable, err.Error()
 	}

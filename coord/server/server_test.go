@@ -509,3 +509,30 @@ func TestNodeKeyExpiry(t *testing.T) {
 		t.Fatalf("expired node's map: %v", err)
 	}
 }
+
+// S19: a machine registering with a node key another node holds gets a
+// clear 409, and the owner's peers never see a second node with its key.
+func TestRegisterTakenNodeKey(t *testing.T) {
+	tc := startCoord(t, t.TempDir(), "", &syncBuf{})
+	ak := tc.newKey(true)
+	owner := tc.join("owner", ak)
+	c := tc.client(key.NewMachine())
+	_, err := c.Register(context.Background(), wire.RegisterRequest{AuthKey: ak.WithoutFingerprint(), NodeKey: owner.nk, Hostname: "thief"})
+	var se *controlclient.StatusError
+	if !errors.As(err, &se) || se.Code != http.StatusConflict || !strings.Contains(se.Message, "node key is already used by another node") {
+		t.Fatalf("register with a taken node key: %v, want 409", err)
+	}
+	// A registered machine switching to the owner's key is refused too.
+	other := tc.join("other", ak)
+	_, err = other.c.Register(context.Background(), wire.RegisterRequest{NodeKey: owner.nk, Hostname: "other"})
+	if !errors.As(err, &se) || se.Code != http.StatusConflict {
+		t.Fatalf("known machine taking a node key: %v, want 409", err)
+	}
+	var nodes []adminapi.Node
+	if err := tc.admin.Do(context.Background(), "GET", adminapi.PathNodes, nil, &nodes); err != nil {
+		t.Fatal(err)
+	}
+	if len(nodes) != 2 {
+		t.Fatalf("%d nodes, want owner and other", len(nodes))
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/lanmesh/lanmesh/coord/ipam"
@@ -110,6 +111,16 @@ CREATE TABLE policies (
 	4: `
 ALTER TABLE users ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE preauth_keys ADD COLUMN revoked INTEGER NOT NULL DEFAULT 0;`,
+	// 5: a node key belongs to one node (S19). Older versions let a
+	// machine register with a node key another machine held. Of each set
+	// of such rows the oldest node (lowest id, the first registration)
+	// keeps the key; the others get a random key nobody holds and expire
+	// now, so they leave every netmap and must join again with an auth
+	// key and a key of their own.
+	5: `
+UPDATE nodes SET node_key = randomblob(32), key_expiry = CAST(strftime('%s','now') AS INTEGER) * 1000000000
+	WHERE EXISTS (SELECT 1 FROM nodes o WHERE o.node_key = nodes.node_key AND o.id < nodes.id);
+CREATE UNIQUE INDEX nodes_node_key ON nodes(node_key);`,
 }
 
 func (s *SQLite) migrate(ctx context.Context) error {
@@ -148,6 +159,27 @@ func (s *SQLite) initSettings(ctx context.Context) error {
 		_, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO settings(name, value) VALUES('domain', 'mesh.internal')`)
 		return err
 	})
+}
+
+// nodeKeyFree refuses a node key that another machine's node holds
+// (S19): peers would get two nodes with one key. The UNIQUE index on
+// nodes.node_key (migration 5) backs this check up.
+func nodeKeyFree(ctx context.Context, tx *sql.Tx, r Registration) error {
+	var id int64
+	err := tx.QueryRowContext(ctx, `SELECT id FROM nodes WHERE node_key = ? AND machine_key != ?`, r.NodeKey[:], r.MachineKey[:]).Scan(&id)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil
+	case err != nil:
+		return fmt.Errorf("check node key: %w", err)
+	}
+	return ErrNodeKeyInUse
+}
+
+// isUniqueNodeKey reports whether err is SQLite refusing a second row
+// with the same node key.
+func isUniqueNodeKey(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed: nodes.node_key")
 }
 
 func (s *SQLite) tx(ctx context.Context, fn func(*sql.Tx) error) error {
@@ -255,6 +287,9 @@ func (s *SQLite) Register(ctx context.Context, r Registration) (Node, error) {
 		if err != nil && !errors.Is(err, ErrNotFound) {
 			return err
 		}
+		if err := nodeKeyFree(ctx, tx, r); err != nil {
+			return err
+		}
 		if r.AuthKeyID == "" {
 			if !known {
 				return ErrNeedAuthKey
@@ -313,6 +348,9 @@ func (s *SQLite) Register(ctx context.Context, r Registration) (Node, error) {
 			r.MachineKey[:], r.NodeKey[:], name, r.Hostname, r.OS, host, v4.String(), v6.String(), ak.User, mustJSON(ak.Tags),
 			expiry, r.Now.UnixNano(), r.Now.UnixNano())
 		if err != nil {
+			if isUniqueNodeKey(err) {
+				return ErrNodeKeyInUse
+			}
 			return fmt.Errorf("insert node: %w", err)
 		}
 		id, err := res.LastInsertId()

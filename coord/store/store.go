@@ -142,8 +142,11 @@ var (
 	ErrAddressesFull = errors.New("no free mesh address left")
 	ErrExists        = errors.New("already exists")
 	ErrNameTaken     = errors.New("name is taken by another node")
-	ErrKeyRevoked    = errors.New("auth key was revoked")
-	ErrUserDisabled  = errors.New("user is disabled")
+	// ErrNodeKeyInUse refuses a registration whose node key another
+	// machine's node already has (S19).
+	ErrNodeKeyInUse = errors.New("node key is already used by another node: each machine needs its own node key (remove the copied state directory on this machine, or delete the other node)")
+	ErrKeyRevoked   = errors.New("auth key was revoked")
+	ErrUserDisabled = errors.New("user is disabled")
 )
 
 // KeyExpiredError says a pre-auth key expired.

@@ -255,7 +255,7 @@ func TestMigrateV1(t *testing.T) {
 	}
 	// Roll the schema back to version 1 by hand, with one v1 node.
 	for _, q := range []string{
-		`DROP TABLE users`, `DROP TABLE policies`, `DROP INDEX nodes_user`,
+		`DROP TABLE users`, `DROP TABLE policies`, `DROP INDEX nodes_user`, `DROP INDEX nodes_node_key`,
 		`ALTER TABLE nodes DROP COLUMN lan_hosts`, `ALTER TABLE preauth_keys DROP COLUMN user_name`,
 		`ALTER TABLE nodes DROP COLUMN home_region`, `ALTER TABLE preauth_keys DROP COLUMN revoked`,
 		`DELETE FROM schema_migrations WHERE version >= 2`,
@@ -275,5 +275,56 @@ func TestMigrateV1(t *testing.T) {
 	nodes, err := s.Nodes(ctx)
 	if err != nil || len(nodes) != 1 || nodes[0].User != DefaultUser {
 		t.Fatalf("migrated nodes: %+v %v", nodes, err)
+	}
+}
+
+// S19: a database from before migration 5 may hold two nodes with one
+// node key. Migrating keeps the key with the oldest node, expires the
+// others with a key nobody holds, and from then on the key is unique.
+func TestMigrateDuplicateNodeKeys(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "coord.db")
+	s, err := OpenSQLite(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	h := newKey(t, s, "k", true, time.Hour)
+	victim, err := s.Register(ctx, Registration{MachineKey: key.NewMachine().Public(), NodeKey: key.NewNode().Public(),
+		Hostname: "victim", AuthKeyID: "k", AuthKeyHash: h, Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	impostorMK := key.NewMachine().Public()
+	if _, err := s.Register(ctx, Registration{MachineKey: impostorMK, NodeKey: key.NewNode().Public(),
+		Hostname: "impostor", AuthKeyID: "k", AuthKeyHash: h, Now: now}); err != nil {
+		t.Fatal(err)
+	}
+	// Back to schema 4, where nothing stopped the impostor taking the key.
+	for _, q := range []string{`DROP INDEX nodes_node_key`, `DELETE FROM schema_migrations WHERE version >= 5`,
+		`UPDATE nodes SET node_key = (SELECT node_key FROM nodes WHERE name = 'victim') WHERE name = 'impostor'`} {
+		if _, err := s.db.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	s.Close()
+	if s, err = OpenSQLite(ctx, path); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	nodes, err := s.Nodes(ctx)
+	if err != nil || len(nodes) != 2 {
+		t.Fatalf("nodes %+v %v", nodes, err)
+	}
+	v, imp := nodes[0], nodes[1]
+	if v.Name != "victim" || v.NodeKey != victim.NodeKey || v.Expired(time.Now()) {
+		t.Errorf("the oldest node must keep its key and stay live: %+v", v)
+	}
+	if imp.NodeKey == victim.NodeKey || !imp.Expired(time.Now().Add(time.Second)) {
+		t.Errorf("the later duplicate must get another key and expire: %+v", imp)
+	}
+	_, err = s.Register(ctx, Registration{MachineKey: impostorMK, NodeKey: victim.NodeKey, AuthKeyID: "k", AuthKeyHash: h, Now: time.Now()})
+	if !errors.Is(err, ErrNodeKeyInUse) {
+		t.Fatalf("impostor registering the key again: %v, want ErrNodeKeyInUse", err)
 	}
 }
