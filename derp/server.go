@@ -111,6 +111,11 @@ type Server struct {
 	mu      sync.Mutex
 	clients map[key.NodePublic]*sclient
 
+	// revocations counts Revoke and Recheck calls: a handshake that saw
+	// it change while it was being verified asks again, so a key revoked
+	// mid-handshake cannot slip in after the revoke looked for it (S15).
+	revocations atomic.Uint64
+
 	m metrics
 }
 
@@ -206,6 +211,7 @@ func (s *Server) Close() error {
 // Revoke drops k's connection at once (S15) and forgets any cached
 // verdict, so a reconnect asks the verifier again.
 func (s *Server) Revoke(k key.NodePublic) {
+	s.revocations.Add(1)
 	if f, ok := s.opts.Verifier.(forgetter); ok {
 		f.Forget(k)
 	}
@@ -222,6 +228,7 @@ func (s *Server) Revoke(k key.NodePublic) {
 // Recheck asks the verifier about every connected client now and drops
 // those it refuses or cannot answer for; coord calls it after a change.
 func (s *Server) Recheck(ctx context.Context) {
+	s.revocations.Add(1)
 	s.mu.Lock()
 	cs := make([]*sclient, 0, len(s.clients))
 	for _, c := range s.clients {
@@ -341,6 +348,7 @@ func (s *Server) handshake(conn net.Conn, br *bufio.Reader) (*sclient, error) {
 		return nil, fail(&s.m.hsFailed, "handshake: bad ClientInfo", err)
 	}
 	log := s.log.With("node", pub.ShortString(), "remote", conn.RemoteAddr().String())
+	gen := s.revocations.Load()
 	vctx, cancel := context.WithTimeout(s.ctx, s.opts.VerifyTimeout)
 	ok, err := s.opts.Verifier.Allowed(vctx, pub)
 	cancel()
@@ -383,6 +391,15 @@ func (s *Server) handshake(conn net.Conn, br *bufio.Reader) (*sclient, error) {
 	}
 	s.m.accepted.Add(1)
 	s.m.connected.Add(1)
+	if s.revocations.Load() != gen {
+		vctx, cancel := context.WithTimeout(s.ctx, s.opts.VerifyTimeout)
+		ok, err := s.opts.Verifier.Allowed(vctx, pub)
+		cancel()
+		if err != nil || !ok {
+			c.close("")
+			return nil, fail(&s.m.rejected, "node key not allowed on this relay", errors.New("revoked during the handshake"))
+		}
+	}
 	info, _ := json.Marshal(ServerInfo{Version: ProtocolVersion, RateBytesPerSec: s.opts.RateBytesPerSec, Burst: s.opts.Burst})
 	if err := WriteFrame(conn, FrameServerInfo, info); err != nil {
 		c.close("")

@@ -3,6 +3,7 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"errors"
 	"flag"
@@ -12,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"net/url"
 	"os/signal"
 	"strconv"
 	"strings"
@@ -33,12 +35,19 @@ Usage:
 
 On first start it makes a self-signed certificate in --state-dir and prints
 its fingerprint; put that into the relay map (cert_fingerprint) so nodes pin it.
-Every client key is checked with --verify-url (normally coord); when that
-cannot answer, clients are refused (fail closed).
+
+Who may relay comes from coord: the relay keeps a stream open to coord
+(--watch-url, by default --verify-url with /verify replaced by /watch) that
+pushes the set of live node keys, and cuts off a key the moment coord
+drops it (node deleted or expired, user deleted or disabled). While the
+stream has been silent for longer than --coord-max-stale, every key is
+asked of --verify-url instead; when that cannot answer either, clients are
+refused and dropped at the next --recheck (fail closed).
 
 Example:
   lanmesh-derp --listen :443 --stun-port 3478 \
-    --verify-url https://coord.example/v1/derp/verify --verify-token-file /etc/lanmesh-derp/token
+    --verify-url https://coord.example/v1/derp/verify --verify-token-file /etc/lanmesh-derp/token \
+    --coord-fingerprint "$(lanmesh-coord fingerprint)"
 
 Flags:
 `
@@ -49,11 +58,12 @@ func main() {
 
 type config struct {
 	listen, stateDir, verifyURL, tokenFile, tlsCert, tlsKey, hostnames string
+	watchURL, coordFP                                                  string
 	stunPort                                                           int
 	rate, burst                                                        int64
 	queueBytes, maxHandshakes, maxConns, maxConnsPerSource             int
 	queue                                                              int
-	recheck                                                            time.Duration
+	recheck, maxStale                                                  time.Duration
 	openRelay, verbose                                                 bool
 }
 
@@ -70,6 +80,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&c.stunPort, "stun-port", stun.DefaultPort, "UDP port for STUN on the --listen host; 0 turns STUN off")
 	fs.StringVar(&c.verifyURL, "verify-url", "", "URL asked (POST {\"node_key\":...} -> {\"allowed\":bool}) whether a node may use the relay")
 	fs.StringVar(&c.tokenFile, "verify-token-file", "", "file with a bearer token for --verify-url (or env LANMESH_DERP_VERIFY_TOKEN)")
+	fs.StringVar(&c.watchURL, "watch-url", "", "coord's key stream (GET, same token) that pushes revocations; default: --verify-url ending in /verify with /watch instead; \"off\": poll only")
+	fs.StringVar(&c.coordFP, "coord-fingerprint", "", "pin coord's TLS certificate (lanmesh-coord fingerprint) for --verify-url and --watch-url instead of the system's trusted CAs")
+	fs.DurationVar(&c.maxStale, "coord-max-stale", 3*derp.WatchKeepAlive, "how long the pushed key set is trusted after coord's stream goes silent; then every key is asked of --verify-url")
 	fs.BoolVar(&c.openRelay, "insecure-open-relay", false, "serve any node key without asking anyone (tests only: an open relay)")
 	fs.StringVar(&c.stateDir, "state-dir", "/var/lib/lanmesh-derp", "directory for the certificate and relay key")
 	fs.StringVar(&c.tlsCert, "tls-cert", "", "PEM certificate (instead of the self-signed one)")
@@ -141,8 +154,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// verifier picks who decides which keys may relay. A *derp.CoordWatcher
+// also needs Run and the server's Revoke/Recheck (serve wires them).
 func verifier(c config, log *slog.Logger) (derp.Verifier, error) {
 	switch {
+	case c.maxStale <= 0:
+		return nil, fmt.Errorf("--coord-max-stale %v: want a positive duration", c.maxStale)
 	case c.verifyURL != "" && c.openRelay:
 		return nil, errors.New("--verify-url and --insecure-open-relay exclude each other")
 	case c.openRelay:
@@ -159,7 +176,69 @@ func verifier(c config, log *slog.Logger) (derp.Verifier, error) {
 		}
 		token = strings.TrimSpace(string(b))
 	}
-	return &derp.HTTPVerifier{URL: c.verifyURL, Token: token}, nil
+	if _, err := url.Parse(c.verifyURL); err != nil {
+		return nil, fmt.Errorf("--verify-url: %w", err)
+	}
+	tr, err := coordTransport(c.coordFP)
+	if err != nil {
+		return nil, err
+	}
+	hv := &derp.HTTPVerifier{URL: c.verifyURL, Token: token, Client: &http.Client{Transport: tr, Timeout: 5 * time.Second}}
+	watch, err := watchURL(c.verifyURL, c.watchURL)
+	if err != nil {
+		return nil, err
+	}
+	if watch == "" {
+		log.Warn("no coord key stream (--watch-url): revocations reach this relay only at the next --recheck")
+		return hv, nil
+	}
+	return &derp.CoordWatcher{URL: watch, Token: token, Client: &http.Client{Transport: tr}, Fallback: hv, MaxStale: c.maxStale, Logger: log}, nil
+}
+
+// watchURL is --watch-url, or --verify-url's sibling .../watch; "" means
+// none (a verify URL that is not coord's /v1/derp/verify, or "off").
+func watchURL(verify, watch string) (string, error) {
+	switch watch {
+	case "off":
+		return "", nil
+	case "":
+		if base, ok := strings.CutSuffix(verify, "/verify"); ok {
+			return base + "/watch", nil
+		}
+		return "", nil
+	}
+	u, err := url.Parse(watch)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return "", fmt.Errorf("--watch-url %q: want https://coord.example/v1/derp/watch (or \"off\")", watch)
+	}
+	return watch, nil
+}
+
+// coordTransport trusts the system's CAs, or only the certificate whose
+// SHA-256 is fp.
+func coordTransport(fp string) (*http.Transport, error) {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	if fp == "" {
+		return tr, nil
+	}
+	pin, err := wire.ParseFingerprint(fp)
+	if err != nil {
+		return nil, fmt.Errorf("--coord-fingerprint: %w", err)
+	}
+	// The pin replaces CA verification: a self-signed coord is trusted
+	// exactly when its certificate is the pinned one.
+	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: true,
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
+				return errors.New("coord presented no certificate")
+			}
+			sum := sha256.Sum256(cs.PeerCertificates[0].Raw)
+			if !key.Equal(sum[:], pin) {
+				return errors.New("coord's certificate does not match --coord-fingerprint")
+			}
+			return nil
+		}}
+	return tr, nil
 }
 
 func serve(ctx context.Context, c config, cert tls.Certificate, fp string, log *slog.Logger, stdout io.Writer) error {
@@ -186,6 +265,12 @@ func serve(ctx context.Context, c config, cert tls.Certificate, fp string, log *
 		return err
 	}
 	defer srv.Close()
+	if cw, ok := v.(*derp.CoordWatcher); ok {
+		cw.Revoke, cw.Recheck = srv.Revoke, srv.Recheck
+		wctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		go cw.Run(wctx)
+	}
 
 	mux := http.NewServeMux()
 	mux.Handle(derp.Path, srv)
@@ -228,7 +313,7 @@ func serve(ctx context.Context, c config, cert tls.Certificate, fp string, log *
 		fmt.Fprintf(stdout, "stun: %s\n", pc.LocalAddr())
 	}
 	fmt.Fprintf(stdout, "relay: https://%s%s\nfingerprint: %s\nrelay key: %s\n", ln.Addr(), derp.Path, fp, srv.PublicKey())
-	log.Info("lanmesh-derp serving", "listen", ln.Addr().String(), "stun_port", c.stunPort, "verify_url", c.verifyURL)
+	log.Info("lanmesh-derp serving", "listen", ln.Addr().String(), "stun_port", c.stunPort, "verify_url", c.verifyURL, "watch_url", watchOf(v))
 
 	select {
 	case <-ctx.Done():
@@ -245,4 +330,11 @@ func serve(ctx context.Context, c config, cert tls.Certificate, fp string, log *
 	m := srv.Metrics()
 	log.Info("lanmesh-derp stopped", "accepted", m.ClientsAccepted, "rejected", m.ClientsRejected, "forwarded", m.PacketsForwarded)
 	return nil
+}
+
+func watchOf(v derp.Verifier) string {
+	if cw, ok := v.(*derp.CoordWatcher); ok {
+		return cw.URL
+	}
+	return ""
 }

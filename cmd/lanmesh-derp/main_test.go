@@ -144,3 +144,29 @@ func TestRefusesOpenRelayByDefault(t *testing.T) {
 		t.Fatalf("--help: exit %d", code)
 	}
 }
+
+func TestWatchURLAndFlags(t *testing.T) {
+	for _, tt := range []struct{ verify, watch, want, err string }{
+		{"https://coord.example/v1/derp/verify", "", "https://coord.example/v1/derp/watch", ""},
+		{"https://auth.example/check", "", "", ""}, // not coord: poll only
+		{"https://coord.example/v1/derp/verify", "off", "", ""},
+		{"https://coord.example/v1/derp/verify", "https://c2.example/v1/derp/watch", "https://c2.example/v1/derp/watch", ""},
+		{"https://coord.example/v1/derp/verify", "coord.example", "", "--watch-url"},
+	} {
+		got, err := watchURL(tt.verify, tt.watch)
+		if got != tt.want || (err == nil) != (tt.err == "") || (err != nil && !strings.Contains(err.Error(), tt.err)) {
+			t.Errorf("watchURL(%q, %q) = %q, %v; want %q, error naming %q", tt.verify, tt.watch, got, err, tt.want, tt.err)
+		}
+	}
+	for _, args := range [][]string{
+		{"--verify-url", "https://c/v1/derp/verify", "--coord-fingerprint", "nope"},
+		{"--verify-url", "https://c/v1/derp/verify", "--coord-max-stale", "0s"},
+		{"--verify-url", "https://c/v1/derp/verify", "--watch-url", "ftp://x"},
+	} {
+		var out, errb bytes.Buffer
+		code := run(append(args, "--listen", "127.0.0.1:0", "--stun-port", "0", "--state-dir", t.TempDir()), &out, &errb)
+		if code == 0 || !strings.Contains(errb.String(), args[2]) {
+			t.Errorf("%v: exit %d, stderr %q: want an error naming %s", args, code, errb.String(), args[2])
+		}
+	}
+}

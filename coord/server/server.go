@@ -145,6 +145,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc(wire.PathMap, s.handleMap)
 	mux.HandleFunc("GET "+wire.PathHealth, s.handleHealth)
 	mux.HandleFunc("POST "+PathDerpVerify, s.handleDerpVerify)
+	mux.HandleFunc("GET "+derp.WatchPath, s.handleDerpWatch)
 	mux.HandleFunc(derp.Path, s.serveRelay)
 	mux.HandleFunc(derp.Path+"/probe", s.serveRelay)
 	return s.deadlines(mux)
