@@ -88,6 +88,7 @@ func (s *Server) handleDerpWatch(w http.ResponseWriter, r *http.Request) {
 	changes, unsub := s.hub.Subscribe()
 	defer unsub()
 	rc := http.NewResponseController(w)
+	rc.SetReadDeadline(time.Time{}) // no body; the stream is long-lived
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)

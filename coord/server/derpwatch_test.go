@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -74,7 +75,9 @@ func waitGone(t *testing.T, c *derp.Client, start time.Time, limit time.Duration
 // expire or users disable; users enable lets it back. S9: a relay with
 // the wrong token gets nothing and so admits nobody.
 func TestDerpWatchRevokes(t *testing.T) {
-	tc := startCoord(t, t.TempDir(), "", &syncBuf{})
+	// Short per-request deadlines: the watch stream must outlive them.
+	logs := &syncBuf{}
+	tc, _ := startCoordLimits(t, t.TempDir(), "", logs, Limits{BodyTimeout: 200 * time.Millisecond, WriteTimeout: 200 * time.Millisecond}, nil)
 	if err := tc.admin.Do(context.Background(), "POST", adminapi.PathUsers, adminapi.CreateUserRequest{Name: "bob"}, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -119,6 +122,8 @@ func TestDerpWatchRevokes(t *testing.T) {
 	if from, pkt, err := recv(cb, 5*time.Second); err != nil || from != aPriv.Public() || string(pkt) != "hi" {
 		t.Fatalf("b got %q from %s: %v", pkt, from.ShortString(), err)
 	}
+
+	time.Sleep(500 * time.Millisecond) // past the request deadlines
 
 	// nodes delete.
 	start := time.Now()
@@ -177,6 +182,9 @@ func TestDerpWatchRevokes(t *testing.T) {
 			t.Fatalf("enabled user's node still refused: %v", err)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+	if n := strings.Count(logs.String(), "relay watching the key set"); n != 1 {
+		t.Fatalf("the relay's watch stream was opened %d times, want once (cut by a request deadline?)", n)
 	}
 	// a was never touched.
 	if err := ca.Send(dPriv.Public(), []byte("still here")); err != nil {
