@@ -232,6 +232,7 @@ func (d *Daemon) Status(context.Context) localapi.Status {
 				if lp.Path == "" {
 					lp.Path = pathKind(ps.Endpoint)
 				}
+				lp.RelayInCoord = relayInCoord(lp.Path, d.nm.derp)
 				if !ps.LastHandshake.IsZero() {
 					lp.LastHandshake = ps.LastHandshake.UTC().Format(time.RFC3339)
 				}

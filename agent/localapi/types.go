@@ -82,7 +82,10 @@ type Peer struct {
 	// Path is how packets reach the peer: "direct 198.18.2.2:41641",
 	// "relay <region>", or "" (none yet). Older engines report only
 	// "direct" or "relay" with Endpoint.
-	Path          string `json:"path"`
+	Path string `json:"path"`
+	// RelayInCoord: Path is a relay region that runs inside coord (its
+	// embedded relay), so this peer's traffic stops while coord is down.
+	RelayInCoord  bool   `json:"relay_in_coord,omitempty"`
 	LastHandshake string `json:"last_handshake"`
 	RxBytes       uint64 `json:"rx_bytes"`
 	TxBytes       uint64 `json:"tx_bytes"`

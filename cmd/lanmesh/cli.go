@@ -181,6 +181,11 @@ func printStatus(w io.Writer, st localapi.Status, now time.Time) {
 	if st.EngineError != "" {
 		fmt.Fprintf(w, "data plane error (retrying): %s\n", st.EngineError)
 	}
+	for _, p := range st.Peers {
+		if p.RelayInCoord {
+			fmt.Fprintf(w, "warning: %s is reached through coord's embedded relay: its traffic stops while coord is down (direct paths do not); run a standalone lanmesh-derp (docs/nat-traversal.md)\n", p.Name)
+		}
+	}
 	for _, r := range st.RejectedPeers {
 		fmt.Fprintf(w, "left out: %s (%s): %s\n", r.Name, r.NodeKey, r.Reason)
 	}

@@ -56,15 +56,20 @@ func TestPrintStatus(t *testing.T) {
 		Coord:        localapi.CoordStatus{URL: "https://198.18.0.2", LastError: "dial tcp 198.18.0.2:443: connect: connection refused", NextRetry: now.Add(4 * time.Second).Format(time.RFC3339)},
 		Self:         &localapi.Node{Name: "router-a", Addresses: []netip.Prefix{netip.MustParsePrefix("100.64.0.1/32")}, AdvertisedRoutes: []netip.Prefix{netip.MustParsePrefix("198.19.1.0/24")}},
 		Peers: []localapi.Peer{{Name: "router-b", Addresses: []netip.Prefix{netip.MustParsePrefix("fd12::2/128"), netip.MustParsePrefix("100.64.0.2/32")},
-			Path: "direct", Endpoint: "198.18.2.2:41641", LastHandshake: now.Add(-12 * time.Second).Format(time.RFC3339), Online: true}},
+			Path: "direct", Endpoint: "198.18.2.2:41641", LastHandshake: now.Add(-12 * time.Second).Format(time.RFC3339), Online: true},
+			{Name: "router-c", Addresses: []netip.Prefix{netip.MustParsePrefix("100.64.0.3/32")}, Path: "relay coord", RelayInCoord: true, Online: true}},
 	}
 	var b bytes.Buffer
 	printStatus(&b, st, now)
 	for _, want := range []string{"coord: disconnected to https://198.18.0.2", "connection refused (retry in 4s)",
-		"router-a (self)", "198.19.1.0/24", "router-b", "100.64.0.2", "direct 198.18.2.2:41641", "12s ago"} {
+		"router-a (self)", "198.19.1.0/24", "router-b", "100.64.0.2", "direct 198.18.2.2:41641", "12s ago",
+		"relay coord", "warning: router-c is reached through coord's embedded relay"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("status output lacks %q:\n%s", want, b.String())
 		}
+	}
+	if strings.Contains(b.String(), "warning: router-b") {
+		t.Errorf("direct peer router-b warned about:\n%s", b.String())
 	}
 }
 

@@ -181,7 +181,7 @@ func CoordRegion(host string, derpPort, stunPort int, fingerprint string) (wire.
 			n.IPv6 = a
 		}
 	}
-	r := wire.DERPRegion{ID: CoordRegionID, Code: CoordRegionCode, Name: "lanmesh-coord", Nodes: []wire.DERPNode{n}}
+	r := wire.DERPRegion{ID: CoordRegionID, Code: CoordRegionCode, Name: "lanmesh-coord", Nodes: []wire.DERPNode{n}, Embedded: true}
 	m := wire.DERPMap{Regions: []wire.DERPRegion{r}}
 	if err := m.Validate(); err != nil {
 		return wire.DERPRegion{}, fmt.Errorf("coord relay region: %w", err)
@@ -230,6 +230,11 @@ func ParseDERPMap(b []byte) (*wire.DERPMap, error) {
 	}
 	if len(m.Regions) == 0 {
 		return nil, errors.New("derp map: no regions")
+	}
+	for _, r := range m.Regions {
+		if r.Embedded {
+			return nil, fmt.Errorf("derp map: region %q sets \"embedded\", which marks coord's own relay: leave it out", r.Code)
+		}
 	}
 	if err := m.Validate(); err != nil {
 		return nil, err

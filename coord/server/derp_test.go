@@ -299,6 +299,7 @@ func TestParseDERPMap(t *testing.T) {
 		{"bad port", `{"regions":[{"id":2,"code":"x","nodes":[{"name":"n","host_name":"r","derp_port":70000}]}]}`, "port out of range"},
 		{"bad ip", `{"regions":[{"id":2,"code":"x","nodes":[{"name":"n","ipv4":"2001:db8::1"}]}]}`, "not IPv4"},
 		{"bad pin", `{"regions":[{"id":2,"code":"x","nodes":[{"name":"n","host_name":"r","cert_fingerprint":"zz"}]}]}`, "region 2"},
+		{"embedded", `{"regions":[{"id":2,"code":"x","embedded":true,"nodes":[{"name":"n","host_name":"r"}]}]}`, "marks coord's own relay"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := ParseDERPMap([]byte(tt.in))
@@ -319,6 +320,9 @@ func TestBuildDERPMap(t *testing.T) {
 	coord, err := CoordRegion("coord.example", 443, 3478, "")
 	if err != nil {
 		t.Fatal(err)
+	}
+	if !coord.Embedded {
+		t.Fatal("coord's region is not marked embedded: agents could not warn that relayed paths need coord")
 	}
 	if coord.Nodes[0].IPv4.IsValid() || coord.Nodes[0].HostName != "coord.example" {
 		t.Fatalf("coord node from a host name: %+v", coord.Nodes[0])

@@ -59,6 +59,13 @@ func TestNATMatrix(t *testing.T) {
 				} else if !c.Direct {
 					checkPath(t, "router-b -> router-a", r.PathB, false)
 				}
+				// A relayed path is coord's embedded relay here, and status
+				// says that it needs coord.
+				if st, err := m.A.Status(context.Background()); err == nil {
+					if p := st.Peer("router-b"); p != nil && p.RelayInCoord != strings.HasPrefix(p.Path, "relay") {
+						t.Errorf("status: path %q with relay_in_coord=%v", p.Path, p.RelayInCoord)
+					}
+				}
 				// Traffic still flows on the final path.
 				if n, err := m.A1.Ping(context.Background(), testbed.B1IP, 3, time.Second); n < 2 {
 					t.Errorf("a1 -> b1 on the final path %q: %d of 3 replies (%v)", r.Path, n, err)

@@ -33,6 +33,7 @@ type StatusNode struct {
 	Routes           []string `json:"routes"`
 	Endpoint         string   `json:"endpoint"`
 	Path             string   `json:"path"`
+	RelayInCoord     bool     `json:"relay_in_coord"`
 	LastHandshake    string   `json:"last_handshake"`
 	RxBytes          uint64   `json:"rx_bytes"`
 	TxBytes          uint64   `json:"tx_bytes"`

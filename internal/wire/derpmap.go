@@ -19,6 +19,10 @@ type DERPRegion struct {
 	Code  string     `json:"code"` // short, e.g. "fra"
 	Name  string     `json:"name"` // human, e.g. "Frankfurt"
 	Nodes []DERPNode `json:"nodes"`
+	// Embedded marks coord's own relay, which runs inside lanmesh-coord
+	// and so stops while coord is down (agents say so in status). Only
+	// coord sets it; a --derp-map file may not.
+	Embedded bool `json:"embedded,omitempty"`
 }
 
 // DERPNode is one relay server.
