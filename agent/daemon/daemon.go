@@ -89,6 +89,9 @@ type coordConn struct {
 	connected bool
 	lastErr   string
 	nextRetry time.Time
+	// refused is set when coord refused this node for good (refused.go):
+	// the state is NeedsLogin until "lanmesh up" starts a new loop.
+	refused bool
 }
 
 // New loads state and opens the engine. A corrupt state file is an error
@@ -265,7 +268,7 @@ func pathKind(ep netip.AddrPort) string {
 
 func (d *Daemon) backendStateLocked() string {
 	switch {
-	case !d.st.Joined():
+	case !d.st.Joined(), d.coord.refused:
 		return localapi.StateNeedsLogin
 	case !d.st.Prefs.WantRunning:
 		return localapi.StateStopped

@@ -92,17 +92,17 @@ func (s *Server) handleMap(w http.ResponseWriter, r *http.Request) {
 	n, err := s.st.NodeByMachine(ctx, mk)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		writeErr(w, http.StatusUnauthorized, "machine not registered: join with an auth key first")
+		writeRefusal(w, http.StatusUnauthorized, wire.ReasonNotRegistered, "machine not registered: join with an auth key first")
 		return
 	case err != nil:
 		s.log.Error("map: load node", "machine", mk, "err", err)
 		writeErr(w, http.StatusInternalServerError, "internal error; see coord's log")
 		return
 	case !key.Equal(n.NodeKey[:], req.NodeKey[:]):
-		writeErr(w, http.StatusUnauthorized, "node key does not match the registered one: register again")
+		writeRefusal(w, http.StatusUnauthorized, wire.ReasonNodeKeyMismatch, "node key does not match the registered one: register again")
 		return
 	case n.Expired(s.cfg.Now()):
-		writeErr(w, http.StatusUnauthorized, (&store.NodeExpiredError{At: n.KeyExpiry}).Error())
+		writeRefusal(w, http.StatusUnauthorized, wire.ReasonNodeExpired, (&store.NodeExpiredError{At: n.KeyExpiry}).Error())
 		return
 	}
 	if off, err := s.userDisabled(r, n.User); err != nil {
@@ -110,7 +110,7 @@ func (s *Server) handleMap(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusInternalServerError, "internal error; see coord's log")
 		return
 	} else if off {
-		writeErr(w, http.StatusForbidden, "user "+quote(n.User)+": user is disabled: ask the mesh admin to enable it (lanmesh-coord users enable)")
+		writeRefusal(w, http.StatusForbidden, wire.ReasonUserDisabled, "user "+quote(n.User)+": user is disabled: ask the mesh admin to enable it (lanmesh-coord users enable)")
 		return
 	}
 	before := n
@@ -213,4 +213,11 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, n store.Node) {
 func statusChanged(a, b store.Node) bool {
 	return a.Name != b.Name || !slices.Equal(a.Endpoints, b.Endpoints) ||
 		!slices.Equal(a.AdvertisedRoutes, b.AdvertisedRoutes) || !slices.Equal(a.LANHosts, b.LANHosts) || a.HomeRegion != b.HomeRegion
+}
+
+// writeRefusal answers a map request that retrying cannot fix, with a
+// machine-readable reason so the agent stops and asks for login instead
+// of retrying (and keeping its peers) forever.
+func writeRefusal(w http.ResponseWriter, code int, reason, msg string) {
+	writeJSON(w, code, wire.Error{Error: msg, Reason: reason})
 }

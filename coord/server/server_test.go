@@ -303,6 +303,11 @@ func TestNetmapLifecycle(t *testing.T) {
 	if _, err := b.c.Register(ctx, wire.RegisterRequest{NodeKey: b.nk}); !errors.As(err, &se) || se.Code != 401 {
 		t.Fatalf("deleted node re-registering without key: %v", err)
 	}
+	// Its next map request is refused for good: the agent stops retrying
+	// and reports NeedsLogin (agent/daemon/refused.go).
+	if err := b.c.Map(ctx, wire.MapRequest{NodeKey: b.nk}, func(*wire.MapMessage) error { return nil }); !errors.As(err, &se) || se.Code != 401 || se.Reason != wire.ReasonNotRegistered {
+		t.Fatalf("deleted node's map request: %v, want 401 reason %s", err, wire.ReasonNotRegistered)
+	}
 
 	// S11: the auth key secret never reaches the log.
 	if strings.Contains(logs.String(), ak.Secret) {

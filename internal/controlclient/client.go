@@ -37,7 +37,14 @@ type Options struct {
 type StatusError struct {
 	Code    int
 	Message string
+	// Reason is coord's wire.Reason* for a refusal that retrying cannot
+	// fix ("" for every other error).
+	Reason string
 }
+
+// NeedsLogin reports whether coord refused the node for good (deleted,
+// expired, disabled, another node key): retrying cannot help.
+func (e *StatusError) NeedsLogin() bool { return e.Reason != "" }
 
 func (e *StatusError) Error() string {
 	return fmt.Sprintf("coord: %s (HTTP %d)", e.Message, e.Code)
@@ -191,16 +198,20 @@ func statusErr(resp *http.Response) error {
 	}
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	var we wire.Error
-	msg := ""
+	msg, reason := "", ""
 	if json.Unmarshal(b, &we) == nil && we.Error != "" {
 		msg = we.Error
+		// Only a 4xx can be final; a reason on anything else is ignored.
+		if resp.StatusCode/100 == 4 {
+			reason = we.Reason
+		}
 	} else {
 		msg = strings.TrimSpace(string(b))
 		if msg == "" {
 			msg = http.StatusText(resp.StatusCode)
 		}
 	}
-	return &StatusError{Code: resp.StatusCode, Message: msg}
+	return &StatusError{Code: resp.StatusCode, Message: msg, Reason: reason}
 }
 
 // Register joins the node (or re-registers a known machine key).

@@ -151,3 +151,28 @@ func TestMapStreamAndIdle(t *testing.T) {
 		t.Fatalf("fn error not returned: %v", err)
 	}
 }
+
+// coord's final refusals carry a reason the agent acts on (NeedsLogin,
+// no retry); a reason on a 5xx, or a 401 without one, stays retryable.
+func TestStatusErrReason(t *testing.T) {
+	for _, tc := range []struct {
+		code  int
+		body  string
+		final bool
+	}{
+		{401, `{"error":"machine not registered: join with an auth key first","reason":"not_registered"}`, true},
+		{403, `{"error":"user is disabled","reason":"user_disabled"}`, true},
+		{401, `{"error":"nonce expired: fetch a new challenge"}`, false},
+		{503, `{"error":"busy","reason":"not_registered"}`, false},
+		{429, `not json`, false},
+	} {
+		rec := httptest.NewRecorder()
+		rec.WriteHeader(tc.code)
+		rec.WriteString(tc.body)
+		err := statusErr(rec.Result())
+		se, ok := err.(*StatusError)
+		if !ok || se.Code != tc.code || se.NeedsLogin() != tc.final {
+			t.Errorf("%d %s: %#v, NeedsLogin want %v", tc.code, tc.body, err, tc.final)
+		}
+	}
+}

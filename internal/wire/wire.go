@@ -78,7 +78,26 @@ type RegisterResponse struct {
 // Error is the JSON body of every 4xx/5xx answer from coord.
 type Error struct {
 	Error string `json:"error"`
+	// Reason is set when coord refuses a node in a way that retrying
+	// cannot fix (one of the Reason* constants): the agent then leaves
+	// the mesh (drops its peers and filter), reports NeedsLogin and stops
+	// retrying until "lanmesh up" is run again.
+	Reason string `json:"reason,omitempty"`
 }
+
+// Reasons for a final refusal of /v1/map (Error.Reason).
+const (
+	// ReasonNotRegistered: coord has no node for this machine key (the
+	// admin deleted it, "lanmesh-coord nodes delete").
+	ReasonNotRegistered = "not_registered"
+	// ReasonNodeKeyMismatch: coord holds another node key for the machine.
+	ReasonNodeKeyMismatch = "node_key_mismatch"
+	// ReasonNodeExpired: the node key expired ("nodes expire" or the
+	// configured expiry); the node must join again with an auth key.
+	ReasonNodeExpired = "node_expired"
+	// ReasonUserDisabled: the node's user is disabled ("users disable").
+	ReasonUserDisabled = "user_disabled"
+)
 
 // MapRequest opens the netmap stream. It also reports what the node
 // knows about itself: its endpoints and the routes it offers.
