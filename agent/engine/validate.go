@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 
 	"github.com/lanmesh/lanmesh/agent/router"
 	"github.com/lanmesh/lanmesh/internal/key"
@@ -85,7 +86,9 @@ func CheckAllowedIP(cfg Config, _ Peer, a netip.Prefix) error {
 	// peer hold each prefix.
 	exit := a.Bits() == 0 && slices.Contains(cfg.ExitRoutes, a.Masked())
 	if err := router.CheckRoute(a, exit); err != nil {
-		return fmt.Errorf("allowed IP %w", err)
+		// router says "route P: why"; name it as what it is here.
+		why := strings.TrimPrefix(err.Error(), fmt.Sprintf("route %v: ", a.Masked()))
+		return fmt.Errorf("allowed IP %v: %s", a, why)
 	}
 	if exit {
 		return nil // a default route covers everything, by design
