@@ -27,12 +27,13 @@ func main() {
 	}
 	bin := flag.String("bin", "bin", "directory with host builds and <os>_<arch>/ router builds (from `make build`)")
 	out := flag.String("out", "bench/results", "directory for the result tables")
-	only := flag.String("only", "size,throughput,firewall,dns,coordscale,connect", "comma-separated benchmarks to run: size, throughput, firewall, dns, coordscale, connect")
+	only := flag.String("only", "size,throughput,firewall,dns,coordscale,connect,abuse", "comma-separated benchmarks to run: size, throughput, firewall, dns, coordscale, connect, abuse")
 	n := flag.Int("n", 5, "throughput: interleaved repetitions per data plane")
 	dur := flag.Duration("t", 10*time.Second, "throughput: duration of one iperf3 run")
+	abuseHold = flag.Duration("abuse-t", 30*time.Second, "abuse: how long the agents hold their netmap streams under the flood")
 	modes := flag.String("modes", "", "throughput: comma-separated data planes (default all): plain, wireguard-go, lanmesh, relay")
 	flag.Usage = func() {
-		fmt.Fprintf(os.Stderr, "Usage: lanmesh-bench [flags]\n\nMeasures binary sizes against the router budget, LAN-to-LAN throughput\nagainst plain routing and stock wireguard-go, firewall updates, DNS\nqueries/s against dnsmasq and coord fan-out at scale; writes markdown under -out.\nExits non-zero when the router binary is over budget or a benchmark failed.\n\nExample:\n  sudo lanmesh-bench -bin bin -out bench/results -n 3 -t 5s\n\n")
+		fmt.Fprintf(os.Stderr, "Usage: lanmesh-bench [flags]\n\nMeasures binary sizes against the router budget, LAN-to-LAN throughput\nagainst plain routing and stock wireguard-go, firewall updates, DNS\nqueries/s against dnsmasq, coord fan-out at scale and coord under a flood;\nwrites markdown under -out.\nExits non-zero when the router binary is over budget or a benchmark failed.\n\nExample:\n  sudo lanmesh-bench -bin bin -out bench/results -n 3 -t 5s\n\n")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
@@ -45,15 +46,18 @@ func main() {
 	}
 }
 
+// abuseHold is -abuse-t.
+var abuseHold *time.Duration
+
 func run(ctx context.Context, log *slog.Logger, bin, out, only, modes string, n int, dur time.Duration) error {
 	want := map[string]bool{}
 	for _, s := range strings.Split(only, ",") {
 		switch s = strings.TrimSpace(s); s {
-		case "size", "throughput", "firewall", "dns", "coordscale", "connect":
+		case "size", "throughput", "firewall", "dns", "coordscale", "connect", "abuse":
 			want[s] = true
 		case "":
 		default:
-			return fmt.Errorf("-only: unknown benchmark %q (want size, throughput, firewall, dns, coordscale, connect)", s)
+			return fmt.Errorf("-only: unknown benchmark %q (want size, throughput, firewall, dns, coordscale, connect, abuse)", s)
 		}
 	}
 	absBin, err := filepath.Abs(bin)
@@ -124,6 +128,16 @@ func run(ctx context.Context, log *slog.Logger, bin, out, only, modes string, n 
 	failed = append(failed, cf...)
 	if err != nil {
 		return err
+	}
+	if want["abuse"] {
+		res := bench.RunAbuse(ctx, bench.AbuseOptions{Coord: filepath.Join(absBin, "lanmesh-coord"), Hold: *abuseHold, Log: log})
+		if err := writeReport(out, "abuse.md", func(b *bytes.Buffer) error { return bench.WriteAbuseReport(b, res) }); err != nil {
+			return err
+		}
+		log.Info("bench: abuse written", "file", filepath.Join(out, "abuse.md"))
+		for _, f := range res.Failed() {
+			failed = append(failed, "abuse: "+f)
+		}
 	}
 	if len(failed) > 0 {
 		return fmt.Errorf("FAILED:\n  %s", strings.Join(failed, "\n  "))
