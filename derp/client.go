@@ -29,6 +29,9 @@ type ClientOptions struct {
 	TLSConfig *tls.Config
 	// KeepAlive is how often the client proves it is alive. Default 15 s.
 	KeepAlive time.Duration
+	// DialContext opens the TCP connection; nil: a net.Dialer (tests use
+	// it to dial from inside a network namespace).
+	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // Client is one connection to a relay. Send may be called from many
@@ -295,8 +298,11 @@ func dialUpgrade(ctx context.Context, rawURL string, opts ClientOptions) (net.Co
 		}
 	}
 
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", host)
+	dial := opts.DialContext
+	if dial == nil {
+		dial = (&net.Dialer{}).DialContext
+	}
+	conn, err := dial(ctx, "tcp", host)
 	if err != nil {
 		return nil, nil, fmt.Errorf("relay %s: %w", u.Host, err)
 	}

@@ -27,6 +27,7 @@ type Binaries struct {
 	Dir     string
 	Lanmesh string
 	Coord   string
+	Derp    string // lanmesh-derp, the standalone relay
 }
 
 var (
@@ -53,7 +54,7 @@ func findBinariesLocked() (Binaries, error) {
 	if !binDone {
 		binDone = true
 		if d := os.Getenv("LANMESH_BIN_DIR"); d != "" {
-			bins = Binaries{Dir: d, Lanmesh: filepath.Join(d, "lanmesh"), Coord: filepath.Join(d, "lanmesh-coord")}
+			bins = binariesIn(d)
 		} else {
 			bins, binErr = buildBinaries()
 		}
@@ -89,14 +90,18 @@ func buildBinaries() (Binaries, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return Binaries{}, err
 	}
-	for _, name := range []string{"lanmesh", "lanmesh-coord"} {
+	for _, name := range []string{"lanmesh", "lanmesh-coord", "lanmesh-derp"} {
 		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, name), "./cmd/"+name)
 		cmd.Dir = filepath.Dir(mod)
 		if b, err := cmd.CombinedOutput(); err != nil {
 			buildErrs[name] = fmt.Errorf("testbed: go build ./cmd/%s: %v\n%s", name, err, b)
 		}
 	}
-	return Binaries{Dir: dir, Lanmesh: filepath.Join(dir, "lanmesh"), Coord: filepath.Join(dir, "lanmesh-coord")}, nil
+	return binariesIn(dir), nil
+}
+
+func binariesIn(d string) Binaries {
+	return Binaries{Dir: d, Lanmesh: filepath.Join(d, "lanmesh"), Coord: filepath.Join(d, "lanmesh-coord"), Derp: filepath.Join(d, "lanmesh-derp")}
 }
 
 // RemoveBuiltBinaries deletes the binaries FindBinaries built (never a
