@@ -28,14 +28,14 @@ LDFLAGS_X := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 # Binaries built for the host. The first two must exist; the others are
 # built only once their package has a main.
 HOST_CMDS := lanmesh lanmesh-coord
-HOST_OPTIONAL_CMDS := lanmesh-derp lanmesh-plugins
+HOST_OPTIONAL_CMDS := lanmesh-derp lanmesh-plugins lanmesh-idp-oidc lanmesh-idp-local
 # The router binary, cross-built for every ROUTER_PLATFORMS entry.
 ROUTER_CMD := lanmesh
 # Router targets: os/arch[/variant] for the stripped lanmesh builds.
 ROUTER_PLATFORMS := linux/mipsle/softfloat linux/arm/7 linux/arm64 linux/amd64
 # Also stripped for amd64 so `make bench` can report their sizes.
 SERVER_CMDS := lanmesh-coord
-SERVER_OPTIONAL_CMDS := lanmesh-derp
+SERVER_OPTIONAL_CMDS := lanmesh-derp lanmesh-idp-oidc lanmesh-idp-local
 
 # Test knobs. End-to-end tests live in packages whose import path has an
 # /e2e element: they run once, without -race, one package at a time.

@@ -63,6 +63,7 @@ type storedState struct {
 	domain   string
 	nodes    []store.Node // live ones, sorted by ID
 	logins   map[string]string
+	groups   map[string][]string // user name -> IdP groups
 	compiled *policy.Compiled
 	policyV  int64
 }
@@ -240,7 +241,7 @@ func (h *Hub) readStore(ctx context.Context, gen uint64) (*storedState, error) {
 	h.mu.Unlock()
 
 	now := h.now()
-	st := &storedState{gen: gen, domain: settings.Domain, logins: Logins(users), policyV: pv.Version}
+	st := &storedState{gen: gen, domain: settings.Domain, logins: Logins(users), groups: UserGroups(users), policyV: pv.Version}
 	disabled := map[string]bool{}
 	for _, u := range users {
 		if u.Disabled {
@@ -262,7 +263,7 @@ func (h *Hub) readStore(ctx context.Context, gen uint64) (*storedState, error) {
 	if !next.IsZero() {
 		h.armExpiry(next.Sub(now))
 	}
-	if st.compiled, err = policy.Compile(p, PolicyNodes(st.nodes, st.logins)); err != nil {
+	if st.compiled, err = policy.Compile(p, PolicyNodes(st.nodes, st.logins, st.groups)); err != nil {
 		return nil, fmt.Errorf("compile policy: %w", err)
 	}
 	return st, nil
@@ -304,6 +305,17 @@ func (h *Hub) armExpiry(d time.Duration) {
 	h.timer = time.AfterFunc(d+time.Millisecond, h.Changed)
 }
 
+// UserGroups maps user names to their IdP groups.
+func UserGroups(users []store.User) map[string][]string {
+	m := make(map[string][]string, len(users))
+	for _, u := range users {
+		if len(u.Groups) > 0 {
+			m[u.Name] = u.Groups
+		}
+	}
+	return m
+}
+
 // Logins maps user names to their policy logins.
 func Logins(users []store.User) map[string]string {
 	m := make(map[string]string, len(users))
@@ -315,7 +327,7 @@ func Logins(users []store.User) map[string]string {
 
 // PolicyNodes is the compiler's view of stored nodes. A tagged node is
 // its tags' in rules; its user is only its owner (default policy).
-func PolicyNodes(nodes []store.Node, logins map[string]string) []policy.Node {
+func PolicyNodes(nodes []store.Node, logins map[string]string, groups map[string][]string) []policy.Node {
 	out := make([]policy.Node, len(nodes))
 	for i, n := range nodes {
 		login := logins[n.User]
@@ -329,6 +341,7 @@ func PolicyNodes(nodes []store.Node, logins map[string]string) []policy.Node {
 		}
 		if len(n.Tags) == 0 {
 			pn.User = login
+			pn.Groups = groups[n.User]
 		}
 		out[i] = pn
 	}

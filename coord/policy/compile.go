@@ -17,8 +17,12 @@ type Node struct {
 	// User is the login of the device's user. Tagged devices are not
 	// their user's in rules (as in Tailscale); Owner then names who
 	// created their key, which only the default policy uses.
-	User             string
-	Owner            string
+	User  string
+	Owner string
+	// Groups are the user's groups at their identity provider (names as
+	// the IdP sends them): a rule's group:x also selects the untagged
+	// devices of users whose IdP groups include x (docs/identity.md).
+	Groups           []string
 	Tags             []string
 	Addresses        []netip.Prefix // mesh /32 and /128
 	ApprovedRoutes   []netip.Prefix // approved by an admin
@@ -31,6 +35,7 @@ type node struct {
 	idx     int
 	tagged  bool
 	tags    map[string]bool
+	groups  map[string]bool // IdP groups as "group:x"
 	owner   string
 	addrs   []netip.Prefix
 	routes  []netip.Prefix // effective approved routes, exit routes included
@@ -135,6 +140,12 @@ func prepare(p *Policy, in []Node) ([]*node, map[wire.NodeID]int, error) {
 		n := &node{Node: in[i], tags: map[string]bool{}}
 		for _, t := range n.Tags {
 			n.tags[t] = true
+		}
+		for _, g := range n.Groups {
+			if n.groups == nil {
+				n.groups = map[string]bool{}
+			}
+			n.groups["group:"+g] = true
 		}
 		n.tagged = len(n.Tags) > 0
 		n.owner = n.User

@@ -119,7 +119,7 @@ func (s *selector) matchesNode(n *node) bool {
 	case selUser:
 		return !n.tagged && n.User == s.name
 	case selGroup:
-		return !n.tagged && s.users[n.User]
+		return !n.tagged && (s.users[n.User] || n.groups[s.name])
 	case selTag:
 		return n.tags[s.name]
 	case selMember:

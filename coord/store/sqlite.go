@@ -121,6 +121,19 @@ ALTER TABLE preauth_keys ADD COLUMN revoked INTEGER NOT NULL DEFAULT 0;`,
 UPDATE nodes SET node_key = randomblob(32), key_expiry = CAST(strftime('%s','now') AS INTEGER) * 1000000000
 	WHERE EXISTS (SELECT 1 FROM nodes o WHERE o.node_key = nodes.node_key AND o.id < nodes.id);
 CREATE UNIQUE INDEX nodes_node_key ON nodes(node_key);`,
+	// 6: people who log in through IdP plugins, and the groups the IdP
+	// gave each user at their last login (policies match them).
+	6: `
+ALTER TABLE users ADD COLUMN idp_groups TEXT NOT NULL DEFAULT '[]';
+CREATE TABLE identities (
+	provider TEXT NOT NULL,
+	subject TEXT NOT NULL,
+	user_name TEXT NOT NULL,
+	secret BLOB NOT NULL DEFAULT x'',
+	updated INTEGER NOT NULL,
+	PRIMARY KEY (provider, subject)
+);
+CREATE INDEX identities_user ON identities(user_name);`,
 }
 
 func (s *SQLite) migrate(ctx context.Context) error {
@@ -290,7 +303,7 @@ func (s *SQLite) Register(ctx context.Context, r Registration) (Node, error) {
 		if err := nodeKeyFree(ctx, tx, r); err != nil {
 			return err
 		}
-		if r.AuthKeyID == "" {
+		if r.AuthKeyID == "" && r.LoginUser == "" {
 			if !known {
 				return ErrNeedAuthKey
 			}
@@ -308,8 +321,14 @@ func (s *SQLite) Register(ctx context.Context, r Registration) (Node, error) {
 			return err
 		}
 
-		ak, err := consumeKey(ctx, tx, r)
-		if err != nil {
+		var ak PreAuthKey
+		if r.LoginUser != "" {
+			// Logged in through an IdP: the user's own, untagged device.
+			if err := userEnabled(ctx, tx, r.LoginUser); err != nil {
+				return err
+			}
+			ak.User = r.LoginUser
+		} else if ak, err = consumeKey(ctx, tx, r); err != nil {
 			return err
 		}
 		var expiry int64

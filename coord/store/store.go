@@ -51,6 +51,13 @@ type Store interface {
 	// RenameUser renames a user and moves their nodes and keys with them.
 	RenameUser(ctx context.Context, old, name string) (User, error)
 
+	// LoginIdentity records a person who logged in through an IdP plugin
+	// and returns their user: the one this identity logged in as before,
+	// else an unlinked user with the same email, else a new one. It
+	// stores the IdP's groups on the user (policies match them) and
+	// refuses a disabled user (ErrUserDisabled). identities.go.
+	LoginIdentity(ctx context.Context, id Identity) (User, error)
+
 	// Policy versions: SetPolicy stores a new current version; Policy
 	// returns the current one (ErrNotFound: none set, the default
 	// applies); PolicyHistory lists all, oldest first.
@@ -118,6 +125,10 @@ type Registration struct {
 	// re-registers without an auth key.
 	AuthKeyID   string
 	AuthKeyHash []byte
+	// LoginUser, when set, is the user who just logged in through an IdP
+	// for this machine: the node is created, or re-authenticated with a
+	// fresh key expiry, for that user without an auth key.
+	LoginUser string
 	// KeyLifetime is how long an untagged node key lives from now.
 	KeyLifetime time.Duration
 	Now         time.Time

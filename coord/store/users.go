@@ -26,6 +26,8 @@ type User struct {
 	// register (SetUserDisabled). Netmap generation honours it for any
 	// source of users (local or, later, SSO).
 	Disabled bool
+	// Groups are the IdP groups of the user's last login (identities.go).
+	Groups []string
 }
 
 // Login is how a policy names the user: the email when set, else
@@ -92,7 +94,7 @@ func (s *SQLite) CreateUser(ctx context.Context, u User) (User, error) {
 }
 
 func (s *SQLite) Users(ctx context.Context) ([]User, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT name, email, created, disabled FROM users ORDER BY name`)
+	rows, err := s.db.QueryContext(ctx, `SELECT name, email, created, disabled, idp_groups FROM users ORDER BY name`)
 	if err != nil {
 		return nil, fmt.Errorf("list users: %w", err)
 	}
@@ -101,8 +103,12 @@ func (s *SQLite) Users(ctx context.Context) ([]User, error) {
 	for rows.Next() {
 		var u User
 		var created int64
-		if err := rows.Scan(&u.Name, &u.Email, &created, &u.Disabled); err != nil {
+		var groups string
+		if err := rows.Scan(&u.Name, &u.Email, &created, &u.Disabled, &groups); err != nil {
 			return nil, fmt.Errorf("list users: %w", err)
+		}
+		if err := json.Unmarshal([]byte(groups), &u.Groups); err != nil {
+			return nil, fmt.Errorf("user %s: groups: %w", u.Name, err)
 		}
 		u.Created = time.Unix(0, created)
 		out = append(out, u)
@@ -136,6 +142,9 @@ func (s *SQLite) DeleteUser(ctx context.Context, name string) ([]int64, error) {
 		}
 		rows.Close()
 		if _, err := tx.ExecContext(ctx, `DELETE FROM nodes WHERE user_name = ?`, name); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM identities WHERE user_name = ?`, name); err != nil {
 			return err
 		}
 		_, err = tx.ExecContext(ctx, `DELETE FROM preauth_keys WHERE user_name = ?`, name)
@@ -206,6 +215,9 @@ func (s *SQLite) RenameUser(ctx context.Context, old, name string) (User, error)
 			return fmt.Errorf("user %q: %w", old, ErrNotFound)
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE nodes SET user_name = ? WHERE user_name = ?`, name, old); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE identities SET user_name = ? WHERE user_name = ?`, name, old); err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE preauth_keys SET user_name = ? WHERE user_name = ?`, name, old); err != nil {
