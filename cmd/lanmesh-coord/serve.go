@@ -27,6 +27,7 @@ var serveCmd = &command{
 	examples: []string{
 		"lanmesh-coord serve --listen :443 --server-url https://coord.example.net",
 		"lanmesh-coord serve --listen 198.18.0.10:8443 --server-url https://198.18.0.10:8443 --state-dir /tmp/coord --verbose",
+		"lanmesh-coord serve --server-url https://coord.example.net --plugins-config /etc/lanmesh/plugins.json",
 	},
 	setup: func(fs *flag.FlagSet) func(context.Context, *globals, []string) error {
 		listen := fs.String("listen", ":443", "address for the node API (HTTPS)")
@@ -52,6 +53,9 @@ var serveCmd = &command{
 		fs.IntVar(&lim.ChallengeBurst, "challenge-burst", lim.ChallengeBurst, "burst for --challenge-rate")
 		fs.Float64Var(&lim.RegisterRate, "register-rate", lim.RegisterRate, "signed requests per second per source address from machines coord does not know (first registrations); known machines are not counted")
 		fs.IntVar(&lim.RegisterBurst, "register-burst", lim.RegisterBurst, "burst for --register-rate")
+		var pf pluginFlags
+		fs.StringVar(&pf.dir, "plugins-dir", defaultPluginsDir, "directory of plugin executables (docs/plugins.md)")
+		fs.StringVar(&pf.config, "plugins-config", "", "JSON file saying which plugins run, with their settings; unset: none (docs/plugins.md)")
 		verbose := fs.Bool("verbose", false, "log every request-level event (debug)")
 		return func(ctx context.Context, g *globals, args []string) error {
 			if len(args) != 0 {
@@ -75,7 +79,7 @@ var serveCmd = &command{
 			if err != nil {
 				return err
 			}
-			return serve(ctx, g, log, *listen, *serverURL, *domain, *certFile, *keyFile, *keyExpiry, token, rf, lim)
+			return serve(ctx, g, log, *listen, *serverURL, *domain, *certFile, *keyFile, *keyExpiry, token, rf, lim, pf)
 		}
 	},
 }
@@ -103,7 +107,7 @@ func checkLimitFlags(lim server.Limits, rf relayFlags) error {
 	return nil
 }
 
-func serve(ctx context.Context, g *globals, log *slog.Logger, listen, serverURL, domain, certFile, keyFile string, keyExpiry time.Duration, derpToken string, rf relayFlags, lim server.Limits) error {
+func serve(ctx context.Context, g *globals, log *slog.Logger, listen, serverURL, domain, certFile, keyFile string, keyExpiry time.Duration, derpToken string, rf relayFlags, lim server.Limits, pf pluginFlags) error {
 	host := ""
 	if serverURL != "" {
 		u, err := url.Parse(serverURL)
@@ -127,7 +131,13 @@ func serve(ctx context.Context, g *globals, log *slog.Logger, listen, serverURL,
 		return err
 	}
 	defer st.Close()
-	srv, err := server.New(ctx, server.Config{Store: st, Cert: cert, Logger: log, Domain: domain, KeyLifetime: keyExpiry, DerpToken: derpToken, Limits: lim})
+	providers, stopPlugins, err := startPlugins(ctx, pf, serverURL, log)
+	if err != nil {
+		return err
+	}
+	defer stopPlugins()
+	srv, err := server.New(ctx, server.Config{Store: st, Cert: cert, Logger: log, Domain: domain, KeyLifetime: keyExpiry, DerpToken: derpToken, Limits: lim,
+		LoginProviders: providers, PublicURL: serverURL})
 	if err != nil {
 		return err
 	}

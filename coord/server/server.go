@@ -38,6 +38,11 @@ type Config struct {
 	// DerpToken is the bearer token relays present on PathDerpVerify;
 	// empty disables relay verification (every relay is refused).
 	DerpToken string
+	// LoginProviders are the identity providers nodes can log in with
+	// (login.go); PublicURL is coord's URL as browsers reach it (the
+	// --server-url), needed for their redirects.
+	LoginProviders []LoginProvider
+	PublicURL      string
 }
 
 // Server is a running coord.
@@ -55,6 +60,7 @@ type Server struct {
 	register *ipLimiter // signed requests of unknown machines per source
 	streams  *streamSet // open netmap streams
 	derp     relayState // embedded relay and DERP map (derp.go)
+	logins   *logins    // pending interactive logins (login.go)
 
 	policyMu sync.Mutex // one policy set at a time: check and store together
 
@@ -108,6 +114,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		register: newIPLimiter(lim.RegisterRate, float64(lim.RegisterBurst), lim.SourceTable),
 		streams:  newStreamSet(lim.MaxStreams, lim.MaxStreamsPerNode),
 		done:     make(chan struct{}),
+		logins:   newLogins(),
 	}
 	// Known machines get their own challenge budget from the start, so a
 	// restarted coord does not leave them behind an attacker's address.
@@ -144,6 +151,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc(wire.PathRegister, s.handleRegister)
 	mux.HandleFunc(wire.PathMap, s.handleMap)
 	mux.HandleFunc("GET "+wire.PathHealth, s.handleHealth)
+	s.loginRoutes(mux)
 	mux.HandleFunc("POST "+PathDerpVerify, s.handleDerpVerify)
 	mux.HandleFunc("GET "+derp.WatchPath, s.handleDerpWatch)
 	mux.HandleFunc(derp.Path, s.serveRelay)
