@@ -5,7 +5,7 @@
 #   make test    vet, unit tests (-race), end-to-end tests, 5 s of fuzzing per target
 #   make fuzz    longer fuzzing (FUZZTIME=1m)
 #   make demo    the namespace demo with the built binaries
-#   make bench   size, throughput, firewall, dns and coord-scale tables into bench/results/
+#   make bench   size, throughput, firewall, dns, coord-scale and abuse tables into bench/results/
 #   make lint    gofmt, go vet, lanmesh-vet (S8, CI skips), go mod tidy check, staticcheck, shellcheck
 #   make clean
 

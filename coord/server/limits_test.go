@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -238,6 +239,56 @@ func TestStreamsPerNode(t *testing.T) {
 		case <-ms.done:
 			t.Fatalf("a newer stream ended: %v", ms.err)
 		default:
+		}
+	}
+}
+
+// S18: the body deadline is lifted once a netmap stream's request is
+// read, so an HTTP/1.1 stream (whose connection coord keeps reading to
+// notice a hang-up) outlives it too.
+func TestHTTP1StreamOutlivesBodyTimeout(t *testing.T) {
+	tc, _ := startCoordLimits(t, t.TempDir(), "", &syncBuf{}, Limits{BodyTimeout: 300 * time.Millisecond}, nil)
+	a := tc.join("a", tc.newKey(true))
+	hc := &http.Client{Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true},
+		TLSNextProto:    map[string]func(string, *tls.Conn) http.RoundTripper{}, // HTTP/1.1 only
+	}}
+	defer hc.CloseIdleConnections()
+	resp, err := hc.Get(tc.url + wire.PathChallenge)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ch wire.Challenge
+	json.NewDecoder(resp.Body).Decode(&ch)
+	resp.Body.Close()
+	body, _ := json.Marshal(wire.MapRequest{NodeKey: a.nk, Hostname: "a"})
+	env, _ := json.Marshal(wire.Envelope{Version: wire.ProtocolVersion, Machine: a.mk.Public(), Nonce: ch.Nonce, Body: body, Sig: a.mk.Sign(wire.SignedBytes(wire.PathMap, ch.Nonce, body))})
+	resp, err = hc.Post(tc.url+wire.PathMap, "application/json", bytes.NewReader(env))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.ProtoMajor != 1 || resp.StatusCode != 200 {
+		t.Fatalf("map over %s: %d", resp.Proto, resp.StatusCode)
+	}
+	lines := make(chan struct{}, 100)
+	go func() {
+		sc := bufio.NewScanner(resp.Body)
+		sc.Buffer(nil, wire.MaxMapMessageBytes)
+		for sc.Scan() {
+			lines <- struct{}{}
+		}
+		close(lines)
+	}()
+	end := time.After(1500 * time.Millisecond)
+	for {
+		select {
+		case _, ok := <-lines:
+			if !ok {
+				t.Fatal("HTTP/1.1 netmap stream ended within 1.5 s (BodyTimeout 300 ms)")
+			}
+		case <-end:
+			return
 		}
 	}
 }
