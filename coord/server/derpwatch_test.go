@@ -72,7 +72,7 @@ func waitGone(t *testing.T, c *derp.Client, start time.Time, limit time.Duration
 
 // S15, S20: a standalone relay learns from coord's watch stream who may
 // relay, and cuts a node off within a second of nodes delete, nodes
-// expire or users disable; users enable lets it back. S9: a relay with
+// expire, users disable or a node key rotation; users enable lets it back. S9: a relay with
 // the wrong token gets nothing and so admits nobody.
 func TestDerpWatchRevokes(t *testing.T) {
 	// Short per-request deadlines: the watch stream must outlive them.
@@ -86,7 +86,7 @@ func TestDerpWatchRevokes(t *testing.T) {
 	if err := tc.admin.Do(context.Background(), "POST", adminapi.PathKeys, adminapi.CreateKeyRequest{Reusable: true, Expiry: "1h", User: "bob"}, &bobKey); err != nil {
 		t.Fatal(err)
 	}
-	_, aPriv := tc.joinKeyed("a", ak)
+	aNode, aPriv := tc.joinKeyed("a", ak)
 	_, bPriv := tc.joinKeyed("b", ak)
 	_, cPriv := tc.joinKeyed("c", ak)
 
@@ -190,4 +190,22 @@ func TestDerpWatchRevokes(t *testing.T) {
 	if err := ca.Send(dPriv.Public(), []byte("still here")); err != nil {
 		t.Fatalf("a lost the relay: %v", err)
 	}
+
+	// Key rotation: a re-registers with a new node key; the old one is
+	// cut off and the new one admitted (S20).
+	newPriv := key.NewNode()
+	start = time.Now()
+	if _, err := aNode.c.Register(context.Background(), wire.RegisterRequest{NodeKey: newPriv.Public(), Hostname: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("standalone relay dropped a rotated-away key after %v", waitGone(t, ca, start, time.Second))
+	if c, err := r.connect(aPriv); err == nil {
+		c.Close()
+		t.Fatal("old node key reconnected after rotation")
+	}
+	c, err := r.connect(newPriv)
+	if err != nil {
+		t.Fatalf("rotated node key refused: %v", err)
+	}
+	c.Close()
 }

@@ -198,6 +198,15 @@ func TestBadAuthKeys(t *testing.T) {
 		t.Fatalf("keys create --expiry 1s: %v", err)
 	}
 	ek, _ := wire.ParseAuthKey(expired)
+	// keys revoke: a reusable key fails at once (issue 14, acceptance 5).
+	revoked, err := c.CreateKey(ctx, "--reusable")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rk, _ := wire.ParseAuthKey(revoked)
+	if r, err := c.Admin(ctx, "keys", "revoke", rk.ID); err != nil {
+		t.Fatalf("keys revoke: %v %s", err, r.Stderr)
+	}
 	time.Sleep(1500 * time.Millisecond)
 
 	for _, k := range []struct {
@@ -205,6 +214,7 @@ func TestBadAuthKeys(t *testing.T) {
 	}{
 		{"unknown", unknown.String(), unknown.Secret, "key"},
 		{"expired", expired, ek.Secret, "expir"},
+		{"revoked", revoked, rk.Secret, "revoked"},
 		{"malformed", "lmk1.nope", "", "auth key"},
 	} {
 		r, err := a.Up(ctx, c, k.key, "--timeout", "5s")
@@ -232,7 +242,7 @@ func TestBadAuthKeys(t *testing.T) {
 	if _, err := a.Up(ctx, c, good); err != nil {
 		t.Fatalf("good key after bad ones: %v", err)
 	}
-	noSecretsInLogs(t, s.World, []string{gk.Secret, unknown.Secret, ek.Secret})
+	noSecretsInLogs(t, s.World, []string{gk.Secret, unknown.Secret, ek.Secret, rk.Secret})
 }
 
 // TestUnreachableCoord: a joined agent that starts while coord is down
