@@ -32,7 +32,7 @@ HOST_OPTIONAL_CMDS := lanmesh-derp lanmesh-plugins lanmesh-idp-oidc lanmesh-idp-
 # The router binary, cross-built for every ROUTER_PLATFORMS entry.
 ROUTER_CMD := lanmesh
 # Router targets: os/arch[/variant] for the stripped lanmesh builds.
-ROUTER_PLATFORMS := linux/mipsle/softfloat linux/arm/7 linux/arm64 linux/amd64
+ROUTER_PLATFORMS := linux/mipsle/softfloat linux/mips/softfloat linux/arm/7 linux/arm64 linux/amd64
 # Also stripped for amd64 so `make bench` can report their sizes.
 SERVER_CMDS := lanmesh-coord
 SERVER_OPTIONAL_CMDS := lanmesh-derp lanmesh-idp-oidc lanmesh-idp-local
@@ -51,7 +51,13 @@ BENCH_FLAGS ?=
 # e.g. DEMO_FLAGS="--once --nat-a hard" (see go run ./cmd/lanmesh-demo --help)
 DEMO_FLAGS ?=
 
-.PHONY: all build build-host build-cross deps test vet vet-own tidy-check test-unit test-e2e fuzz fuzz-short demo bench lint clean proto
+# lanmesh-coord also goes into the arm and arm64 packages (modernc.org/sqlite
+# has no MIPS port, so MIPS routers get the agent only).
+PKG_COORD_PLATFORMS := linux/arm/7 linux/arm64
+PKG_VERSION ?= 0.1.0
+PKG_RELEASE ?= 1
+
+.PHONY: packages all build build-host build-cross deps test vet vet-own tidy-check test-unit test-e2e fuzz fuzz-short demo bench lint clean proto
 
 all: build
 
@@ -139,6 +145,13 @@ demo: deps build
 bench: deps build
 	go build -o $(BIN)/lanmesh-bench ./cmd/lanmesh-bench
 	$(BIN)/lanmesh-bench -bin $(abspath $(BIN)) -out bench/results -n $(BENCH_N) -t $(BENCH_TIME) $(BENCH_FLAGS)
+
+packages: deps build-cross
+	@for p in $(PKG_COORD_PLATFORMS); do \
+		IFS=/ read -r os arch variant <<<"$$p"; \
+		scripts/build.sh lanmesh-coord "$(BIN)/$${os}_$${arch}/lanmesh-coord" 0 "$$p" "$(LDFLAGS_X)"; \
+	done
+	go run ./cmd/lanmesh-packages --bin $(BIN) --feed firmware/openwrt --out $(BIN)/packages --version $(PKG_VERSION) --release $(PKG_RELEASE)
 
 lint:
 	@unformatted=$$(gofmt -l $$(git ls-files -co --exclude-standard '*.go' 2>/dev/null || find . -name '*.go' -not -path './.git/*')); \

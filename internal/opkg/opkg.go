@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/goreleaser/nfpm/v2"
@@ -55,11 +56,13 @@ const (
 	postinst = `#!/bin/sh
 [ "${IPKG_NO_SCRIPT}" = "1" ] && exit 0
 [ -s "${IPKG_INSTROOT}/lib/functions.sh" ] || exit 0
+# shellcheck source=/dev/null
 . "${IPKG_INSTROOT}/lib/functions.sh"
 default_postinst "$0" "$@"
 `
 	prerm = `#!/bin/sh
 [ -s "${IPKG_INSTROOT}/lib/functions.sh" ] || exit 0
+# shellcheck source=/dev/null
 . "${IPKG_INSTROOT}/lib/functions.sh"
 default_prerm "$0" "$@"
 `
@@ -236,7 +239,7 @@ func installedSizeInBytes(pkg []byte, size int64) ([]byte, error) {
 	}
 	done := false
 	for i, e := range entries {
-		if e.name != "control.tar.gz" {
+		if strings.TrimPrefix(e.name, "./") != "control.tar.gz" {
 			continue
 		}
 		inner, err := readTGZ(e.data)
@@ -244,7 +247,7 @@ func installedSizeInBytes(pkg []byte, size int64) ([]byte, error) {
 			return nil, fmt.Errorf("read control.tar.gz: %w", err)
 		}
 		for j, c := range inner {
-			if c.name == "./control" || c.name == "control" {
+			if strings.TrimPrefix(c.name, "./") == "control" {
 				line := "Installed-Size: " + strconv.FormatInt(size, 10)
 				if installedSizeRe.Match(c.data) {
 					inner[j].data = installedSizeRe.ReplaceAll(c.data, []byte(line))
