@@ -33,6 +33,7 @@ type simNet struct {
 	byKey  map[key.NodePublic]*simNode
 	delay  map[netip.AddrPort]time.Duration // one-way, to that address
 	drop   func(from, to netip.AddrPort) bool
+	nats   []*simNAT // Linux masquerade boxes (nat_sim_test.go)
 	queue  []simPkt
 	errors []error
 }
@@ -125,6 +126,9 @@ func (n *simNet) deliverDue() {
 			continue
 		}
 		if n.drop != nil && n.drop(p.src, p.dst) {
+			continue
+		}
+		if !n.transit(&p) {
 			continue
 		}
 		if to := n.nodes[p.dst]; to != nil {
