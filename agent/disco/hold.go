@@ -41,12 +41,13 @@ const (
 )
 
 // holdFor is the quiet time of the n-th hold: past Linux's 30 s timeout of
-// an unreplied UDP conntrack entry, then past OpenWrt's 60 s, then longer.
+// an unreplied UDP conntrack entry, then past OpenWrt's 60 s, then longer;
+// two attempts each, one per order of the two sides.
 func holdFor(n uint16) time.Duration {
 	switch {
-	case n <= 1:
+	case n <= 2:
 		return 35 * time.Second
-	case n == 2:
+	case n <= 4:
 		return 65 * time.Second
 	default:
 		return 125 * time.Second
@@ -81,20 +82,22 @@ func (p *peerPath) waiting(now time.Time) bool { return !p.best.IsValid() && now
 // changed).
 func (p *peerPath) clearHold() {
 	p.refusedAt, p.holdUntil, p.waitUntil = time.Time{}, time.Time{}, time.Time{}
-	p.meRefused, p.peerRefused = false, false
+	p.meRefusedAt, p.peerRefusedAt = time.Time{}, time.Time{}
 }
 
-// waiter decides who waits after a hold: the side that was refused, and
-// when both were, the smaller key on odd attempts and the larger on even.
+// waiter decides who waits after a hold: the side that was refused. When
+// both were, the order cannot be told from the refusals (the second
+// side's pings are refused too, whether or not they did harm), so the keys
+// decide and the order alternates with each attempt: the smaller key waits
+// on odd attempts, the larger on even ones.
 func (m *Manager) waiter(p *peerPath) bool {
-	if !p.meRefused {
+	if p.meRefusedAt.IsZero() {
 		return false
 	}
-	if !p.peerRefused {
+	if p.peerRefusedAt.IsZero() {
 		return true
 	}
-	smaller := keyLess(m.pub, p.key)
-	return smaller == (p.holds%2 == 1)
+	return keyLess(m.pub, p.key) == (p.holds%2 == 1)
 }
 
 func keyLess(a, b key.NodePublic) bool {
@@ -127,16 +130,25 @@ func (m *Manager) checkHold(p *peerPath, now time.Time, ob *outbox) {
 	if p.holdUntil.IsZero() && !p.refusedAt.IsZero() && now.Sub(p.refusedAt) >= refusalGrace {
 		p.holds++
 		d := holdFor(p.holds)
-		m.startHold(p, now, d, true)
-		ob.pkts = append(ob.pkts, outPkt{pkt: m.seal(p, &Hold{Attempt: p.holds, Refused: true, Duration: d}), relay: p.key})
+		m.startHold(p, now, d)
+		ob.pkts = append(ob.pkts, outPkt{pkt: m.seal(p, &Hold{Attempt: p.holds, RefusedAgo: refusedAgo(p, now), Duration: d}), relay: p.key})
 	}
 }
 
-func (m *Manager) startHold(p *peerPath, now time.Time, d time.Duration, refused bool) {
+// refusedAgo is the Hold field: how long ago our first refusal came, at
+// least 1 ms when there was one.
+func refusedAgo(p *peerPath, now time.Time) time.Duration {
+	if p.meRefusedAt.IsZero() {
+		return 0
+	}
+	return max(now.Sub(p.meRefusedAt), time.Millisecond)
+}
+
+func (m *Manager) startHold(p *peerPath, now time.Time, d time.Duration) {
 	p.holdUntil, p.waitUntil, p.nextRound = now.Add(d), time.Time{}, now.Add(d)
-	p.meRefused = refused
+	p.meRefusedAt = p.refusedAt
 	m.log.Info("disco: pings refused by the peer's NAT box: pausing pings so its conntrack state expires",
-		"peer", p.key.ShortString(), "for", d.String(), "attempt", p.holds, "refused_here", refused)
+		"peer", p.key.ShortString(), "for", d.String(), "attempt", p.holds, "refused_here", !p.refusedAt.IsZero())
 }
 
 // handleHold takes the peer's Hold (over the relay).
@@ -147,14 +159,15 @@ func (m *Manager) handleHold(p *peerPath, msg *Hold, now time.Time, ob *outbox) 
 	if msg.Attempt > p.holds {
 		p.holds = msg.Attempt
 	}
-	p.peerRefused = msg.Refused
+	if msg.RefusedAgo > 0 {
+		p.peerRefusedAt = now.Add(-msg.RefusedAgo)
+	}
 	if p.holding(now) {
 		return // ours crossed the peer's: both were refused
 	}
-	refused := !p.refusedAt.IsZero()
-	m.startHold(p, now, msg.Duration, refused)
-	if refused {
+	m.startHold(p, now, msg.Duration)
+	if !p.meRefusedAt.IsZero() {
 		// Tell the peer we were refused too, so both pick the same waiter.
-		ob.pkts = append(ob.pkts, outPkt{pkt: m.seal(p, &Hold{Attempt: p.holds, Refused: true, Duration: msg.Duration}), relay: p.key})
+		ob.pkts = append(ob.pkts, outPkt{pkt: m.seal(p, &Hold{Attempt: p.holds, RefusedAgo: refusedAgo(p, now), Duration: msg.Duration}), relay: p.key})
 	}
 }

@@ -30,7 +30,7 @@ const (
 	addrLen       = 18 // 16-byte IP (IPv4 as ::ffff:a.b.c.d) + port
 	pingBodyLen   = txIDLen + 32
 	pongBodyLen   = txIDLen + addrLen
-	holdBodyLen   = 2 + 1 + 4 // attempt, flags, duration in ms
+	holdBodyLen   = 2 + 4 + 4 // attempt, refused-ago and duration in ms
 	payloadHdrLen = 2
 )
 
@@ -69,13 +69,14 @@ type CallMeMaybe struct {
 // Hold, sent over the relay, asks the peer to stop pinging us for
 // Duration, so that the conntrack entries the failed punching left in
 // both NATs expire, and then to punch again in order: the side whose pings
-// were refused by the other's NAT box (Refused) waits for the other's
-// CallMeMaybe. Attempt counts the holds for this pair, so both sides break
-// a tie the same way. See docs/nat-traversal.md.
+// were refused by the other's NAT box waits for the other's CallMeMaybe.
+// RefusedAgo is how long before sending our first refusal came (0: our
+// pings were not refused). Attempt counts the holds for this pair, so both
+// sides decide the same way. See agent/disco/hold.go.
 type Hold struct {
-	Attempt  uint16
-	Refused  bool
-	Duration time.Duration
+	Attempt    uint16
+	RefusedAgo time.Duration
+	Duration   time.Duration
 }
 
 // Hold durations outside these bounds are refused by the parser.
@@ -89,11 +90,7 @@ func (*Hold) typ() byte { return TypeHold }
 func (m *Hold) AppendMarshal(b []byte) []byte {
 	b = append(b, TypeHold, Version)
 	b = binary.BigEndian.AppendUint16(b, m.Attempt)
-	var flags byte
-	if m.Refused {
-		flags = 1
-	}
-	b = append(b, flags)
+	b = binary.BigEndian.AppendUint32(b, uint32(m.RefusedAgo.Milliseconds()))
 	return binary.BigEndian.AppendUint32(b, uint32(m.Duration.Milliseconds()))
 }
 
@@ -207,14 +204,15 @@ func Parse(p []byte) (Message, error) {
 		if len(body) != holdBodyLen {
 			return nil, fmt.Errorf("disco: hold body of %d bytes, want %d", len(body), holdBodyLen)
 		}
-		if body[2] > 1 {
-			return nil, fmt.Errorf("disco: hold flags 0x%02x, only 0x01 is defined", body[2])
+		ago := time.Duration(binary.BigEndian.Uint32(body[2:])) * time.Millisecond
+		if ago > MaxHold {
+			return nil, fmt.Errorf("disco: hold refused %v ago, at most %v", ago, MaxHold)
 		}
-		d := time.Duration(binary.BigEndian.Uint32(body[3:])) * time.Millisecond
+		d := time.Duration(binary.BigEndian.Uint32(body[6:])) * time.Millisecond
 		if d < MinHold || d > MaxHold {
 			return nil, fmt.Errorf("disco: hold of %v, want %v to %v", d, MinHold, MaxHold)
 		}
-		return &Hold{Attempt: binary.BigEndian.Uint16(body), Refused: body[2] == 1, Duration: d}, nil
+		return &Hold{Attempt: binary.BigEndian.Uint16(body), RefusedAgo: ago, Duration: d}, nil
 	default:
 		return nil, fmt.Errorf("disco: unknown message type 0x%02x", typ)
 	}

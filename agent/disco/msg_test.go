@@ -21,7 +21,7 @@ func sampleMessages() []Message {
 		&CallMeMaybe{Endpoints: []netip.AddrPort{
 			netip.MustParseAddrPort("198.18.0.5:1"), netip.MustParseAddrPort("[2001:db8::5]:65535")}},
 		&CallMeMaybe{Endpoints: []netip.AddrPort{}},
-		&Hold{Attempt: 3, Refused: true, Duration: 35 * time.Second},
+		&Hold{Attempt: 3, RefusedAgo: 6 * time.Second, Duration: 35 * time.Second},
 		&Hold{Attempt: 65535, Duration: MaxHold},
 	}
 }
@@ -118,8 +118,6 @@ func TestParseErrors(t *testing.T) {
 		tooMany = appendAddr(tooMany, netip.MustParseAddrPort("198.18.0.1:5"))
 	}
 	hold := (&Hold{Duration: time.Minute}).AppendMarshal(nil)
-	holdFlags := append([]byte(nil), hold...)
-	holdFlags[4] = 2
 	for _, tc := range []struct {
 		name, want string
 		p          []byte
@@ -136,8 +134,8 @@ func TestParseErrors(t *testing.T) {
 		{"cmm ragged", "not a multiple", cmm[:len(cmm)-1]},
 		{"cmm port 0", "not a usable address", zeroPort},
 		{"cmm too many", "at most 64", tooMany},
-		{"hold short", "hold body of 6", hold[:len(hold)-1]},
-		{"hold flags", "hold flags 0x02", holdFlags},
+		{"hold short", "hold body of 9", hold[:len(hold)-1]},
+		{"hold refused long ago", "hold refused 11m0s ago", (&Hold{RefusedAgo: 11 * time.Minute, Duration: time.Minute}).AppendMarshal(nil)},
 		{"hold zero", "hold of 0s", (&Hold{}).AppendMarshal(nil)},
 		{"hold huge", "hold of 11m0s", (&Hold{Duration: 11 * time.Minute}).AppendMarshal(nil)},
 	} {

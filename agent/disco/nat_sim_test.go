@@ -157,7 +157,8 @@ func TestPunchThroughLinuxNATs(t *testing.T) {
 		{"reject", "reject", true, 6 * time.Second, false},
 		{"accept", "", true, 6 * time.Second, false},
 		{"accept", "drop", true, 60 * time.Second, true},
-		{"accept", "reject", true, 3 * time.Minute, true},
+		{"accept", "reject", true, 2 * time.Minute, true},
+		{"reject", "accept", true, 6 * time.Second, false}, // B pings first: A's box rejects, no harm
 		{"accept", "accept", false, 5 * time.Minute, true},
 	} {
 		t.Run(c.a+"-"+c.b, func(t *testing.T) {

@@ -95,12 +95,13 @@ type peerPath struct {
 	lastPong  time.Time
 
 	// Ordered punching after a refused punch (hold.go).
-	refusedAt   time.Time // first refusal since the last hold; zero: none
-	holdUntil   time.Time // no pings to the peer before then
-	waitUntil   time.Time // until then, ping only when the peer asks
-	holds       uint16    // holds so far with this peer (Hold.Attempt)
-	meRefused   bool      // our pings were refused before this hold
-	peerRefused bool      // the peer's Hold said its pings were refused
+	refusedAt time.Time // first refusal since the last hold; zero: none
+	holdUntil time.Time // no pings to the peer before then
+	waitUntil time.Time // until then, ping only when the peer asks
+	holds     uint16    // holds so far with this peer (Hold.Attempt)
+	// When our pings and the peer's were first refused before this hold
+	// (zero: they were not): who waits after it (Manager.waiter).
+	meRefusedAt, peerRefusedAt time.Time
 }
 
 func (p *peerPath) interval() time.Duration {

@@ -45,7 +45,12 @@ var NATPairs = []NATPair{
 	{"accept-accept", StandardOptions{NATA: NATRestrictedAccept, NATB: NATRestrictedAccept}, false, "both boxes accept unsolicited input: the first ping of either side moves the other's mapping", 0},
 	{"accept-none", StandardOptions{NATA: NATRestrictedAccept}, true, "port-restricted, input accept vs public", 0},
 	{"accept-easy", StandardOptions{NATA: NATRestrictedAccept, NATB: NATEasy}, true, "port-restricted, input accept vs full cone", 0},
+	// Against a dropping box the refused side waits after one hold (about
+	// 40 s); against a rejecting one (OpenWrt's default) both sides are
+	// refused, so the keys pick the order and the second hold has the
+	// other (about 40 or 80 s).
 	{"accept-restricted", StandardOptions{NATA: NATRestrictedAccept, NATB: NATRestricted}, true, "port-restricted, input accept vs drop", 60 * time.Second},
+	{"accept-reject", StandardOptions{NATA: NATRestrictedAccept, NATB: NATRestrictedReject}, true, "port-restricted, input accept vs reject", 110 * time.Second},
 	// One symmetric side: the easy side's stable mapping is enough, the
 	// hard side's pings open its own mapping toward it.
 	{"easy-hard", StandardOptions{NATA: NATEasy, NATB: NATHard}, true, "full cone learns the symmetric side's port from its ping", 0},

@@ -142,8 +142,9 @@ const (
 	// endpoint-independent mapping (masquerade keeps the port when it can)
 	// and address-and-port-dependent filtering (only conntrack replies come
 	// in). They differ in what the box's own INPUT chain does with
-	// unsolicited UDP to its WAN address: drop it (OpenWrt's default wan
-	// zone), reject it with ICMP port unreachable, or accept it (a box with
+	// unsolicited UDP to its WAN address: drop it (an input policy of
+	// DROP), reject it with ICMP port unreachable (OpenWrt's default wan
+	// zone, input REJECT), or accept it (a box with
 	// no input firewall; the kernel answers port unreachable too, but the
 	// accepted packet leaves a conntrack entry behind, see
 	// docs/nat-traversal.md).
@@ -186,9 +187,9 @@ func ParseNATKind(s string) (NATKind, error) {
 // namespace.
 func natRuleset(kind NATKind, wan, lan string) (string, error) {
 	masq := "masquerade"
-	// By default the box drops unsolicited UDP to itself, like OpenWrt's
-	// wan zone (input REJECT there covers only what is not UDP to a closed
-	// port; the restricted-* kinds model the other set-ups).
+	// By default the box drops unsolicited UDP to itself (the
+	// restricted-reject and restricted-accept kinds model the other
+	// set-ups).
 	input := fmt.Sprintf("iifname %q meta l4proto udp ct state new drop", wan)
 	switch kind {
 	case NATEasy, NATCGNAT, NATNoUDP, NATRestricted:
