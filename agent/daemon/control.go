@@ -149,6 +149,9 @@ func (d *Daemon) runLoop(ctx context.Context, l *mapLoop, server, fp string, ak 
 		}
 		wait := jitter(backoff)
 		backoff = min(backoff*2, maxBackoff)
+		if se := (*controlclient.StatusError)(nil); errors.As(err, &se) && se.Busy() {
+			wait = max(wait, se.RetryAfter) // coord's rate limit (S18)
+		}
 
 		d.mu.Lock()
 		stale := d.loop != l
@@ -162,7 +165,7 @@ func (d *Daemon) runLoop(ctx context.Context, l *mapLoop, server, fp string, ak 
 			return
 		}
 		var se *controlclient.StatusError
-		if !nm.full && errors.As(err, &se) && se.Code >= 400 && se.Code < 500 {
+		if !nm.full && errors.As(err, &se) && se.Code >= 400 && se.Code < 500 && !se.Busy() {
 			select { // tell a waiting `up`; the loop still retries
 			case l.fatal <- userError(err):
 			default:
@@ -200,8 +203,12 @@ func (d *Daemon) registerLoop(ctx context.Context, l *mapLoop, cc Control, ak wi
 		}
 		var se *controlclient.StatusError
 		var le *localapi.Error
-		final := errors.As(err, &le) || (errors.As(err, &se) && se.Code >= 400 && se.Code < 500)
+		// 429 (coord's rate limit, S18) only says "not now".
+		final := errors.As(err, &le) || (errors.As(err, &se) && se.Code >= 400 && se.Code < 500 && !se.Busy())
 		wait := jitter(backoff)
+		if se != nil && se.Busy() {
+			wait = max(wait, se.RetryAfter)
+		}
 		backoff = min(backoff*2, maxRegisterBackoff)
 
 		d.mu.Lock()

@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -40,6 +41,15 @@ type StatusError struct {
 	// Reason is coord's wire.Reason* for a refusal that retrying cannot
 	// fix ("" for every other error).
 	Reason string
+	// RetryAfter is coord's Retry-After (429 past a rate limit, 503), 0
+	// when it sent none.
+	RetryAfter time.Duration
+}
+
+// Busy reports an answer that says "not now" rather than "no": a rate
+// limit (429) or coord over capacity (503). Retry after RetryAfter.
+func (e *StatusError) Busy() bool {
+	return e.Code == http.StatusTooManyRequests || e.Code == http.StatusServiceUnavailable
 }
 
 // NeedsLogin reports whether coord refused the node for good (deleted,
@@ -211,7 +221,11 @@ func statusErr(resp *http.Response) error {
 			msg = http.StatusText(resp.StatusCode)
 		}
 	}
-	return &StatusError{Code: resp.StatusCode, Message: msg, Reason: reason}
+	se := &StatusError{Code: resp.StatusCode, Message: msg, Reason: reason}
+	if secs, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && secs > 0 {
+		se.RetryAfter = min(time.Duration(secs)*time.Second, 5*time.Minute)
+	}
+	return se
 }
 
 // Register joins the node (or re-registers a known machine key).
