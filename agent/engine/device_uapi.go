@@ -1,10 +1,14 @@
 package engine
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"strings"
 
+	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/device"
+	"golang.zx2c4.com/wireguard/tun"
 
 	"github.com/lanmesh/lanmesh/internal/key"
 )
@@ -18,6 +22,34 @@ type uapiDevice struct {
 }
 
 var _ Device = (*uapiDevice)(nil)
+
+// newUAPIDevice makes the wireguard-go device on t and bind, listening on
+// UDP port (0 picks one), and brings it up.
+func newUAPIDevice(t tun.Device, bind conn.Bind, port uint16, log *slog.Logger) (*uapiDevice, error) {
+	wg := device.NewDevice(t, bind, deviceLogger(log))
+	// Our endpoints are node keys and magicsock picks the path per packet;
+	// wireguard-go must not replace them with packet source addresses.
+	wg.DisableSomeRoamingForBrokenMobileSemantics()
+	if err := wg.IpcSet(fmt.Sprintf("listen_port=%d\n", port)); err != nil {
+		wg.Close()
+		return nil, fmt.Errorf("listen on UDP port %d: %w", port, err)
+	}
+	if err := wg.Up(); err != nil {
+		wg.Close()
+		return nil, fmt.Errorf("bring WireGuard device up: %w", err)
+	}
+	return &uapiDevice{dev: wg}, nil
+}
+
+func deviceLogger(l *slog.Logger) *device.Logger {
+	dl := &device.Logger{Verbosef: device.DiscardLogf, Errorf: func(f string, a ...any) {
+		l.Warn("wireguard: " + fmt.Sprintf(f, a...))
+	}}
+	if l.Enabled(context.Background(), slog.LevelDebug) {
+		dl.Verbosef = func(f string, a ...any) { l.Debug("wireguard: " + fmt.Sprintf(f, a...)) }
+	}
+	return dl
+}
 
 func (d *uapiDevice) Apply(c DeviceChanges) error {
 	s := changesUAPI(c)

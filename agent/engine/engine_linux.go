@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,7 +11,6 @@ import (
 	"time"
 
 	"github.com/vishvananda/netns"
-	"golang.zx2c4.com/wireguard/device"
 
 	"github.com/lanmesh/lanmesh/agent/firewall"
 	"github.com/lanmesh/lanmesh/agent/magicsock"
@@ -177,23 +175,18 @@ func (e *engine) setup() (err error) {
 		InNS:         e.runInNS,
 		IgnoreIface:  o.TUNName,
 	})
-	wg := device.NewDevice(ft, &flowBind{Conn: e.bind, out: out, in: in}, deviceLogger(e.log))
-	// Our endpoints are node keys and magicsock picks the path per packet;
-	// wireguard-go must not replace them with packet source addresses.
-	wg.DisableSomeRoamingForBrokenMobileSemantics()
-	e.dev = &uapiDevice{dev: wg}
+	dev, err := newUAPIDevice(ft, &flowBind{Conn: e.bind, out: out, in: in}, o.ListenPort, e.log)
+	if err != nil {
+		e.bind.Shutdown()
+		return fmt.Errorf("engine: %w", err)
+	}
+	e.dev = dev
 	defer func() {
 		if err != nil {
 			e.bind.Shutdown()
 			e.dev.Close()
 		}
 	}()
-	if err := wg.IpcSet(fmt.Sprintf("listen_port=%d\n", o.ListenPort)); err != nil {
-		return fmt.Errorf("engine: listen on UDP port %d: %w", o.ListenPort, err)
-	}
-	if err := wg.Up(); err != nil {
-		return fmt.Errorf("engine: bring WireGuard device up: %w", err)
-	}
 	if e.router, err = router.New(o.TUNName, o.MTU, e.log); err != nil {
 		return fmt.Errorf("engine: %w", err)
 	}
@@ -206,16 +199,6 @@ func (e *engine) setup() (err error) {
 		"tun_offload", o.Offloads.TUN, "udp_gso", o.Offloads.UDPGSO, "udp_gro", o.Offloads.UDPGRO,
 		"max_inflight", o.MaxInflightPackets)
 	return nil
-}
-
-func deviceLogger(l *slog.Logger) *device.Logger {
-	dl := &device.Logger{Verbosef: device.DiscardLogf, Errorf: func(f string, a ...any) {
-		l.Warn("wireguard: " + fmt.Sprintf(f, a...))
-	}}
-	if l.Enabled(context.Background(), slog.LevelDebug) {
-		dl.Verbosef = func(f string, a ...any) { l.Debug("wireguard: " + fmt.Sprintf(f, a...)) }
-	}
-	return dl
 }
 
 // Reconfig applies cfg, touching only what changed. Invalid peers are
