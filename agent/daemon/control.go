@@ -14,6 +14,7 @@ import (
 	"github.com/lanmesh/lanmesh/agent/localapi"
 	"github.com/lanmesh/lanmesh/agent/state"
 	"github.com/lanmesh/lanmesh/internal/controlclient"
+	"github.com/lanmesh/lanmesh/internal/sockmark"
 	"github.com/lanmesh/lanmesh/internal/wire"
 )
 
@@ -108,7 +109,7 @@ func (d *Daemon) runLoop(ctx context.Context, l *mapLoop, server, fp string, ak 
 	d.mu.Lock()
 	mk := d.st.MachineKey
 	d.mu.Unlock()
-	cc, err := d.newControl(controlclient.Options{ServerURL: server, Fingerprint: fp, MachineKey: mk, Logger: d.log.With("part", "control")})
+	cc, err := d.newControl(controlclient.Options{ServerURL: server, Fingerprint: fp, MachineKey: mk, Logger: d.log.With("part", "control"), Control: sockmark.Control})
 	if err != nil {
 		d.mu.Lock()
 		d.coord.lastErr = err.Error()

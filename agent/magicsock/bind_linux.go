@@ -22,6 +22,7 @@ import (
 	"github.com/lanmesh/lanmesh/agent/netcheck"
 	"github.com/lanmesh/lanmesh/derp"
 	"github.com/lanmesh/lanmesh/internal/key"
+	"github.com/lanmesh/lanmesh/internal/sockmark"
 	"github.com/lanmesh/lanmesh/internal/wire"
 )
 
@@ -196,7 +197,11 @@ func (c *Conn) listen(network string, port uint16) (*socket, uint16, error) {
 	s := &socket{is6: network == "udp6", log: c.log}
 	wantGRO := c.opts.GRO
 	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
-		return rc.Control(func(fd uintptr) {
+		var markErr error
+		err := rc.Control(func(fd uintptr) {
+			// Our packets leave through the main table even with an exit
+			// node on (agent/router, docs/exit-nodes.md).
+			markErr = sockmark.Set(int(fd))
 			setBuffer(int(fd), unix.SO_RCVBUFFORCE, unix.SO_RCVBUF)
 			setBuffer(int(fd), unix.SO_SNDBUFFORCE, unix.SO_SNDBUF)
 			if wantGRO {
@@ -207,6 +212,7 @@ func (c *Conn) listen(network string, port uint16) (*socket, uint16, error) {
 				s.gso.Store(err == nil)
 			}
 		})
+		return errors.Join(err, markErr)
 	}}
 	pc, err := lc.ListenPacket(context.Background(), network, ":"+strconv.Itoa(int(port)))
 	if err != nil {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"net"
+
+	"github.com/lanmesh/lanmesh/internal/sockmark"
 )
 
 // inNS runs f in the data plane's network namespace (Options.InNS).
@@ -14,7 +16,7 @@ func (c *Conn) dialInNS(ctx context.Context, network, addr string) (net.Conn, er
 	var conn net.Conn
 	err := errNotRun
 	c.inNS(func() {
-		var d net.Dialer
+		d := net.Dialer{Control: sockmark.Control} // around the exit node
 		conn, err = d.DialContext(ctx, network, addr)
 	})
 	return conn, err

@@ -14,6 +14,7 @@ import (
 	"github.com/lanmesh/lanmesh/agent/disco"
 	"github.com/lanmesh/lanmesh/derp"
 	"github.com/lanmesh/lanmesh/internal/key"
+	"github.com/lanmesh/lanmesh/internal/sockmark"
 	"github.com/lanmesh/lanmesh/internal/wire"
 )
 
@@ -171,7 +172,7 @@ func (c *Conn) connectRelay(priv key.NodePrivate, reg wire.DERPRegion) (*derp.Cl
 			ctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
 			var cl *derp.Client
 			err := errNotRun
-			opts := derp.ClientOptions{Fingerprint: n.CertFingerprint}
+			opts := derp.ClientOptions{Fingerprint: n.CertFingerprint, DialContext: (&net.Dialer{Control: sockmark.Control}).DialContext}
 			if n.HostName != "" {
 				opts.TLSConfig = tlsServerName(n.HostName)
 			}

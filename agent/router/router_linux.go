@@ -21,7 +21,10 @@ type Config struct {
 	Addresses    []netip.Prefix // /32 and /128
 	Routes       []netip.Prefix
 	Forwarding   bool // this node routes between the mesh and its LANs
-	AllowDefault bool // exit-node use; default routes are refused otherwise
+	AllowDefault bool // default routes in Routes; refused otherwise
+	// Exit is exit-node use: its default routes go into ExitTable behind
+	// policy rules (exit_linux.go), never into the main table.
+	Exit ExitConfig
 }
 
 // Router manages one link. Its methods must run in the link's network
@@ -43,7 +46,13 @@ func New(name string, mtu int, log *slog.Logger) (*Router, error) {
 	if err := netlink.LinkSetUp(l); err != nil {
 		return nil, fmt.Errorf("set %s up: %w", name, err)
 	}
-	return &Router{name: name, log: log.With("component", "router", "link", name)}, nil
+	r := &Router{name: name, log: log.With("component", "router", "link", name)}
+	// A crashed agent leaves its routing rules behind (its routes went
+	// with its link): start from the host's own routing.
+	if err := r.setRules(nil); err != nil {
+		return nil, err
+	}
+	return r, nil
 }
 
 // Set makes addresses and routes on the link match cfg: missing ones are
@@ -55,6 +64,9 @@ func (r *Router) Set(cfg Config) error {
 			return err
 		}
 	}
+	if err := checkExit(cfg.Exit); err != nil {
+		return err
+	}
 	l, err := netlink.LinkByName(r.name)
 	if err != nil {
 		return fmt.Errorf("find link %s: %w", r.name, err)
@@ -62,6 +74,7 @@ func (r *Router) Set(cfg Config) error {
 	var errs []error
 	errs = append(errs, r.setAddrs(l, cfg.Addresses))
 	errs = append(errs, r.setRoutes(l, cfg.Routes))
+	errs = append(errs, r.setExit(l, cfg.Exit))
 	if cfg.Forwarding {
 		errs = append(errs, enableForwarding())
 	}
@@ -146,13 +159,13 @@ func (r *Router) setRoutes(l netlink.Link, want []netip.Prefix) error {
 	return errors.Join(errs...)
 }
 
-// Close removes our routes; the link itself goes with the TUN.
+// Close removes our rules and routes; the link itself goes with the TUN.
 func (r *Router) Close() error {
-	l, err := netlink.LinkByName(r.name)
-	if err != nil {
-		return nil // link already gone, and its routes with it
+	errs := []error{r.clearExit()}
+	if l, err := netlink.LinkByName(r.name); err == nil { // else gone, and its routes with it
+		errs = append(errs, r.setRoutes(l, nil))
 	}
-	return r.setRoutes(l, nil)
+	return errors.Join(errs...)
 }
 
 // enableForwarding turns on forwarding for the namespace (a subnet router

@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/lanmesh/lanmesh/internal/key"
@@ -31,6 +32,9 @@ type Options struct {
 	Fingerprint string
 	MachineKey  key.MachinePrivate
 	Logger      *slog.Logger
+	// Control, when set, runs on each TCP socket before it connects (the
+	// agent marks it with SO_MARK to route it around its exit node).
+	Control func(network, address string, c syscall.RawConn) error
 }
 
 // StatusError is a non-2xx answer from coord. Message is coord's wire.Error
@@ -112,7 +116,7 @@ func New(o Options) (*Client, error) {
 	}
 	tr := &http.Transport{
 		Proxy:               http.ProxyFromEnvironment,
-		DialContext:         (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		DialContext:         (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second, Control: o.Control}).DialContext,
 		TLSClientConfig:     tc,
 		TLSHandshakeTimeout: 10 * time.Second,
 		ForceAttemptHTTP2:   true,
