@@ -313,7 +313,7 @@ func (d *Daemon) mapRequest() wire.MapRequest {
 	return wire.MapRequest{
 		NodeKey:         st.NodeKey.Public(),
 		Endpoints:       eps,
-		AdvertiseRoutes: slices.Clone(st.Prefs.AdvertiseRoutes),
+		AdvertiseRoutes: advertisedRoutes(st.Prefs),
 		Hostname:        d.hostname(st.Prefs),
 		LANHosts:        slices.Clone(d.lanHosts),
 		HomeRegion:      region,

@@ -10,6 +10,7 @@ import (
 	"os"
 	"runtime/debug"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -213,7 +214,7 @@ func (d *Daemon) Status(context.Context) localapi.Status {
 		self := &localapi.Node{
 			ID: int64(d.st.NodeID), Name: d.st.Name, Key: d.st.NodeKey.Public().String(),
 			Addresses:        nonNil(d.st.Addresses),
-			AdvertisedRoutes: nonNil(d.st.Prefs.AdvertiseRoutes),
+			AdvertisedRoutes: nonNil(advertisedRoutes(d.st.Prefs)),
 			Routes:           []netip.Prefix{},
 		}
 		if d.nm != nil {
@@ -244,6 +245,7 @@ func (d *Daemon) Status(context.Context) localapi.Status {
 			s.Peers = append(s.Peers, lp)
 		}
 	}
+	d.exitStatusLocked(&s)
 	return s
 }
 
@@ -356,6 +358,25 @@ func (d *Daemon) Up(ctx context.Context, req localapi.UpRequest) (localapi.UpRes
 	}
 	if req.Hostname != nil {
 		st.Prefs.Hostname = *req.Hostname
+	}
+	if req.AdvertiseExitNode != nil {
+		st.Prefs.AdvertiseExitNode = *req.AdvertiseExitNode
+	}
+	if req.ExitNode != nil {
+		st.Prefs.ExitNode = strings.TrimSpace(*req.ExitNode)
+	}
+	if req.ExitNodeAllowLANAccess != nil {
+		st.Prefs.ExitNodeAllowLANAccess = *req.ExitNodeAllowLANAccess
+	}
+	d.mu.Lock()
+	nm := d.nm
+	if d.st == nil || login != d.st.LoginServer {
+		nm = nil // another mesh: its peers are unknown yet
+	}
+	err := checkExitPrefs(st.Prefs, nm)
+	d.mu.Unlock()
+	if err != nil {
+		return localapi.UpResponse{}, err
 	}
 	st.Prefs.WantRunning = true
 	serverChanged := login != st.LoginServer || !key.Equal([]byte(fp), []byte(st.CoordFingerprint))

@@ -113,7 +113,7 @@ func engineConfig(nodeKey key.NodePrivate, nm *netmap, prefs state.Prefs) engine
 	cfg := engine.Config{
 		PrivateKey:       nodeKey,
 		Addresses:        slices.Clone(nm.self.Addresses),
-		AdvertisedRoutes: slices.Clone(prefs.AdvertiseRoutes),
+		AdvertisedRoutes: advertisedRoutes(prefs),
 		SNAT:             prefs.SNATSubnetRoutes,
 		Routes:           []netip.Prefix{meshRange},
 		Filter:           nm.filter,
@@ -123,6 +123,13 @@ func engineConfig(nodeKey key.NodePrivate, nm *netmap, prefs state.Prefs) engine
 		if a.Addr().Is6() {
 			cfg.Routes = appendUnique(cfg.Routes, netip.PrefixFrom(a.Addr(), 48).Masked())
 		}
+	}
+	exit, useExit := selectExit(nm, prefs)
+	if useExit {
+		// Both families, whatever the exit node offers: a family it does
+		// not carry is dropped in the mesh, not sent around it.
+		cfg.ExitRoutes = []netip.Prefix{exitV4, exitV6}
+		cfg.ExitAllowLAN = prefs.ExitNodeAllowLANAccess
 	}
 	selfKey := nodeKey.Public()
 	// WireGuard's AllowedIPs cannot overlap between peers; when two peers
@@ -154,6 +161,9 @@ func engineConfig(nodeKey key.NodePrivate, nm *netmap, prefs state.Prefs) engine
 				cfg.Routes = appendUnique(cfg.Routes, r)
 			}
 		}
+		if useExit && exit.active() && p.ID == exit.peer.ID {
+			ep.AllowedIPs = append(ep.AllowedIPs, exit.routes...)
+		}
 		cfg.Peers = append(cfg.Peers, ep)
 	}
 	return cfg
@@ -169,7 +179,8 @@ func appendUnique(s []netip.Prefix, p netip.Prefix) []netip.Prefix {
 // configEqual reports whether two engine configs are the same, so an
 // unchanged netmap costs no Reconfig.
 func configEqual(a, b engine.Config) bool {
-	if !a.PrivateKey.Equal(b.PrivateKey) || a.SNAT != b.SNAT ||
+	if !a.PrivateKey.Equal(b.PrivateKey) || a.SNAT != b.SNAT || a.ExitAllowLAN != b.ExitAllowLAN ||
+		!slices.Equal(a.ExitRoutes, b.ExitRoutes) ||
 		!slices.Equal(a.Addresses, b.Addresses) || !slices.Equal(a.Routes, b.Routes) ||
 		!slices.Equal(a.AdvertisedRoutes, b.AdvertisedRoutes) || len(a.Peers) != len(b.Peers) ||
 		!reflect.DeepEqual(a.Filter, b.Filter) || !reflect.DeepEqual(a.DERPMap, b.DERPMap) {

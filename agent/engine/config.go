@@ -32,6 +32,8 @@ type Config struct {
 	// node in use; only that peer may carry them in its AllowedIPs
 	// (CheckAllowedIP). Empty: no exit node.
 	ExitRoutes []netip.Prefix
+	// ExitAllowLAN keeps directly connected LANs out of the exit tunnel.
+	ExitAllowLAN bool
 }
 
 // Peer is one WireGuard peer.

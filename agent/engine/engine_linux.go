@@ -257,7 +257,8 @@ func (e *engine) reconfig(cfg Config) error {
 		errs = append(errs, fmt.Errorf("engine: %w", err))
 	}
 	if err := e.router.Set(router.Config{Addresses: cfg.Addresses, Routes: cfg.Routes,
-		Forwarding: len(cfg.AdvertisedRoutes) > 0}); err != nil {
+		Forwarding: len(cfg.AdvertisedRoutes) > 0,
+		Exit:       router.ExitConfig{Routes: cfg.ExitRoutes, AllowLAN: cfg.ExitAllowLAN}}); err != nil {
 		errs = append(errs, fmt.Errorf("engine: %w", err))
 	}
 	fwCfg := firewall.Config{MeshIface: e.opts.TUNName, SNAT: cfg.SNAT, Filter: cfg.Filter,

@@ -40,7 +40,7 @@ func (f *Firewall) Set(cfg Config) error {
 	if err != nil {
 		return err
 	}
-	sh := shape{mesh: cfg.MeshIface, snat: cfg.SNAT}
+	sh := shape{mesh: cfg.MeshIface, snat: cfg.SNAT, exitMasq: exitMasqKey(cfg)}
 	if f.built != nil && *f.built == sh {
 		// Only the filter changed: swap set elements, keep chains.
 		// Recreating base chains re-registers their hooks, and new
@@ -67,8 +67,9 @@ func (f *Firewall) Set(cfg Config) error {
 // shape is what fixes the table's chains and rules; the filter only
 // fills sets.
 type shape struct {
-	mesh string
-	snat bool
+	mesh     string
+	snat     bool
+	exitMasq string // exitMasqKey: the subnets exempt from exit masquerade
 }
 
 // apply runs one netlink transaction.
@@ -112,6 +113,10 @@ func (f *Firewall) rebuild(c *nftables.Conn, cfg Config, p *plan) error {
 	}
 	if cfg.SNAT {
 		for _, r := range snatRules(mesh) {
+			c.AddRule(&nftables.Rule{Table: t, Chain: post, Exprs: r})
+		}
+	} else if exitNode(cfg) {
+		for _, r := range exitMasqRules(mesh, cfg.AdvertisedRoutes) {
 			c.AddRule(&nftables.Rule{Table: t, Chain: post, Exprs: r})
 		}
 	}

@@ -36,6 +36,9 @@ type Status struct {
 	// EngineError is the last failure applying the netmap to the data
 	// plane ("" when the last apply worked); the agent retries it.
 	EngineError string `json:"engine_error"`
+	// ExitNode is the exit node this node asked for (--exit-node); nil
+	// when none.
+	ExitNode *ExitNodeStatus `json:"exit_node,omitempty"`
 }
 
 // RejectedPeer is a peer the data plane left out.
@@ -44,6 +47,21 @@ type RejectedPeer struct {
 	Name    string `json:"name"`
 	NodeKey string `json:"node_key"`
 	Reason  string `json:"reason"`
+}
+
+// ExitNodeStatus is the exit node in use (docs/exit-nodes.md).
+type ExitNodeStatus struct {
+	Selected string `json:"selected"` // as given to --exit-node
+	ID       int64  `json:"id"`       // 0: no such peer in the netmap
+	Name     string `json:"name"`
+	IP       string `json:"ip"`
+	// Active: the peer offers an approved exit route and internet
+	// traffic goes through it. Otherwise that traffic is dropped (fail
+	// closed) until it does, or `lanmesh up --exit-node=` clears it.
+	Active         bool           `json:"active"`
+	Routes         []netip.Prefix `json:"routes"` // the default routes used
+	AllowLANAccess bool           `json:"allow_lan_access"`
+	Reason         string         `json:"reason,omitempty"` // why not active
 }
 
 // DNSStatus is the agent's mesh DNS server.
@@ -90,6 +108,10 @@ type Peer struct {
 	RxBytes       uint64 `json:"rx_bytes"`
 	TxBytes       uint64 `json:"tx_bytes"`
 	Online        bool   `json:"online"`
+	// ExitNodeOption: the peer offers an approved exit route (0.0.0.0/0
+	// or ::/0); ExitNode: it is the exit node in use.
+	ExitNodeOption bool `json:"exit_node_option"`
+	ExitNode       bool `json:"exit_node"`
 }
 
 // UpRequest is the body of POST /localapi/v0/up. Nil pointers leave a
@@ -102,7 +124,12 @@ type UpRequest struct {
 	AcceptRoutes     *bool           `json:"accept_routes,omitempty"`
 	SNATSubnetRoutes *bool           `json:"snat_subnet_routes,omitempty"`
 	Hostname         *string         `json:"hostname,omitempty"`
-	Timeout          time.Duration   `json:"timeout,omitempty"` // 0: 30s
+	// AdvertiseExitNode offers this node as an exit node.
+	AdvertiseExitNode *bool `json:"advertise_exit_node,omitempty"`
+	// ExitNode selects an exit node by name or mesh IP; "" clears it.
+	ExitNode               *string       `json:"exit_node,omitempty"`
+	ExitNodeAllowLANAccess *bool         `json:"exit_node_allow_lan_access,omitempty"`
+	Timeout                time.Duration `json:"timeout,omitempty"` // 0: 30s
 }
 
 // UpResponse is the answer once the first full netmap arrived.

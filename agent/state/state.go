@@ -33,13 +33,21 @@ type Prefs struct {
 	AdvertiseRoutes  []netip.Prefix `json:"advertise_routes,omitempty"`
 	AcceptRoutes     bool           `json:"accept_routes"`
 	SNATSubnetRoutes bool           `json:"snat_subnet_routes"`
+	// AdvertiseExitNode offers 0.0.0.0/0 and ::/0 (--advertise-exit-node).
+	AdvertiseExitNode bool `json:"advertise_exit_node,omitempty"`
+	// ExitNode is the peer to send internet traffic through, by name or
+	// mesh IP as the user gave it (--exit-node); "" for none.
+	ExitNode string `json:"exit_node,omitempty"`
+	// ExitNodeAllowLANAccess keeps connected LANs out of the exit tunnel.
+	ExitNodeAllowLANAccess bool `json:"exit_node_allow_lan_access,omitempty"`
 }
 
 // Equal reports whether p and o ask for the same thing.
 func (p Prefs) Equal(o Prefs) bool {
 	return p.WantRunning == o.WantRunning && p.Hostname == o.Hostname &&
 		p.AcceptRoutes == o.AcceptRoutes && p.SNATSubnetRoutes == o.SNATSubnetRoutes &&
-		slices.Equal(p.AdvertiseRoutes, o.AdvertiseRoutes)
+		slices.Equal(p.AdvertiseRoutes, o.AdvertiseRoutes) && p.AdvertiseExitNode == o.AdvertiseExitNode &&
+		p.ExitNode == o.ExitNode && p.ExitNodeAllowLANAccess == o.ExitNodeAllowLANAccess
 }
 
 // State is the content of state.json. The machine key identifies this

@@ -18,7 +18,7 @@ import (
 )
 
 func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs, sock := newFlags("up", "up --login-server URL --auth-key KEY|file:PATH|- [--auth-key-file PATH] [--advertise-routes CIDR,...] [--accept-routes] [--snat-subnet-routes=true] [--hostname NAME] [--coord-fingerprint FP] [--timeout 30s]",
+	fs, sock := newFlags("up", "up --login-server URL --auth-key KEY|file:PATH|- [--auth-key-file PATH] [--advertise-routes CIDR,...] [--accept-routes] [--snat-subnet-routes=true] [--hostname NAME] [--advertise-exit-node] [--exit-node NAME|IP [--exit-node-allow-lan-access]] [--coord-fingerprint FP] [--timeout 30s]",
 		"lanmesh up --login-server https://coord.example:443 --auth-key file:/etc/lanmesh/authkey --advertise-routes 192.168.1.0/24", stderr)
 	login := fs.String("login-server", "", "coord's URL (https://host[:port])")
 	authKey := fs.String("auth-key", "", "pre-auth key from \"lanmesh-coord keys create\" (used once, never stored); file:PATH reads it from a file, - from stdin; default $"+authKeyEnv+" (keeps it out of ps)")
@@ -27,6 +27,9 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	accept := fs.Bool("accept-routes", false, "install peers' approved subnet routes")
 	snat := fs.Bool("snat-subnet-routes", true, "masquerade mesh traffic forwarded into the LAN")
 	host := fs.String("hostname", "", "name to register with (default: the host name)")
+	advExit := fs.Bool("advertise-exit-node", false, "offer this node as an exit node (advertises 0.0.0.0/0 and ::/0; coord must approve them)")
+	exitNode := fs.String("exit-node", "", "send internet traffic through this peer (name or mesh IP; \"\" to stop); see lanmesh exit-node list")
+	exitLAN := fs.Bool("exit-node-allow-lan-access", false, "with --exit-node: keep directly connected LANs reachable outside the tunnel")
 	fp := fs.String("coord-fingerprint", "", "pin of coord's certificate (default: from the auth key)")
 	timeout := fs.Duration("timeout", 30*time.Second, "how long to wait for the first netmap")
 	pos, err := parse(fs, args)
@@ -57,6 +60,12 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			req.SNATSubnetRoutes = snat
 		case "hostname":
 			req.Hostname = host
+		case "advertise-exit-node":
+			req.AdvertiseExitNode = advExit
+		case "exit-node":
+			req.ExitNode = exitNode
+		case "exit-node-allow-lan-access":
+			req.ExitNodeAllowLANAccess = exitLAN
 		}
 	})
 	if badRoutes != nil {
@@ -143,6 +152,9 @@ func printStatus(w io.Writer, st localapi.Status, now time.Time) {
 	fmt.Fprintf(w, "state: %s   coord: %s\n", st.BackendState, coord)
 	if st.DNS.Listen != "" && st.DNS.Domain != "" {
 		fmt.Fprintf(w, "dns: %s on %s\n", st.DNS.Domain, st.DNS.Listen)
+	}
+	if e := st.ExitNode; e != nil {
+		fmt.Fprintf(w, "exit node: %s\n", exitNodeLine(e))
 	}
 	if st.Coord.LastError != "" && !st.Coord.Connected {
 		fmt.Fprintf(w, "last error: %s", st.Coord.LastError)

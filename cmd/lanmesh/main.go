@@ -36,6 +36,7 @@ func commands() []command {
 		{"status", "show this node, coord and peers", runStatus},
 		{"ping", "ICMP echo to a peer through the mesh", runPing},
 		{"netcheck", "check UDP, NAT type and relay latencies", runNetcheck},
+		{"exit-node", "list the peers that offer an exit node", runExitNode},
 		{"version", "print the version", runVersion},
 	}
 }
