@@ -104,7 +104,9 @@ func CheckAllowedIP(cfg Config, _ Peer, a netip.Prefix) error {
 		}
 	}
 	for _, lan := range cfg.AdvertisedRoutes {
-		if a.Overlaps(lan) {
+		// An advertised default route makes this node an exit node: it
+		// is the internet, not a LAN a peer could steal.
+		if lan.Bits() > 0 && a.Overlaps(lan) {
 			return fmt.Errorf("allowed IP %v: overlaps %v, a LAN this node advertises", a, lan)
 		}
 	}

@@ -48,6 +48,11 @@ func TestExitRouting(t *testing.T) {
 	nstest.RequireRoot(t)
 	ns := nstest.New(t, "lmexit")
 	nstest.Run(t, "ip", "-n", ns, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0p")
+	// No kernel-made link-local addresses: their DAD finishing between
+	// two snapshots would change the local table by itself.
+	for _, l := range []string{"eth0", "eth0p"} {
+		nstest.Run(t, "ip", "-n", ns, "link", "set", l, "addrgenmode", "none")
+	}
 	nstest.Run(t, "ip", "-n", ns, "link", "set", "eth0p", "up")
 	nstest.Run(t, "ip", "-n", ns, "addr", "add", "198.19.1.5/24", "dev", "eth0")
 	nstest.Run(t, "ip", "-n", ns, "addr", "add", "2001:db8:1::5/64", "dev", "eth0", "nodad")
@@ -55,6 +60,9 @@ func TestExitRouting(t *testing.T) {
 	nstest.Run(t, "ip", "-n", ns, "route", "add", "default", "via", "198.19.1.1")
 	nstest.Run(t, "ip", "-n", ns, "route", "add", "default", "via", "2001:db8:1::1")
 	nstest.Run(t, "ip", "-n", ns, "link", "add", "lm0", "type", "veth", "peer", "name", "lm0p")
+	for _, l := range []string{"lm0", "lm0p"} {
+		nstest.Run(t, "ip", "-n", ns, "link", "set", l, "addrgenmode", "none")
+	}
 	nstest.Run(t, "ip", "-n", ns, "link", "set", "lm0p", "up")
 
 	var r *Router
