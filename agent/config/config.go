@@ -20,10 +20,13 @@ import (
 // koanf tags; the YAML file, env (LANMESH_ + upper-case key with "." as
 // "_") and flags all use them.
 type Config struct {
-	StateDir       string   `koanf:"state_dir"`
-	Socket         string   `koanf:"socket"`
-	TUNName        string   `koanf:"tun_name"`
-	ListenPort     int      `koanf:"listen_port"`
+	StateDir   string `koanf:"state_dir"`
+	Socket     string `koanf:"socket"`
+	TUNName    string `koanf:"tun_name"`
+	ListenPort int    `koanf:"listen_port"`
+	// Backend is the WireGuard implementation: auto (the kernel's when it
+	// has WireGuard, else userspace), kernel or userspace.
+	Backend        string   `koanf:"backend"`
 	MTU            int      `koanf:"mtu"`
 	LogLevel       string   `koanf:"log_level"`
 	MemoryLimitMiB int      `koanf:"memory_limit_mib"` // 0: no limit
@@ -152,6 +155,7 @@ func Defaults() Config {
 		Socket:             DefaultSocket,
 		TUNName:            "lanmesh0",
 		ListenPort:         41641,
+		Backend:            "auto",
 		MTU:                1420,
 		LogLevel:           "warn",
 		MemoryLimitMiB:     38,
@@ -270,6 +274,7 @@ func toMap(d Config) map[string]any {
 		"socket":                  d.Socket,
 		"tun_name":                d.TUNName,
 		"listen_port":             d.ListenPort,
+		"backend":                 d.Backend,
 		"mtu":                     d.MTU,
 		"log_level":               d.LogLevel,
 		"memory_limit_mib":        d.MemoryLimitMiB,
@@ -519,6 +524,11 @@ func (c *Config) validate(origin map[string]string) error {
 	}
 	if c.ListenPort < 0 || c.ListenPort > 65535 {
 		bad("listen_port", c.ListenPort, "is not a UDP port (0-65535, 0 picks one)")
+	}
+	switch c.Backend {
+	case "auto", "kernel", "userspace":
+	default:
+		bad("backend", c.Backend, "is not one of auto, kernel, userspace")
 	}
 	if c.MTU < 1280 || c.MTU > 65455 {
 		bad("mtu", c.MTU, "is out of range (1280-65455; IPv6 needs at least 1280)")

@@ -123,6 +123,7 @@ func New(o Options) (*Daemon, error) {
 		TUNName:            cfg.TUNName,
 		MTU:                cfg.MTU,
 		ListenPort:         uint16(cfg.ListenPort),
+		Backend:            cfg.Backend,
 		Offloads:           engine.Offloads{TUN: cfg.Offloads.TUN, UDPGSO: cfg.Offloads.UDPGSO, UDPGRO: cfg.Offloads.UDPGRO},
 		MaxInflightPackets: cfg.MaxInflightPackets,
 	}, log.With("part", "engine"))
@@ -199,6 +200,9 @@ func (d *Daemon) Status(context.Context) localapi.Status {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	s := localapi.Status{BackendState: d.backendStateLocked(), Peers: []localapi.Peer{}}
+	if br, ok := d.eng.(engine.BackendReporter); ok {
+		s.WireGuard.Backend, s.WireGuard.Reason = br.Backend()
+	}
 	if d.st != nil {
 		s.Coord.URL = d.st.LoginServer
 	}

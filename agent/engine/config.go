@@ -50,6 +50,10 @@ type Options struct {
 	TUNName    string // default "lanmesh0"
 	MTU        int    // default 1420
 	ListenPort uint16 // UDP port for WireGuard; 0 picks one
+	// Backend is the WireGuard implementation: BackendAuto (default:
+	// the kernel's when it has WireGuard, else userspace), BackendKernel
+	// or BackendUserspace (docs/kernel-mode.md).
+	Backend string
 	Offloads   Offloads
 	// MaxInflightPackets bounds packets held in the data plane per
 	// direction (memory stays bounded; wireguard-go's pools do not).

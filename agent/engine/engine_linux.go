@@ -55,6 +55,8 @@ type engine struct {
 	// Owned by the worker goroutine (Kick may run elsewhere: kick).
 	dev    Device
 	bind   *magicsock.Conn
+	// backend is "kernel" or "userspace", backendWhy why (set by setup).
+	backend, backendWhy string
 	router *router.Router
 	fw     *firewall.Firewall
 	// applied is the last config that applied in full; devKey and
@@ -93,6 +95,13 @@ func New(opts Options, logger *slog.Logger) (Engine, error) {
 	}
 	if opts.MaxInflightPackets <= 0 {
 		opts.MaxInflightPackets = DefaultMaxInflightPackets
+	}
+	switch opts.Backend {
+	case "":
+		opts.Backend = BackendAuto
+	case BackendAuto, BackendKernel, BackendUserspace:
+	default:
+		return nil, fmt.Errorf("engine: backend %q: want auto, kernel or userspace", opts.Backend)
 	}
 	e := &engine{
 		opts: opts,
@@ -160,7 +169,9 @@ func (e *engine) do(f func() error) error {
 	}
 }
 
-func (e *engine) setup() (err error) {
+// setupUserspace makes the userspace backend: a TUN and wireguard-go on
+// magicsock.
+func (e *engine) setupUserspace() (err error) {
 	o := e.opts
 	t, maxSegs, err := createTUN(o.TUNName, o.MTU, o.Offloads.TUN, batchSize, e.log)
 	if err != nil {

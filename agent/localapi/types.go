@@ -39,6 +39,14 @@ type Status struct {
 	// ExitNode is the exit node this node asked for (--exit-node); nil
 	// when none.
 	ExitNode *ExitNodeStatus `json:"exit_node,omitempty"`
+	// WireGuard is the data plane's WireGuard backend and why it runs.
+	WireGuard WireGuardStatus `json:"wireguard"`
+}
+
+// WireGuardStatus says which WireGuard implementation carries the mesh.
+type WireGuardStatus struct {
+	Backend string `json:"backend"` // "kernel" or "userspace" ("" when unknown)
+	Reason  string `json:"reason"`  // e.g. "auto: the kernel has WireGuard"
 }
 
 // RejectedPeer is a peer the data plane left out.

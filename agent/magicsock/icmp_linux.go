@@ -33,8 +33,11 @@ func (c *Conn) refusalLoop() {
 	defer pc.Close()
 	if rc, err := pc.(*net.IPConn).SyscallConn(); err == nil {
 		// ICMP_FILTER: a set bit drops that type; keep only type 3.
+		// Through an int32 variable: the constant overflows a 32-bit int
+		// (mipsle, arm), and the kernel reads the same 32 bits either way.
+		mask := ^uint32(1 << 3)
 		rc.Control(func(fd uintptr) {
-			_ = unix.SetsockoptInt(int(fd), unix.SOL_RAW, unix.ICMP_FILTER, int(^uint32(1<<3)))
+			_ = unix.SetsockoptInt(int(fd), unix.SOL_RAW, unix.ICMP_FILTER, int(int32(mask)))
 		})
 	}
 	buf := make([]byte, 1500)

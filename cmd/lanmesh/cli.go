@@ -163,6 +163,9 @@ func printStatus(w io.Writer, st localapi.Status, now time.Time) {
 		}
 		fmt.Fprintln(w)
 	}
+	if st.WireGuard.Backend != "" {
+		fmt.Fprintf(w, "wireguard: %s (%s)\n", st.WireGuard.Backend, st.WireGuard.Reason)
+	}
 	if st.BackendState == localapi.StateNeedsLogin {
 		fmt.Fprintln(w, "not joined: run lanmesh up --login-server URL --auth-key KEY")
 		return
