@@ -53,8 +53,8 @@ type Options struct {
 	// Backend is the WireGuard implementation: BackendAuto (default:
 	// the kernel's when it has WireGuard, else userspace), BackendKernel
 	// or BackendUserspace (docs/kernel-mode.md).
-	Backend string
-	Offloads   Offloads
+	Backend  string
+	Offloads Offloads
 	// MaxInflightPackets bounds packets held in the data plane per
 	// direction (memory stays bounded; wireguard-go's pools do not).
 	MaxInflightPackets int

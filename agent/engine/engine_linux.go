@@ -53,12 +53,12 @@ type engine struct {
 	selfKey   key.NodePublic   // our public key, for kick (who initiates)
 
 	// Owned by the worker goroutine (Kick may run elsewhere: kick).
-	dev    Device
-	bind   *magicsock.Conn
+	dev  Device
+	bind *magicsock.Conn
 	// backend is "kernel" or "userspace", backendWhy why (set by setup).
 	backend, backendWhy string
-	router *router.Router
-	fw     *firewall.Firewall
+	router              *router.Router
+	fw                  *firewall.Firewall
 	// applied is the last config that applied in full; devKey and
 	// devPeers are what the device holds (devPeers nil: unknown, so
 	// the next Apply replaces every peer).

@@ -15,6 +15,10 @@ type Status struct {
 	Coord        StatusCoord  `json:"coord"`
 	Self         StatusNode   `json:"self"`
 	Peers        []StatusNode `json:"peers"`
+	WireGuard    struct {
+		Backend string `json:"backend"` // "kernel" or "userspace"
+		Reason  string `json:"reason"`
+	} `json:"wireguard"`
 }
 
 type StatusCoord struct {

@@ -33,10 +33,15 @@ type Options struct {
 	// Lanmesh, when set, is a guest-architecture lanmesh binary installed
 	// as /usr/bin/lanmesh (see RouterBinary).
 	Lanmesh string
-	// Files are extra guest files: absolute path -> content (mode 0644,
-	// or 0755 under /usr/bin, /bin and /sbin).
-	Files  map[string][]byte
+	// Files are extra guest files by absolute path.
+	Files  map[string]File
 	MemMiB int // default per architecture (amd64 256, mipsle 128)
+}
+
+// File is one extra guest file.
+type File struct {
+	Data []byte
+	Mode fs.FileMode // permission bits; 0 means 0644
 }
 
 // VM is a running guest.
@@ -176,12 +181,12 @@ func buildInitramfs(k *Kernel, spec archSpec, opt Options, out string) error {
 		}
 		_ = r.Add("/usr/bin/lanmesh", 0o755, b)
 	}
-	for name, data := range opt.Files {
-		mode := fs.FileMode(0o644)
-		if d := filepath.Dir(name); d == "/usr/bin" || d == "/bin" || d == "/sbin" {
-			mode = 0o755
+	for name, f := range opt.Files {
+		mode := f.Mode
+		if mode == 0 {
+			mode = 0o644
 		}
-		if err := r.Add(name, mode, data); err != nil {
+		if err := r.Add(name, mode, f.Data); err != nil {
 			return err
 		}
 	}
