@@ -2,6 +2,7 @@ package derp
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/binary"
 	"io"
@@ -146,5 +147,61 @@ func TestRateLimitDefault(t *testing.T) {
 	s, _ = NewServer(Options{Verifier: v, RateBytesPerSec: NoRateLimit})
 	if s.opts.RateBytesPerSec != 0 {
 		t.Fatalf("NoRateLimit left rate %d", s.opts.RateBytesPerSec)
+	}
+}
+
+// FuzzReadFrameMax: the pre-handshake reader never returns more than its
+// limit and agrees with ReadFrame on frames within it (S18).
+func FuzzReadFrameMax(f *testing.F) {
+	f.Add(appendFrame(nil, FrameClientInfo, make([]byte, 120)))
+	f.Add(appendFrame(nil, FrameClientInfo, make([]byte, maxClientInfoLen+1)))
+	f.Add(binary.BigEndian.AppendUint32([]byte{byte(FrameClientInfo)}, 60<<10))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		typ, p, err := readFrameMax(bytes.NewReader(b), maxClientInfoLen)
+		if err != nil {
+			return
+		}
+		if len(p) > maxClientInfoLen {
+			t.Fatalf("payload of %d bytes passed the %d limit", len(p), maxClientInfoLen)
+		}
+		typ2, p2, err2 := ReadFrame(bytes.NewReader(b), nil)
+		if err2 != nil || typ2 != typ || !bytes.Equal(p, p2) {
+			t.Fatalf("ReadFrame disagrees: %v %v %v", typ2, len(p2), err2)
+		}
+	})
+}
+
+type fromConn struct {
+	net.Conn
+	ra net.Addr
+}
+
+func (c fromConn) RemoteAddr() net.Addr { return c.ra }
+
+// S18: one source address cannot take every handshake slot: past its
+// share its connections are closed, while another source still gets in.
+func TestHandshakesPerSource(t *testing.T) {
+	r := newRelay(t, Options{MaxHandshakes: 10, MaxHandshakesPerSource: 2, HandshakeTimeout: time.Minute})
+	from := func(ip string) net.Conn {
+		cli, srv := net.Pipe()
+		go r.s.ServeConn(fromConn{srv, &net.TCPAddr{IP: net.ParseIP(ip), Port: 1}}, nil)
+		t.Cleanup(func() { cli.Close() })
+		return cli
+	}
+	serverKey := func(c net.Conn) error {
+		c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		_, _, err := ReadFrame(c, nil)
+		return err
+	}
+	for range 2 {
+		if err := serverKey(from("198.18.0.66")); err != nil {
+			t.Fatalf("handshake within the source's share: %v", err)
+		}
+	}
+	if err := serverKey(from("198.18.0.66")); err == nil {
+		t.Fatal("third handshake from one source got a ServerKey with a share of 2")
+	}
+	if err := serverKey(from("198.18.0.67")); err != nil {
+		t.Fatalf("another source starved: %v", err)
 	}
 }

@@ -11,11 +11,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/lanmesh/lanmesh/internal/connlimit"
 	"github.com/lanmesh/lanmesh/internal/key"
 )
 
@@ -44,9 +46,12 @@ type Options struct {
 	QueueBytes int
 	QueueLen   int
 	// MaxHandshakes caps handshakes in progress (connections that have
-	// not yet proven a node key); past it new connections are closed at
-	// once. Default DefaultMaxHandshakes.
-	MaxHandshakes int
+	// not yet proven a node key), MaxHandshakesPerSource those from one
+	// source address (IPv6: one /64), so one address cannot hold every
+	// slot; past either, new connections are closed at once. Defaults
+	// DefaultMaxHandshakes and DefaultMaxHandshakesPerSource.
+	MaxHandshakes          int
+	MaxHandshakesPerSource int
 	// RecheckInterval is how often a connected client's key is asked of
 	// the Verifier again. Default 30 s.
 	RecheckInterval  time.Duration
@@ -64,10 +69,11 @@ const (
 	// DefaultRateBytesPerSec, 8 MiB/s (67 Mbit/s) per sending client,
 	// lets a relayed pair stream video while no single client can take
 	// a small VPS's whole uplink.
-	DefaultRateBytesPerSec = 8 << 20
-	DefaultQueueBytes      = 128 << 10
-	DefaultQueueLen        = 256
-	DefaultMaxHandshakes   = 64
+	DefaultRateBytesPerSec        = 8 << 20
+	DefaultQueueBytes             = 128 << 10
+	DefaultQueueLen               = 256
+	DefaultMaxHandshakes          = 256
+	DefaultMaxHandshakesPerSource = 16
 	// NoRateLimit as Options.RateBytesPerSec turns the rate limit off.
 	NoRateLimit = -1
 )
@@ -86,7 +92,7 @@ type Metrics struct {
 	PacketsDroppedQueue int64 // destination's queue was full
 	PacketsUnknownDst   int64 // destination not connected
 	PacketsToSelf       int64 // a client addressed itself: dropped
-	HandshakesBusy      int64 // connections closed because MaxHandshakes were in progress
+	HandshakesBusy      int64 // connections closed because MaxHandshakes (or the source's share) were in progress
 	BadFrames           int64 // connections closed for a bad or oversized frame
 }
 
@@ -107,6 +113,8 @@ type Server struct {
 	cancel context.CancelFunc
 
 	handshakes chan struct{} // a slot per handshake in progress
+	hsMu       sync.Mutex
+	hsPer      map[netip.Addr]int // handshakes in progress per source
 
 	mu      sync.Mutex
 	clients map[key.NodePublic]*sclient
@@ -149,6 +157,9 @@ func NewServer(opts Options) (*Server, error) {
 	if opts.MaxHandshakes <= 0 {
 		opts.MaxHandshakes = DefaultMaxHandshakes
 	}
+	if opts.MaxHandshakesPerSource <= 0 {
+		opts.MaxHandshakesPerSource = DefaultMaxHandshakesPerSource
+	}
 	switch {
 	case opts.RateBytesPerSec == 0:
 		opts.RateBytesPerSec = DefaultRateBytesPerSec
@@ -173,6 +184,7 @@ func NewServer(opts Options) (*Server, error) {
 		clients: make(map[key.NodePublic]*sclient),
 
 		handshakes: make(chan struct{}, opts.MaxHandshakes),
+		hsPer:      make(map[netip.Addr]int),
 	}, nil
 }
 
@@ -292,15 +304,14 @@ func (s *Server) ServeConn(conn net.Conn, br *bufio.Reader) {
 		br = bufio.NewReader(conn)
 	}
 	// Handshakes are what an anonymous client can start: cap them (S18).
-	select {
-	case s.handshakes <- struct{}{}:
-	default:
+	src := connlimit.Source(conn.RemoteAddr().String())
+	if !s.startHandshake(src) {
 		s.m.hsBusy.Add(1)
 		conn.Close()
 		return
 	}
 	c, err := s.handshake(conn, br)
-	<-s.handshakes
+	s.endHandshake(src)
 	if err != nil {
 		conn.Close()
 		return
@@ -315,6 +326,32 @@ func (s *Server) ServeConn(conn net.Conn, br *bufio.Reader) {
 	default:
 		c.log.Info("relay client dropped", "err", err)
 	}
+}
+
+// startHandshake takes a handshake slot for src, or reports false when
+// every slot, or src's share, is taken.
+func (s *Server) startHandshake(src netip.Addr) bool {
+	s.hsMu.Lock()
+	defer s.hsMu.Unlock()
+	if s.hsPer[src] >= s.opts.MaxHandshakesPerSource {
+		return false
+	}
+	select {
+	case s.handshakes <- struct{}{}:
+	default:
+		return false
+	}
+	s.hsPer[src]++
+	return true
+}
+
+func (s *Server) endHandshake(src netip.Addr) {
+	s.hsMu.Lock()
+	defer s.hsMu.Unlock()
+	if s.hsPer[src]--; s.hsPer[src] <= 0 {
+		delete(s.hsPer, src)
+	}
+	<-s.handshakes
 }
 
 func (s *Server) handshake(conn net.Conn, br *bufio.Reader) (*sclient, error) {

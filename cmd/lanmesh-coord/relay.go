@@ -22,6 +22,8 @@ type relayFlags struct {
 	rate          int64
 	queueBytes    int
 	maxHandshakes int
+	// maxHandshakesPerSource: the share of one source address.
+	maxHandshakesPerSource int
 }
 
 // setupRelay turns on coord's relay and STUN (unless --derp=false) and
@@ -56,7 +58,7 @@ func setupRelay(srv *server.Server, rf relayFlags, serverURL string, ln net.List
 		if rate == 0 {
 			rate = derp.NoRateLimit
 		}
-		bound, err := srv.EnableRelay(server.RelayConfig{STUNAddr: stunAddr, RateBytesPerSec: rate, QueueBytes: rf.queueBytes, MaxHandshakes: rf.maxHandshakes})
+		bound, err := srv.EnableRelay(server.RelayConfig{STUNAddr: stunAddr, RateBytesPerSec: rate, QueueBytes: rf.queueBytes, MaxHandshakes: rf.maxHandshakes, MaxHandshakesPerSource: rf.maxHandshakesPerSource})
 		if err != nil {
 			return err
 		}

@@ -44,6 +44,7 @@ var serveCmd = &command{
 		fs.Int64Var(&rf.rate, "derp-rate-limit", derp.DefaultRateBytesPerSec, "bytes per second one client may send through the embedded relay; 0 = unlimited")
 		fs.IntVar(&rf.queueBytes, "derp-queue-bytes", derp.DefaultQueueBytes, "bytes the embedded relay queues per receiving client before drop-tail")
 		fs.IntVar(&rf.maxHandshakes, "derp-max-handshakes", derp.DefaultMaxHandshakes, "embedded relay handshakes in progress at once; more connections are closed")
+		fs.IntVar(&rf.maxHandshakesPerSource, "derp-max-handshakes-per-source", derp.DefaultMaxHandshakesPerSource, "embedded relay handshakes in progress from one source address (IPv6: per /64); more are closed")
 		lim := server.DefaultLimits
 		fs.IntVar(&lim.MaxConns, "max-conns", lim.MaxConns, "open node-API connections in total; more wait in the kernel's backlog")
 		fs.IntVar(&lim.MaxConnsPerSource, "max-conns-per-source", lim.MaxConnsPerSource, "open node-API connections per source address (IPv6: per /64); more are closed")
@@ -96,6 +97,7 @@ func checkLimitFlags(lim server.Limits, rf relayFlags) error {
 		{"challenge-rate", lim.ChallengeRate}, {"challenge-burst", float64(lim.ChallengeBurst)},
 		{"register-rate", lim.RegisterRate}, {"register-burst", float64(lim.RegisterBurst)},
 		{"derp-queue-bytes", float64(rf.queueBytes)}, {"derp-max-handshakes", float64(rf.maxHandshakes)},
+		{"derp-max-handshakes-per-source", float64(rf.maxHandshakesPerSource)},
 	} {
 		if !(f.v > 0) {
 			return usageError{fmt.Sprintf("--%s %v: want a positive number", f.name, f.v)}

@@ -61,7 +61,8 @@ type config struct {
 	watchURL, coordFP                                                  string
 	stunPort                                                           int
 	rate, burst                                                        int64
-	queueBytes, maxHandshakes, maxConns, maxConnsPerSource             int
+	queueBytes, maxHandshakes, maxHandshakesPerSource                  int
+	maxConns, maxConnsPerSource                                        int
 	queue                                                              int
 	recheck, maxStale                                                  time.Duration
 	openRelay, verbose                                                 bool
@@ -93,6 +94,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&c.queue, "queue", derp.DefaultQueueLen, "packets queued per receiving client before drop-tail")
 	fs.IntVar(&c.queueBytes, "queue-bytes", derp.DefaultQueueBytes, "bytes queued per receiving client before drop-tail")
 	fs.IntVar(&c.maxHandshakes, "max-handshakes", derp.DefaultMaxHandshakes, "relay handshakes in progress at once; more connections are closed")
+	fs.IntVar(&c.maxHandshakesPerSource, "max-handshakes-per-source", derp.DefaultMaxHandshakesPerSource, "relay handshakes in progress from one source address (IPv6: per /64); more are closed")
 	fs.IntVar(&c.maxConns, "max-conns", 4096, "open connections in total; more wait in the kernel's backlog")
 	fs.IntVar(&c.maxConnsPerSource, "max-conns-per-source", 64, "open connections per source address (IPv6: per /64); more are closed")
 	fs.DurationVar(&c.recheck, "recheck", 30*time.Second, "how often connected keys are verified again")
@@ -111,7 +113,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		name string
 		v    int64
 	}{{"rate-limit", c.rate}, {"burst", c.burst}, {"queue", int64(c.queue)}, {"queue-bytes", int64(c.queueBytes)},
-		{"max-handshakes", int64(c.maxHandshakes)}, {"max-conns", int64(c.maxConns)}, {"max-conns-per-source", int64(c.maxConnsPerSource)}} {
+		{"max-handshakes", int64(c.maxHandshakes)}, {"max-handshakes-per-source", int64(c.maxHandshakesPerSource)}, {"max-conns", int64(c.maxConns)}, {"max-conns-per-source", int64(c.maxConnsPerSource)}} {
 		if f.v < 0 || (f.v == 0 && f.name != "rate-limit" && f.name != "burst") {
 			fmt.Fprintf(stderr, "lanmesh-derp: --%s %d: want a positive number\n", f.name, f.v)
 			return 2
@@ -251,15 +253,16 @@ func serve(ctx context.Context, c config, cert tls.Certificate, fp string, log *
 		return fmt.Errorf("relay key: %w", err)
 	}
 	srv, err := derp.NewServer(derp.Options{
-		PrivateKey:      nodeKey,
-		Verifier:        v,
-		RateBytesPerSec: c.rate,
-		Burst:           c.burst,
-		QueueLen:        c.queue,
-		QueueBytes:      c.queueBytes,
-		MaxHandshakes:   c.maxHandshakes,
-		RecheckInterval: c.recheck,
-		Logger:          log,
+		PrivateKey:             nodeKey,
+		Verifier:               v,
+		RateBytesPerSec:        c.rate,
+		Burst:                  c.burst,
+		QueueLen:               c.queue,
+		QueueBytes:             c.queueBytes,
+		MaxHandshakes:          c.maxHandshakes,
+		MaxHandshakesPerSource: c.maxHandshakesPerSource,
+		RecheckInterval:        c.recheck,
+		Logger:                 log,
 	})
 	if err != nil {
 		return err

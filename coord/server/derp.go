@@ -47,6 +47,8 @@ type RelayConfig struct {
 	QueueLen        int
 	QueueBytes      int
 	MaxHandshakes   int
+	// MaxHandshakesPerSource is one source address's share.
+	MaxHandshakesPerSource int
 }
 
 // relayState is the Server's relay part; zero value: no relay.
@@ -66,13 +68,14 @@ type embeddedRelay struct {
 // STUN). Call it at most once, before or after Serve; Close stops both.
 func (s *Server) EnableRelay(rc RelayConfig) (netip.AddrPort, error) {
 	srv, err := derp.NewServer(derp.Options{
-		Verifier:        &storeVerifier{hub: s.hub},
-		RateBytesPerSec: rc.RateBytesPerSec,
-		Burst:           rc.Burst,
-		QueueLen:        rc.QueueLen,
-		QueueBytes:      rc.QueueBytes,
-		MaxHandshakes:   rc.MaxHandshakes,
-		Logger:          s.log.With("part", "relay"),
+		Verifier:               &storeVerifier{hub: s.hub},
+		RateBytesPerSec:        rc.RateBytesPerSec,
+		Burst:                  rc.Burst,
+		QueueLen:               rc.QueueLen,
+		QueueBytes:             rc.QueueBytes,
+		MaxHandshakes:          rc.MaxHandshakes,
+		MaxHandshakesPerSource: rc.MaxHandshakesPerSource,
+		Logger:                 s.log.With("part", "relay"),
 	})
 	if err != nil {
 		return netip.AddrPort{}, fmt.Errorf("embedded relay: %w", err)
