@@ -25,8 +25,9 @@
 //
 // One bad peer never stops the rest (S19): Reconfig leaves out each peer
 // that fails validation (zero, own or duplicate node key; an allowed IP
-// that is invalid, host-scoped, multicast, a default route from a peer
-// that is not the chosen exit node, or that overlaps this node's own
-// addresses, its advertised LANs or an earlier peer's prefix), applies
-// everything else, and returns the left-out peers with the reason.
+// that is invalid, host-scoped, multicast, a default route that is not an
+// exit route in use, that overlaps this node's own addresses or an
+// earlier peer's prefix, or that lies inside a LAN it advertises),
+// applies everything else, and returns the left-out peers with the
+// reason.
 package engine

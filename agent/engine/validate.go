@@ -76,8 +76,8 @@ func cmpName(p Peer) string {
 // CheckAllowedIP reports why peer p may not hold the allowed IP a, or
 // nil. It is the one place that says which prefixes a peer may claim:
 // a default route only when it is an exit route in use (cfg.ExitRoutes), never
-// a host-scoped range (S17), multicast, or a prefix that overlaps this
-// node's own addresses or the LAN routes it advertises.
+// a host-scoped range (S17), multicast, a prefix that overlaps this
+// node's own addresses, or one inside a LAN route it advertises.
 func CheckAllowedIP(cfg Config, _ Peer, a netip.Prefix) error {
 	if !a.IsValid() {
 		return fmt.Errorf("allowed IP %v: invalid prefix", a)
@@ -103,11 +103,13 @@ func CheckAllowedIP(cfg Config, _ Peer, a netip.Prefix) error {
 			return fmt.Errorf("allowed IP %v: overlaps this node's own address %v", a, own)
 		}
 	}
+	// A wider prefix around our LAN is fine (the LAN's own route is more
+	// specific); one inside it would pull part of the LAN into the mesh.
 	for _, lan := range cfg.AdvertisedRoutes {
 		// An advertised default route makes this node an exit node: it
 		// is the internet, not a LAN a peer could steal.
-		if lan.Bits() > 0 && a.Overlaps(lan) {
-			return fmt.Errorf("allowed IP %v: overlaps %v, a LAN this node advertises", a, lan)
+		if lan.Bits() > 0 && a.Bits() >= lan.Bits() && lan.Contains(a.Addr()) {
+			return fmt.Errorf("allowed IP %v: lies inside %v, a LAN this node advertises", a, lan)
 		}
 	}
 	return nil

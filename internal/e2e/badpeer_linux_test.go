@@ -163,7 +163,8 @@ func TestBadPeerInNetmap(t *testing.T) {
 	if _, err := m.AddLaptop(ctx, "laptop-y", 2, nil); err != nil {
 		t.Fatal(err)
 	}
-	x.Stop() // its node key is about to change under it
+	secrets := secretsOf(t, m) // S11: the new log lines name peers, never keys' secrets
+	x.Stop()                   // its node key is about to change under it
 
 	db, err := sql.Open("sqlite", "file:"+filepath.Join(m.Coord.StateDir, "coord.db")+"?_pragma=busy_timeout(10000)")
 	if err != nil {
@@ -255,4 +256,5 @@ func TestBadPeerInNetmap(t *testing.T) {
 		t.Errorf("after restart from cache: left out %+v, engine_error %q; want the same two peers", rej, engineErr)
 	}
 	fmt.Printf("S19: router-a left out %d bad peers and kept applying changes\n", len(rej))
+	noSecretsInLogs(t, m.World, secrets)
 }
