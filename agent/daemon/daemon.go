@@ -229,7 +229,7 @@ func (d *Daemon) Status(context.Context) localapi.Status {
 	if d.nm != nil {
 		for _, p := range d.nm.sortedPeers() {
 			lp := localapi.Peer{
-				ID: int64(p.ID), Name: p.Name, Key: p.Key.String(),
+				ID: int64(p.ID), Name: p.Name, Key: p.Key.String(), User: p.User, Tags: p.Tags,
 				Addresses: nonNil(p.Addresses), Routes: nonNil(p.Routes), Online: p.Online,
 			}
 			if ps, ok := peerStats[p.Key]; ok {
@@ -315,7 +315,7 @@ func (d *Daemon) Up(ctx context.Context, req localapi.UpRequest) (localapi.UpRes
 	d.mu.Unlock()
 
 	if req.AuthKey == "" && !st.Joined() {
-		return localapi.UpResponse{}, localapi.BadRequest("this node has not joined a mesh yet: run lanmesh up --login-server URL --auth-key KEY")
+		return localapi.UpResponse{}, localapi.BadRequest("this node has not joined a mesh yet: run lanmesh up --login-server URL --auth-key KEY, or lanmesh login")
 	}
 	login := req.LoginServer
 	if login == "" {

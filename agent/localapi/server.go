@@ -81,6 +81,7 @@ func Listen(path string, b Backend, log *slog.Logger) (*Server, error) {
 	mux.HandleFunc("POST "+PathDown, s.down)
 	mux.HandleFunc("POST "+PathPing, s.ping)
 	mux.HandleFunc("GET "+PathNetcheck, s.netcheck)
+	s.loginRoutes(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case PathStatus, PathUp, PathDown, PathPing:

@@ -101,6 +101,8 @@ type Node struct {
 type Peer struct {
 	ID        int64          `json:"id"`
 	Name      string         `json:"name"`
+	User      string         `json:"user,omitempty"` // owner; for whois
+	Tags      []string       `json:"tags,omitempty"`
 	Key       string         `json:"key"`
 	Addresses []netip.Prefix `json:"addresses"`
 	Routes    []netip.Prefix `json:"routes"`

@@ -18,7 +18,7 @@ import (
 )
 
 func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs, sock := newFlags("up", "up --login-server URL --auth-key KEY|file:PATH|- [--auth-key-file PATH] [--advertise-routes CIDR,...] [--accept-routes] [--snat-subnet-routes=true] [--hostname NAME] [--advertise-exit-node] [--exit-node NAME|IP [--exit-node-allow-lan-access]] [--coord-fingerprint FP] [--timeout 30s]",
+	fs, sock := newFlags("up", "up --login-server URL [--auth-key KEY|file:PATH|- | --auth-key-file PATH | --login-provider NAME] [--advertise-routes CIDR,...] [--accept-routes] [--snat-subnet-routes=true] [--hostname NAME] [--advertise-exit-node] [--exit-node NAME|IP [--exit-node-allow-lan-access]] [--coord-fingerprint FP] [--timeout 30s]",
 		"lanmesh up --login-server https://coord.example:443 --auth-key file:/etc/lanmesh/authkey --advertise-routes 192.168.1.0/24", stderr)
 	login := fs.String("login-server", "", "coord's URL (https://host[:port])")
 	authKey := fs.String("auth-key", "", "pre-auth key from \"lanmesh-coord keys create\" (used once, never stored); file:PATH reads it from a file, - from stdin; default $"+authKeyEnv+" (keeps it out of ps)")
@@ -32,6 +32,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	exitLAN := fs.Bool("exit-node-allow-lan-access", false, "with --exit-node: keep directly connected LANs reachable outside the tunnel")
 	fp := fs.String("coord-fingerprint", "", "pin of coord's certificate (default: from the auth key)")
 	timeout := fs.Duration("timeout", 30*time.Second, "how long to wait for the first netmap")
+	provider := fs.String("login-provider", "", "without an auth key: coord's identity provider to log in with (default: coord's first)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -70,6 +71,25 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	})
 	if badRoutes != nil {
 		return badRoutes
+	}
+	if key == "" {
+		// Not joined and no auth key: log in at coord's identity provider
+		// (prints a URL and waits), then come up as below.
+		sctx, scancel := context.WithTimeout(ctx, 10*time.Second)
+		st, err := localapi.NewClient(*sock).Status(sctx)
+		scancel()
+		if err != nil {
+			return userErr(err)
+		}
+		if st.Self == nil {
+			lreq := localapi.LoginRequest{LoginServer: *login, CoordFingerprint: *fp, Provider: *provider}
+			if req.Hostname != nil {
+				lreq.Hostname = *req.Hostname
+			}
+			if err := interactiveLogin(ctx, localapi.NewClient(*sock), lreq, 10*time.Minute, stdout); err != nil {
+				return err
+			}
+		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout+10*time.Second)
 	defer cancel()

@@ -1,0 +1,166 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/netip"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/lanmesh/lanmesh/agent/localapi"
+)
+
+func runLogin(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs, sock := newFlags("login", "login [--login-server URL --coord-fingerprint FP] [--provider NAME] [--hostname NAME] [--timeout 10m]",
+		"lanmesh login --login-server https://coord.example:443 --coord-fingerprint sha256:...", stderr)
+	server := fs.String("login-server", "", "coord's URL (default: the one this node joined)")
+	fp := fs.String("coord-fingerprint", "", "pin of coord's certificate (lanmesh-coord fingerprint); default: the stored one")
+	provider := fs.String("provider", "", "coord's identity provider to log in with (default: coord's first)")
+	host := fs.String("hostname", "", "name to register with (default: the host name)")
+	timeout := fs.Duration("timeout", 10*time.Minute, "how long to wait for the login in the browser")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		fmt.Fprintf(stderr, "lanmesh login: unexpected argument %q\n", pos[0])
+		return errUsage
+	}
+	c := localapi.NewClient(*sock)
+	if err := interactiveLogin(ctx, c, localapi.LoginRequest{LoginServer: *server, CoordFingerprint: *fp, Provider: *provider, Hostname: *host}, *timeout, stdout); err != nil {
+		return err
+	}
+	uctx, cancel := context.WithTimeout(ctx, 40*time.Second)
+	defer cancel()
+	resp, err := c.Up(uctx, localapi.UpRequest{Timeout: 30 * time.Second})
+	if err != nil {
+		return userErr(err)
+	}
+	fmt.Fprintf(stdout, "%s is up: %s\n", resp.Name, addrList(resp.Addresses))
+	return nil
+}
+
+// interactiveLogin prints coord's login URL and waits until the user has
+// logged in at the identity provider (or the login fails or times out).
+func interactiveLogin(ctx context.Context, c *localapi.Client, req localapi.LoginRequest, timeout time.Duration, stdout io.Writer) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	lr, err := c.Login(ctx, req)
+	if err != nil {
+		return userErr(err)
+	}
+	fmt.Fprintf(stdout, "To log in, open this URL in a browser:\n\n\t%s\n\nWaiting for the login (until %s)...\n", lr.URL, lr.ExpiresAt.Local().Format("15:04:05"))
+	for {
+		r, err := c.LoginWait(ctx, lr.ID)
+		if err != nil {
+			if ctx.Err() != nil {
+				return fmt.Errorf("no login within %s: run lanmesh login again", timeout)
+			}
+			return userErr(err)
+		}
+		if !r.Done {
+			continue
+		}
+		if r.Error != "" {
+			return fmt.Errorf("%s", r.Error)
+		}
+		fmt.Fprintf(stdout, "Logged in as %s.\n", r.User)
+		return nil
+	}
+}
+
+func addrList(ps []netip.Prefix) string {
+	out := make([]string, len(ps))
+	for i, a := range ps {
+		out[i] = a.Addr().String()
+	}
+	return strings.Join(out, ", ")
+}
+
+func runLogout(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs, sock := newFlags("logout", "logout", "lanmesh logout", stderr)
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := localapi.NewClient(*sock).Logout(ctx); err != nil {
+		return userErr(err)
+	}
+	fmt.Fprintln(stdout, "logged out: coord expired this node's key; \"lanmesh login\" or \"lanmesh up --auth-key\" joins again")
+	return nil
+}
+
+// whoisResult is what lanmesh whois prints (--json).
+type whoisResult struct {
+	Addr string   `json:"addr"`
+	Node string   `json:"node"`
+	ID   int64    `json:"id"`
+	User string   `json:"user,omitempty"`
+	Tags []string `json:"tags,omitempty"`
+	Self bool     `json:"self,omitempty"`
+}
+
+func runWhois(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs, sock := newFlags("whois", "whois [--json] IP", "lanmesh whois 100.64.0.7", stderr)
+	asJSON := fs.Bool("json", false, "print JSON: addr, node, id, user, tags, self")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		fmt.Fprintln(stderr, "lanmesh whois: want one mesh IP address")
+		return errUsage
+	}
+	ip, err := netip.ParseAddr(pos[0])
+	if err != nil {
+		return fmt.Errorf("whois: %q is not an IP address", pos[0])
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	st, err := localapi.NewClient(*sock).Status(ctx)
+	if err != nil {
+		return userErr(err)
+	}
+	var res *whoisResult
+	if st.Self != nil && contains(st.Self.Addresses, ip) {
+		res = &whoisResult{Addr: ip.String(), Node: st.Self.Name, ID: st.Self.ID, Self: true}
+	}
+	for _, p := range st.Peers {
+		if res == nil && contains(p.Addresses, ip) {
+			res = &whoisResult{Addr: ip.String(), Node: p.Name, ID: p.ID, User: p.User, Tags: p.Tags}
+		}
+	}
+	if res == nil {
+		return fmt.Errorf("whois: no node in this node's netmap has %s (it may not exist, or policy hides it from this node)", ip)
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(res)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "node:\t%s (id %d)\n", res.Node, res.ID)
+	switch {
+	case res.Self:
+		fmt.Fprintf(tw, "user:\t(this node)\n")
+	case len(res.Tags) > 0:
+		fmt.Fprintf(tw, "tags:\t%s\n", strings.Join(res.Tags, ", "))
+		fmt.Fprintf(tw, "owner:\t%s\n", res.User)
+	default:
+		fmt.Fprintf(tw, "user:\t%s\n", res.User)
+	}
+	return tw.Flush()
+}
+
+func contains(ps []netip.Prefix, ip netip.Addr) bool {
+	for _, p := range ps {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
