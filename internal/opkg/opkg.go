@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -317,4 +318,48 @@ func writeTGZ(es []entry) ([]byte, error) {
 		return nil, err
 	}
 	return buf.Bytes(), nil
+}
+
+type aclFile map[string]struct {
+	Description string `json:"description"`
+	Read        struct {
+		File map[string][]string `json:"file"`
+		UCI  []string            `json:"uci"`
+	} `json:"read"`
+	Write struct {
+		File map[string][]string `json:"file"`
+		UCI  []string            `json:"uci"`
+	} `json:"write"`
+}
+
+// LuCIACLCommands returns the commands the rpcd ACL of luci-app-lanmesh
+// (under the feed directory) lets LuCI run; the tests run each against a
+// real agent (internal/e2e).
+func LuCIACLCommands(feed string) ([][]string, error) {
+	b, err := os.ReadFile(filepath.Join(feed, "luci-app-lanmesh/root/usr/share/rpcd/acl.d/luci-app-lanmesh.json"))
+	if err != nil {
+		return nil, err
+	}
+	var acl aclFile
+	if err := json.Unmarshal(b, &acl); err != nil {
+		return nil, err
+	}
+	var out [][]string
+	for _, g := range acl {
+		for cmd, perms := range g.Read.File {
+			for _, p := range perms {
+				if p == "exec" {
+					out = append(out, strings.Fields(cmd))
+				}
+			}
+		}
+		for cmd, perms := range g.Write.File {
+			for _, p := range perms {
+				if p == "exec" {
+					out = append(out, strings.Fields(cmd))
+				}
+			}
+		}
+	}
+	return out, nil
 }
