@@ -22,6 +22,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/lanmesh/lanmesh/derp"
 	"github.com/lanmesh/lanmesh/internal/controlclient"
 	"github.com/lanmesh/lanmesh/internal/key"
 	"github.com/lanmesh/lanmesh/internal/wire"
@@ -46,6 +47,7 @@ type AbuseOptions struct {
 	Forgers  int           // goroutines posting signed registrations of made-up machines; default 4
 	Slow     int           // dribbling TLS connections kept open; default 300 (past --max-conns-per-source 256)
 	Idle     int           // silent TCP connections kept open; default 64
+	Stall    int           // relay handshakes started and left hanging; default 32 (past the per-source share of 16)
 	RSSBound uint64        // coord's peak RSS (VmHWM) must stay under it; default 128 MiB
 	Log      *slog.Logger
 }
@@ -59,8 +61,12 @@ type AbuseResult struct {
 	AgentErrs   []string      // per failed agent
 	RegisterP50 time.Duration // register call under attack (challenge + signed request)
 	RegisterMax time.Duration
-	FullMapMax  time.Duration // from opening the stream to the full netmap
-	MaxGap      time.Duration // longest silence on any stream during the hold
+	// RegisterRetries are registrations coord answered 429 (its
+	// per-address budget for first registrations, 20 at once) and that
+	// were retried after Retry-After, as the agent does.
+	RegisterRetries int64
+	FullMapMax      time.Duration // from opening the stream to the full netmap
+	MaxGap          time.Duration // longest silence on any stream during the hold
 
 	Challenges map[int]int64 // flood answers by HTTP status (0: transport error)
 	Forged     map[int]int64 // answers to signed registrations of made-up machines
@@ -74,6 +80,15 @@ type AbuseResult struct {
 	SlowHeldMax time.Duration // longest a dribbling connection stayed open
 	IdleOpened  int64
 	IdleHeldMax time.Duration
+
+	StallOpened int64 // relay upgrades that got a ServerKey and then stalled
+	StallShut   int64 // closed before a ServerKey (handshake caps)
+
+	// Two more nodes relay packets to each other through coord's embedded
+	// relay once a second during the hold.
+	RelayConnect  time.Duration // both connected, max
+	RelayRounds   int           // round trips that worked
+	RelayFailures []string
 
 	CoordHWM uint64 // VmHWM of the coord process at the end, bytes
 	CoordRSS uint64 // VmRSS at the end
@@ -93,6 +108,9 @@ func (r *AbuseResult) Failed() []string {
 	}
 	if r.CoordHWM > r.Opts.RSSBound {
 		f = append(f, fmt.Sprintf("coord peak RSS %d MiB over the %d MiB bound", r.CoordHWM>>20, r.Opts.RSSBound>>20))
+	}
+	if len(r.RelayFailures) > 0 || (r.RelayRounds == 0 && len(r.Errs) == 0) {
+		f = append(f, fmt.Sprintf("relay: %d round trips worked; failures: %s", r.RelayRounds, strings.Join(r.RelayFailures, "; ")))
 	}
 	if r.Challenges[http.StatusTooManyRequests] == 0 && len(r.Errs) == 0 {
 		f = append(f, "the challenge flood never got a 429: the flood did not reach the limit")
@@ -140,6 +158,7 @@ func RunAbuse(ctx context.Context, opt AbuseOptions) *AbuseResult {
 	def(&opt.Forgers, 4)
 	def(&opt.Slow, 300)
 	def(&opt.Idle, 64)
+	def(&opt.Stall, 32)
 	if opt.Hold <= 0 {
 		opt.Hold = 30 * time.Second
 	}
@@ -179,7 +198,7 @@ func RunAbuse(ctx context.Context, opt AbuseOptions) *AbuseResult {
 
 	// The attack starts first and runs until the agents are done.
 	var chal, forged counter
-	var slowOpened, slowRefused, slowHeld, idleOpened, idleHeld atomic.Int64
+	var slowOpened, slowRefused, slowHeld, idleOpened, idleHeld, stallOpened, stallShut atomic.Int64
 	actx, stopAttack := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	floodStart := time.Now()
@@ -196,6 +215,9 @@ func RunAbuse(ctx context.Context, opt AbuseOptions) *AbuseResult {
 	for range opt.Idle {
 		wg.Go(func() { silent(actx, co.addr, &idleOpened, &idleHeld) })
 	}
+	for range opt.Stall {
+		wg.Go(func() { stallRelay(actx, co.addr, &stallOpened, &stallShut) })
+	}
 	// Agents join only once the flood has hit a limit (429 now; coord
 	// before issue 14 answered 503 once its nonce table was full), so
 	// they meet coord at its most loaded.
@@ -210,7 +232,13 @@ func RunAbuse(ctx context.Context, opt AbuseOptions) *AbuseResult {
 	time.Sleep(time.Second)
 	opt.Log.Info("abuse: attack saturated; agents joining", "after", res.SaturatedAfter, "flooders", opt.Flooders, "slow", opt.Slow, "idle", opt.Idle)
 
+	relayDone := make(chan struct{})
+	go func() {
+		defer close(relayDone)
+		res.RelayConnect, res.RelayRounds, res.RelayFailures = relayProbe(ctx, url, co.fp, ak, time.Now().Add(opt.Hold))
+	}()
 	agents := runAgents(ctx, url, co.fp, ak, opt)
+	<-relayDone
 	stopAttack()
 	wg.Wait()
 	res.FloodSecs = time.Since(floodStart).Seconds()
@@ -223,6 +251,8 @@ func RunAbuse(ctx context.Context, opt AbuseOptions) *AbuseResult {
 	res.Challenges, res.Forged = chal.snapshot(), forged.snapshot()
 	res.SlowOpened, res.SlowRefused, res.SlowHeldMax = slowOpened.Load(), slowRefused.Load(), time.Duration(slowHeld.Load())
 	res.IdleOpened, res.IdleHeldMax = idleOpened.Load(), time.Duration(idleHeld.Load())
+	res.StallOpened, res.StallShut = stallOpened.Load(), stallShut.Load()
+	res.RegisterRetries = registerRetries.Swap(0)
 
 	var regs []time.Duration
 	for _, a := range agents {
@@ -445,6 +475,111 @@ func silent(ctx context.Context, addr string, opened, held *atomic.Int64) {
 	}
 }
 
+// stallRelay keeps one relay handshake hanging at a time: TLS, the
+// upgrade to the relay protocol, then silence where ClientInfo belongs.
+func stallRelay(ctx context.Context, addr string, opened, shut *atomic.Int64) {
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.5")}, Timeout: 5 * time.Second}
+	for ctx.Err() == nil {
+		raw, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			sleepCtx(ctx, 100*time.Millisecond)
+			continue
+		}
+		conn := tls.Client(raw, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}})
+		stop := context.AfterFunc(ctx, func() { conn.Close() })
+		fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: coord\r\nUpgrade: %s\r\nConnection: Upgrade\r\n\r\n", derp.Path, derp.UpgradeProtocol)
+		br := bufio.NewReader(conn)
+		resp, err := http.ReadResponse(br, nil)
+		got := false
+		if err == nil && resp.StatusCode == http.StatusSwitchingProtocols {
+			_, _, err = derp.ReadFrame(br, nil)
+			got = err == nil
+		}
+		if got {
+			opened.Add(1)
+			io.Copy(io.Discard, br) // until the relay gives up on us
+		} else if ctx.Err() == nil {
+			shut.Add(1)
+			sleepCtx(ctx, 50*time.Millisecond)
+		}
+		stop()
+		conn.Close()
+	}
+}
+
+// relayProbe registers two nodes, connects both to coord's embedded relay
+// and sends a packet each way once a second until the deadline.
+func relayProbe(ctx context.Context, url, fp string, ak wire.AuthKey, until time.Time) (time.Duration, int, []string) {
+	var fails []string
+	var clients [2]*derp.Client
+	var keys [2]key.NodePublic
+	var connect time.Duration
+	for i := range clients {
+		c, err := controlclient.New(controlclient.Options{ServerURL: url, Fingerprint: fp, MachineKey: key.NewMachine()})
+		if err != nil {
+			return 0, 0, []string{err.Error()}
+		}
+		defer c.Close()
+		np := key.NewNode()
+		keys[i] = np.Public()
+		if err := register(ctx, c, wire.RegisterRequest{AuthKey: ak.WithoutFingerprint(), NodeKey: np.Public(), Hostname: fmt.Sprintf("relay-%d", i)}); err != nil {
+			return 0, 0, []string{fmt.Sprintf("relay-%d: %v", i, err)}
+		}
+		t0 := time.Now()
+		cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		dc, err := derp.Connect(cctx, url+derp.Path, np, fp)
+		cancel()
+		if err != nil {
+			return 0, 0, []string{fmt.Sprintf("relay-%d: connect to the relay: %v", i, err)}
+		}
+		defer dc.Close()
+		connect = max(connect, time.Since(t0))
+		clients[i] = dc
+	}
+	rounds := 0
+	for n := 0; time.Now().Before(until) && ctx.Err() == nil; n++ {
+		for i := range clients {
+			from, to := clients[i], clients[1-i]
+			msg := fmt.Appendf(nil, "round %d from %d", n, i)
+			if err := from.Send(keys[1-i], msg); err != nil {
+				fails = append(fails, fmt.Sprintf("round %d: send: %v", n, err))
+				return connect, rounds, fails
+			}
+			if err := recvFrom(to, keys[i], msg); err != nil {
+				fails = append(fails, fmt.Sprintf("round %d: %v", n, err))
+				return connect, rounds, fails
+			}
+		}
+		rounds++
+		sleepCtx(ctx, time.Second)
+	}
+	return connect, rounds, fails
+}
+
+// recvFrom waits up to 5 s for packet want from src, skipping anything else.
+func recvFrom(c *derp.Client, src key.NodePublic, want []byte) error {
+	type res struct {
+		m   derp.Message
+		err error
+	}
+	deadline := time.After(5 * time.Second)
+	for {
+		ch := make(chan res, 1)
+		go func() { m, err := c.RecvMessage(); ch <- res{m, err} }()
+		select {
+		case r := <-ch:
+			if r.err != nil {
+				return fmt.Errorf("receive: %w", r.err)
+			}
+			if r.m.Kind == derp.MsgPacket && r.m.Key == src && bytes.Equal(r.m.Data, want) {
+				return nil
+			}
+		case <-deadline:
+			return errors.New("no relayed packet within 5 s")
+		}
+	}
+}
+
 func sleepCtx(ctx context.Context, d time.Duration) {
 	t := time.NewTimer(d)
 	defer t.Stop()
@@ -490,7 +625,7 @@ func runAgent(ctx context.Context, url, fp string, ak wire.AuthKey, name string,
 	defer c.Close()
 	nk := key.NewNode().Public()
 	t0 := time.Now()
-	if _, err := c.Register(ctx, wire.RegisterRequest{AuthKey: ak.WithoutFingerprint(), NodeKey: nk, Hostname: name}); err != nil {
+	if err := register(ctx, c, wire.RegisterRequest{AuthKey: ak.WithoutFingerprint(), NodeKey: nk, Hostname: name}); err != nil {
 		return err
 	}
 	r.register = time.Since(t0)
@@ -528,6 +663,25 @@ func holdStream(ctx context.Context, c *controlclient.Client, nk key.NodePublic,
 		return fmt.Errorf("netmap stream ended %v before the hold was over: %v", time.Until(until).Round(time.Millisecond), err)
 	}
 	return nil
+}
+
+// registerRetries counts registrations coord asked to retry (429), across
+// the run.
+var registerRetries atomic.Int64
+
+// register registers like the agent does (agent/daemon): a 429 or 503
+// from coord means "not now", so it waits Retry-After and tries again,
+// up to 5 times.
+func register(ctx context.Context, c *controlclient.Client, req wire.RegisterRequest) error {
+	for attempt := 1; ; attempt++ {
+		_, err := c.Register(ctx, req)
+		var se *controlclient.StatusError
+		if err == nil || attempt == 5 || !errors.As(err, &se) || !se.Busy() {
+			return err
+		}
+		registerRetries.Add(1)
+		sleepCtx(ctx, max(se.RetryAfter, time.Second))
+	}
 }
 
 // procMem reads VmHWM and VmRSS of pid from /proc/PID/status.

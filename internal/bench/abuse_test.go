@@ -19,7 +19,7 @@ func TestParseStatusKB(t *testing.T) {
 // The report fails an run where an agent failed, coord grew past the
 // bound or the flood never hit a limit.
 func TestAbuseFailed(t *testing.T) {
-	ok := &AbuseResult{Opts: AbuseOptions{Agents: 2, RSSBound: 100}, AgentsOK: 2, CoordHWM: 50, Challenges: map[int]int64{200: 1, 429: 5}, FloodSecs: 1}
+	ok := &AbuseResult{Opts: AbuseOptions{Agents: 2, RSSBound: 100}, AgentsOK: 2, CoordHWM: 50, Challenges: map[int]int64{200: 1, 429: 5}, FloodSecs: 1, RelayRounds: 5}
 	if f := ok.Failed(); len(f) != 0 {
 		t.Fatalf("good run failed: %v", f)
 	}

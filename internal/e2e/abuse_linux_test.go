@@ -16,10 +16,14 @@ import (
 // lanmesh-coord on loopback, with its default limits, is flooded with
 // anonymous challenges, health checks and forged signed registrations
 // as fast as one client can send them, while another holds hundreds of
-// connections that dribble bodies and others that say nothing. 20 real
-// control clients (the agent's internal/controlclient) register at once
-// and hold their netmap streams through it: none may fail, and coord's
-// peak RSS (VmHWM) stays under 128 MiB. bench/results/abuse.md records
+// connections that dribble bodies, others say nothing and others leave
+// relay handshakes hanging. 20 real control clients (the agent's
+// internal/controlclient, retrying a 429 after Retry-After as the agent
+// does) register at once and hold their netmap streams through it, with
+// a reconnect halfway, and two more nodes relay packets through coord's
+// embedded relay every second: none may fail, and coord's peak RSS
+// (VmHWM) stays under 128 MiB. Against coord's old nonce table every
+// agent failed with 503. bench/results/abuse.md records
 // the numbers of the longer `lanmesh-bench -only abuse` run.
 func TestAbuseFloodSparesAgents(t *testing.T) {
 	bins, err := testbed.FindBinaries()
