@@ -391,7 +391,9 @@ func (d *Daemon) Up(ctx context.Context, req localapi.UpRequest) (localapi.UpRes
 	}
 
 	d.mu.Lock()
-	running := d.loop != nil
+	// A loop coord refused for good (refused.go) is over: `up` starts a
+	// new one rather than reading the old refusal back.
+	running := d.loop != nil && !d.coord.refused
 	d.mu.Unlock()
 	if req.AuthKey != "" || serverChanged || !oldPrefs.Equal(st.Prefs) || !running {
 		d.stopLoop()
