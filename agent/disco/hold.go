@@ -151,7 +151,10 @@ func (m *Manager) startHold(p *peerPath, now time.Time, d time.Duration) {
 		"peer", p.key.ShortString(), "for", d.String(), "attempt", p.holds, "refused_here", !p.refusedAt.IsZero())
 }
 
-// handleHold takes the peer's Hold (over the relay).
+// handleHold takes the peer's Hold (over the relay). It is sealed by the
+// peer's node key, and it only quiets our pings to that peer (never
+// another, never a direct path in use), so a hostile peer can only keep
+// itself on the relay.
 func (m *Manager) handleHold(p *peerPath, msg *Hold, now time.Time, ob *outbox) {
 	if p.best.IsValid() {
 		return // a stale hold: we are direct
