@@ -35,6 +35,9 @@ const (
 	// peer's pings from a moved port in: either pair goes direct within a
 	// probe round, without any hold.
 	refusalGrace = RelayProbeInterval + time.Second
+	// pingerDelay: the side that pings first after a hold starts this
+	// much later, so the waiting side's hold is surely over.
+	pingerDelay = time.Second
 	// waitFor: how long the waiting side waits for the other's
 	// CallMeMaybe before it pings on its own again.
 	waitFor = 3 * RelayProbeInterval
@@ -120,10 +123,15 @@ func (m *Manager) checkHold(p *peerPath, now time.Time, ob *outbox) {
 	if !p.holdUntil.IsZero() && !now.Before(p.holdUntil) {
 		wait := m.waiter(p)
 		p.clearHold()
+		p.nextRound = now
 		if wait {
 			p.waitUntil = now.Add(waitFor)
+		} else {
+			// The waiter's hold started when our Hold reached it, so it
+			// may end a relay delay after ours: a CallMeMaybe arriving
+			// before then would be ignored.
+			p.nextRound = now.Add(pingerDelay)
 		}
-		p.nextRound = now
 		m.log.Info("disco: hold over, punching again", "peer", p.key.ShortString(), "attempt", p.holds, "waiting_for_peer", wait)
 		return
 	}
