@@ -46,8 +46,9 @@ func TestNATMatrix(t *testing.T) {
 				t.Logf("%s: first packet %s, direct %s, paths %q, B's path %q", c.Name, fmtMs(r.FirstPacket), fmtOpt(r.Direct), r.Paths, r.PathB)
 				checkPath(t, "router-a -> router-b", r.Path, c.Direct)
 				if c.Direct && strings.HasPrefix(r.Path, "direct") {
-					// B must agree once A has a direct path.
-					ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+					// B must agree once A has a direct path (15 s: on a
+					// loaded machine one status call can take seconds).
+					ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 					defer cancel()
 					p, _, err := testbed.WaitPath(ctx, m.B, "router-a", func(p string) bool { return strings.HasPrefix(p, "direct") })
 					if err != nil {

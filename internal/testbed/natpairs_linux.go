@@ -50,7 +50,7 @@ var NATPairs = []NATPair{
 	// refused, so the keys pick the order and the second hold has the
 	// other (about 40 or 80 s).
 	{"accept-restricted", StandardOptions{NATA: NATRestrictedAccept, NATB: NATRestricted}, true, "port-restricted, input accept vs drop", 60 * time.Second},
-	{"accept-reject", StandardOptions{NATA: NATRestrictedAccept, NATB: NATRestrictedReject}, true, "port-restricted, input accept vs reject", 110 * time.Second},
+	{"accept-reject", StandardOptions{NATA: NATRestrictedAccept, NATB: NATRestrictedReject}, true, "port-restricted, input accept vs reject", 130 * time.Second},
 	// One symmetric side: the easy side's stable mapping is enough, the
 	// hard side's pings open its own mapping toward it.
 	{"easy-hard", StandardOptions{NATA: NATEasy, NATB: NATHard}, true, "full cone learns the symmetric side's port from its ping", 0},
