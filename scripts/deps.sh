@@ -3,12 +3,30 @@
 # fresh Debian 12 machine, as root. Idempotent: it installs only what is
 # missing and prints nothing when everything is already there.
 #
+#   scripts/deps.sh [demo|full] [--print-path]
+#
+# Profiles: "full" (the default: make test, lint, bench and CI) installs
+# everything below; "demo" (make demo) only what the demo runs: iproute2
+# and nftables for the namespace world and its NATs, ping, and dnsmasq for
+# the name-resolution step. No Go tools for the demo.
+#
 # Debian packages go in with --no-install-recommends because with
 # recommends wireguard-tools alone pulls a kernel image and a systemd
 # upgrade. Go tools are pinned so CI and developers run the same ones.
 set -euo pipefail
 
-# Debian packages the suite needs. Add new ones here (qemu, chromium,
+# Debian packages the demo runs (make demo). Keep it to what
+# cmd/lanmesh-demo and internal/testbed execute: every package here is
+# install time before a stranger's first packet.
+DEMO_APT_PACKAGES=(
+	make
+	nftables
+	iproute2
+	iputils-ping
+	dnsmasq-base
+)
+
+# Debian packages the whole suite needs. Add new ones here (qemu, chromium,
 # postgres...) and nowhere else.
 APT_PACKAGES=(
 	make
@@ -48,6 +66,23 @@ GO_TOOLS=(
 )
 
 GO_ROOT=${GO_ROOT:-/usr/local/go}
+
+profile=full
+print_path=0
+for arg in "$@"; do
+	case $arg in
+	demo | full) profile=$arg ;;
+	--print-path) print_path=1 ;;
+	*)
+		printf 'deps: unknown argument %q (use: deps.sh [demo|full] [--print-path])\n' "$arg" >&2
+		exit 2
+		;;
+	esac
+done
+if [[ $profile == demo ]]; then
+	APT_PACKAGES=("${DEMO_APT_PACKAGES[@]}")
+	GO_TOOLS=()
+fi
 
 log() { printf 'deps: %s\n' "$*" >&2; }
 die() { printf 'deps: error: %s\n' "$*" >&2; exit 1; }
@@ -110,7 +145,7 @@ fi
 gobin=$(go env GOBIN)
 [[ -n $gobin ]] || gobin=$(go env GOPATH)/bin
 
-for t in "${GO_TOOLS[@]}"; do
+for t in "${GO_TOOLS[@]+"${GO_TOOLS[@]}"}"; do
 	bin=${t%% *}
 	mod=${t#* }
 	want=${mod##*@}
@@ -124,7 +159,7 @@ for t in "${GO_TOOLS[@]}"; do
 	(cd / && GOFLAGS='' go install "$mod") || die "go install $mod failed: check GOPROXY ($(go env GOPROXY))"
 done
 
-if [[ ${1:-} == "--print-path" ]]; then
+if ((print_path)); then
 	# For callers that want the PATH the tools live on.
 	printf '%s:%s\n' "$(dirname "$(command -v go)")" "$gobin"
 fi
