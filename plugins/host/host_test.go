@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -138,6 +139,13 @@ func TestPluginRuns(t *testing.T) {
 	}
 	st := waitState(t, p.Instance(), StateRunning, 10*time.Second)
 	t.Logf("plugin start-up (exec, handshake, mTLS, gRPC, Configure): %s", st.StartDuration)
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", st.PID)); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(l, "VmRSS:") {
+				t.Logf("plugin process %s", strings.Join(strings.Fields(l), " "))
+			}
+		}
+	}
 	if p.DisplayName() != "Test IdP" {
 		t.Errorf("display name %q", p.DisplayName())
 	}

@@ -283,6 +283,18 @@ func (p *IdP) check(username, password, code string, now time.Time) (User, error
 		ok = false
 	}
 	if !ok {
+		if len(p.failures) >= maxPending {
+			// Bounded memory under a flood of made-up usernames: forget
+			// failures outside the window, and arbitrary others if need be.
+			for u, ts := range p.failures {
+				if len(ts) == 0 || now.Sub(ts[len(ts)-1]) >= failWindow || len(p.failures) >= maxPending {
+					delete(p.failures, u)
+				}
+				if len(p.failures) < maxPending/2 {
+					break
+				}
+			}
+		}
 		p.failures[username] = append(p.failures[username], now)
 		return User{}, errors.New("wrong username, password or code")
 	}
