@@ -155,7 +155,7 @@ demo:
 	wait $$deps || { echo "make demo: scripts/deps.sh demo failed (see above)"; exit 1; }
 	$(BIN)/lanmesh-demo $(DEMO_FLAGS)
 
-bench: deps build
+bench: deps build packages
 	go build -o $(BIN)/lanmesh-bench ./cmd/lanmesh-bench
 	$(BIN)/lanmesh-bench -bin $(abspath $(BIN)) -out bench/results -n $(BENCH_N) -t $(BENCH_TIME) $(BENCH_FLAGS)
 

@@ -73,6 +73,8 @@ func run(ctx context.Context, log *slog.Logger, bin, out, only, modes string, n 
 	if want["size"] {
 		var md bytes.Buffer
 		err := bench.WriteSizeReport(&md, env, bench.MeasureSizes(absBin, bench.DefaultSizeTargets))
+		pkgs, perr := bench.MeasurePackages(filepath.Join(absBin, "packages"))
+		bench.WritePackageReport(&md, pkgs, perr)
 		if werr := writeResult(out, "size.md", md.Bytes()); werr != nil {
 			return werr
 		}
