@@ -223,3 +223,22 @@ func TestRevokeDuringHandshake(t *testing.T) {
 		t.Fatalf("connected after the refused handshake: %+v", m)
 	}
 }
+
+// FuzzWatchStream feeds arbitrary bytes to the watcher as coord's stream:
+// it never panics, and a stream whose first line is not a full set is
+// never trusted.
+func FuzzWatchStream(f *testing.F) {
+	k := key.NewNode().Public()
+	f.Add([]byte(`{"seq":1,"full":true,"add":["` + keyB64(k) + `"]}` + "\n" + `{"seq":2,"remove":["` + keyB64(k) + `"]}` + "\n"))
+	f.Add([]byte(`{"seq":1,"add":["` + keyB64(k) + `"]}` + "\n"))
+	f.Add([]byte("{\"seq\":1,\"full\":true}\n{}\n\n{\"add\":[\"x\"]}\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(b) }))
+		defer hs.Close()
+		w := &CoordWatcher{URL: hs.URL, MaxStale: time.Minute, Revoke: func(key.NodePublic) {}, Recheck: func(context.Context) {}}
+		got, _ := w.stream(context.Background())
+		if w.Fresh() != got {
+			t.Fatalf("fresh=%v after a stream that delivered a full set=%v", w.Fresh(), got)
+		}
+	})
+}
