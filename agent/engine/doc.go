@@ -13,9 +13,11 @@
 //   - userspace (uapiDevice, device_uapi.go): wireguard-go configured
 //     through its UAPI text, with magicsock as its conn.Bind, so peers are
 //     addressed by node key and magicsock picks the path per packet;
-//   - kernel (a `wg` link configured with wgctrl): same four methods; it
-//     gets UDP endpoints in PeerChange.Endpoint (docs/design.md, kernel
-//     backend).
+//   - kernel (kernelDevice, device_kernel_linux.go): a `wireguard` link
+//     configured with wgctrl; each peer's endpoint is a loopback socket of
+//     the agent that carries its packets over magicsock, so paths and
+//     relays work as in userspace (docs/kernel-mode.md). Options.Backend
+//     picks one; auto tries the kernel first (engine_kernel_linux.go).
 //
 // Apply, Peers and Close run on the engine's worker thread, inside the
 // engine's network namespace; Kick may run on another goroutine at the
