@@ -22,16 +22,25 @@ const (
 	vmSock   = "/run/lanmesh.sock"
 )
 
-// hostWG returns the host's wg tool and the shared libraries it needs, as
-// initramfs files, so the x86-64 guest can run `wg show` against its own
-// kernel (Debian ships no static wg).
-func hostWG(t *testing.T) map[string]vmtest.File {
+// hostTools returns the host's programs (e.g. wg, nft) and the shared
+// libraries they need, as initramfs files, so the x86-64 guest can run
+// `wg show` and `nft list` against its own kernel (Debian ships neither
+// statically linked).
+func hostTools(t *testing.T, names ...string) map[string]vmtest.File {
 	t.Helper()
-	wg, err := exec.LookPath("wg")
-	if err != nil {
-		t.Fatalf("wg not found (wireguard-tools, scripts/deps.sh): %v", err)
-	}
 	files := map[string]vmtest.File{}
+	for _, n := range names {
+		addTool(t, files, n)
+	}
+	return files
+}
+
+func addTool(t *testing.T, files map[string]vmtest.File, name string) {
+	t.Helper()
+	wg, err := exec.LookPath(name)
+	if err != nil {
+		t.Fatalf("%s not found (scripts/deps.sh installs it): %v", name, err)
+	}
 	add := func(guest, host string) {
 		b, err := os.ReadFile(host)
 		if err != nil {
@@ -40,7 +49,7 @@ func hostWG(t *testing.T) map[string]vmtest.File {
 		// Executable: the program and its ELF interpreter.
 		files[guest] = vmtest.File{Data: b, Mode: 0o755}
 	}
-	add("/usr/bin/wg", wg)
+	add("/usr/bin/"+name, wg)
 	out, err := exec.Command("ldd", wg).Output()
 	if err != nil {
 		t.Fatalf("ldd %s: %v", wg, err)
@@ -56,7 +65,6 @@ func hostWG(t *testing.T) map[string]vmtest.File {
 			}
 		}
 	}
-	return files
 }
 
 // TestKernelNode is issue 17's acceptance 1-2 as far as they go here: a
@@ -107,7 +115,7 @@ func TestKernelNode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	files := hostWG(t)
+	files := hostTools(t, "wg")
 	// The key travels as a file, never on a command line (S11).
 	files["/etc/lanmesh/authkey"] = vmtest.File{Data: []byte(keyVM + "\n"), Mode: 0o600}
 	vm, err := vmtest.Boot(ctx, vmtest.Options{Name: "vm", Arch: vmtest.AMD64, Host: nat, Tap: "lan0",
