@@ -45,6 +45,8 @@ type Config struct {
 	// the agent restores at start, as a Go duration ("168h"); "0" never
 	// restores it. Peers whose key has expired are never restored (S20).
 	NetmapCacheMaxAge string `koanf:"netmap_cache_max_age"`
+	// Web is the agent's web page (agent/webui), off by default.
+	Web Web `koanf:"web"`
 }
 
 // DefaultNetmapCacheMaxAge is a week: long enough to ride out a coord
@@ -297,6 +299,11 @@ func toMap(d Config) map[string]any {
 		"join.snat_subnet_routes": d.Join.SNATSubnetRoutes,
 		"network_config":          d.NetworkConfig,
 		"netmap_cache_max_age":    d.NetmapCacheMaxAge,
+		"web.enabled":             d.Web.Enabled,
+		"web.listen":              d.Web.Listen,
+		"web.allow_any":           d.Web.AllowAny,
+		"web.hosts":               d.Web.Hosts,
+		"web.token_file":          d.Web.TokenFile,
 	}
 }
 
@@ -562,6 +569,7 @@ func (c *Config) validate(origin map[string]string) error {
 	if c.DNS.PublishLeases && c.DNS.LeasesFile == "" {
 		bad("dns.leases_file", c.DNS.LeasesFile, "must not be empty when dns.publish_leases is true")
 	}
+	c.Web.validate(bad)
 	return errors.Join(errs...)
 }
 

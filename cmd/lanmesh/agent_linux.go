@@ -16,6 +16,7 @@ import (
 	"github.com/lanmesh/lanmesh/agent/daemon"
 	"github.com/lanmesh/lanmesh/agent/engine"
 	"github.com/lanmesh/lanmesh/agent/localapi"
+	"github.com/lanmesh/lanmesh/agent/webui"
 )
 
 func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -61,6 +62,12 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		d.Close()
 		return err
 	}
+	web, err := startWeb(cfg, src, d, log)
+	if err != nil {
+		srv.Close()
+		d.Close()
+		return err
+	}
 	d.Start()
 	log.Info("agent running", "socket", cfg.Socket, "state_dir", cfg.StateDir, "tun", cfg.TUNName, "port", strconv.Itoa(cfg.ListenPort))
 
@@ -84,10 +91,40 @@ loop:
 		}
 	}
 	srv.Close()
+	if web != nil {
+		web.Close()
+	}
 	if cerr := d.Close(); cerr != nil && err == nil {
 		err = cerr
 	}
 	return err
+}
+
+// startWeb serves the web page when web.enabled; settings it changes are
+// written back to the UCI file the agent was started with, if any.
+func startWeb(cfg *config.Config, src config.Sources, d *daemon.Daemon, log *slog.Logger) (*webui.Server, error) {
+	if !cfg.Web.Enabled {
+		return nil, nil
+	}
+	tok, err := webui.LoadToken(cfg.WebTokenFile())
+	if err != nil {
+		return nil, err
+	}
+	o := webui.Options{Backend: d, Token: tok, Hosts: webui.HostsFor(cfg.Web.Listen, cfg.Web.HostNames()), Log: log.With("part", "web")}
+	if src.UCI != "" {
+		o.Persist = webui.PersistUCI(src.UCI)
+	}
+	ws, err := webui.Listen(cfg.Web.Listen, webui.New(o))
+	if err != nil {
+		return nil, err
+	}
+	go func() {
+		if err := ws.Serve(); err != nil {
+			log.Error("web page stopped", "err", err)
+		}
+	}()
+	log.Info("web page serving", "listen", cfg.Web.Listen, "token_file", cfg.WebTokenFile())
+	return ws, nil
 }
 
 func level(s string) slog.Level {
