@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -31,13 +32,17 @@ type LoginProvider interface {
 
 const (
 	maxPendingLogins = 1000 // S18: anonymous-ish state has a bound
-	loginCookie      = "lanmesh_login"
+	// maxPendingPerSource keeps one address (IPv6: one /64) from filling
+	// the table with logins of throwaway machine keys (S18).
+	maxPendingPerSource = 16
+	loginCookie         = "lanmesh_login"
 )
 
 // pendingLogin is one login between PathLogin and the callback.
 type pendingLogin struct {
 	id       string
 	machine  key.MachinePublic
+	source   netip.Addr // connlimit.Source of the node's request
 	req      wire.LoginRequest
 	provider LoginProvider
 	expires  time.Time
@@ -56,10 +61,11 @@ type logins struct {
 	byID      map[string]*pendingLogin
 	byState   map[string]*pendingLogin
 	byMachine map[key.MachinePublic]*pendingLogin
+	bySource  map[netip.Addr]int // unfinished logins per source
 }
 
 func newLogins() *logins {
-	return &logins{byID: map[string]*pendingLogin{}, byState: map[string]*pendingLogin{}, byMachine: map[key.MachinePublic]*pendingLogin{}}
+	return &logins{byID: map[string]*pendingLogin{}, byState: map[string]*pendingLogin{}, byMachine: map[key.MachinePublic]*pendingLogin{}, bySource: map[netip.Addr]int{}}
 }
 
 func randomToken() string {
@@ -78,6 +84,9 @@ func (l *logins) finishLocked(pl *pendingLogin, res wire.LoginWaitResponse) {
 	}
 	pl.result = res
 	close(pl.done)
+	if l.bySource[pl.source]--; l.bySource[pl.source] <= 0 {
+		delete(l.bySource, pl.source)
+	}
 	pl.expires = time.Now().Add(2 * wire.LoginWaitMax)
 	if pl.state != "" {
 		delete(l.byState, pl.state)
@@ -151,7 +160,7 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := s.cfg.Now()
-	pl := &pendingLogin{id: randomToken(), machine: mk, req: req, provider: p, expires: now.Add(wire.LoginTTL), done: make(chan struct{})}
+	pl := &pendingLogin{id: randomToken(), machine: mk, source: sourceKey(r.RemoteAddr), req: req, provider: p, expires: now.Add(wire.LoginTTL), done: make(chan struct{})}
 	s.logins.mu.Lock()
 	s.logins.expireLocked(now)
 	if old := s.logins.byMachine[mk]; old != nil {
@@ -162,12 +171,19 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusServiceUnavailable, "too many logins in progress; try again in a few minutes")
 		return
 	}
+	if s.logins.bySource[pl.source] >= maxPendingPerSource {
+		s.logins.mu.Unlock()
+		w.Header().Set("Retry-After", "60")
+		writeErr(w, http.StatusTooManyRequests, "too many logins in progress from this address; finish one or wait a few minutes")
+		return
+	}
+	s.logins.bySource[pl.source]++
 	s.logins.byID[pl.id] = pl
 	s.logins.byMachine[mk] = pl
 	s.logins.mu.Unlock()
 	s.log.Info("login started", "machine", mk, "provider", p.Name(), "hostname", req.Hostname)
 	writeJSON(w, http.StatusOK, wire.LoginResponse{
-		ID: pl.id, Provider: p.Name(), ExpiresAt: pl.expires,
+		ID: pl.id, Provider: p.Name(), ExpiresAt: now.Add(wire.LoginTTL),
 		URL: s.publicURL() + "/login/" + p.Name() + "?id=" + pl.id,
 	})
 }
@@ -347,12 +363,16 @@ func (s *Server) handleLoginWait(w http.ResponseWriter, r *http.Request) {
 	}
 	s.logins.mu.Lock()
 	pl := s.logins.byID[req.ID]
+	var expires time.Time
+	if pl != nil {
+		expires = pl.expires // finishLocked moves it: read it under mu
+	}
 	s.logins.mu.Unlock()
 	if pl == nil || pl.machine != mk {
 		writeErr(w, http.StatusNotFound, "unknown, finished or expired login: run lanmesh up again")
 		return
 	}
-	wait := time.NewTimer(min(wire.LoginWaitMax, time.Until(pl.expires)+time.Second))
+	wait := time.NewTimer(min(wire.LoginWaitMax, time.Until(expires)+time.Second))
 	defer wait.Stop()
 	consumed := func() {
 		s.logins.mu.Lock()

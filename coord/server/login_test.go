@@ -186,3 +186,22 @@ func pendingNonce(t *testing.T, tc loginCoord, state string) string {
 	}
 	return pl.nonce
 }
+
+// S18: one address cannot fill the pending-login table with throwaway
+// machine keys; other addresses still get logins.
+func TestLoginPerSourceCap(t *testing.T) {
+	tc := startLoginCoord(t, &syncBuf{})
+	login := func() error {
+		_, err := tc.client(key.NewMachine()).Login(context.Background(), wire.LoginRequest{NodeKey: key.NewNode().Public(), Hostname: "laptop"})
+		return err
+	}
+	for i := 0; i < maxPendingPerSource; i++ {
+		if err := login(); err != nil {
+			t.Fatalf("login %d: %v", i, err)
+		}
+	}
+	err := login()
+	if err == nil || !strings.Contains(err.Error(), "too many logins in progress from this address") {
+		t.Fatalf("login past the per-source cap: %v", err)
+	}
+}
