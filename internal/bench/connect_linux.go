@@ -45,8 +45,8 @@ func RunConnect(ctx context.Context, opt ConnectOptions) (*ConnectResult, error)
 				return res, err
 			}
 			c, err := connectOnce(ctx, cc)
-			if err == nil && strings.HasPrefix(c.Path, "direct") != cc.Direct {
-				err = fmt.Errorf("run %d ended on path %q", rep, c.Path)
+			if err != nil {
+				err = fmt.Errorf("run %d: %w", rep, err)
 			}
 			if err != nil {
 				log.Error("bench: connect", "pair", cc.Name, "rep", rep, "err", err)
@@ -98,6 +98,9 @@ func connectOnce(ctx context.Context, pair testbed.NATPair) (testbed.Connect, er
 		hold = pair.DirectWithin()
 	}
 	c, err := testbed.MeasureConnect(ctx, m, time.Now(), hold, hold+5*time.Second)
+	if err == nil && strings.HasPrefix(c.Path, "direct") != pair.Direct {
+		err = fmt.Errorf("ended on path %q", c.Path)
+	}
 	if err != nil {
 		w.KeepLogs()
 		err = fmt.Errorf("%w (logs in %s)", err, w.LogDir)
