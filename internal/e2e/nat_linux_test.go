@@ -25,6 +25,9 @@ func TestNATMatrix(t *testing.T) {
 	)
 	t.Run("cells", func(t *testing.T) {
 		for _, c := range testbed.NATPairs {
+			if c.BenchOnly != "" {
+				continue // not reliable yet: lanmesh-bench measures it (see its BenchOnly)
+			}
 			t.Run(c.Name, func(t *testing.T) {
 				t.Parallel()
 				m := meshWith(t, c.Opts, testbed.MeshOptions{Verbose: true})
