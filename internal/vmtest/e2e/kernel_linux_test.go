@@ -205,9 +205,14 @@ func waitVM(ctx context.Context, t *testing.T, vm *vmtest.VM, what string, ok fu
 	deadline := time.Now().Add(2 * time.Minute)
 	var last string
 	for {
-		out, rc, err := vm.Exec(ctx, "lanmesh --socket "+vmSock+" status --json")
+		// 30 s per call: a status that hangs fails here, with the agent's
+		// goroutines (SIGQUIT makes Go print them into its log).
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		out, rc, err := vm.Exec(cctx, "lanmesh --socket "+vmSock+" status --json")
+		cancel()
 		if err != nil {
-			t.Fatal(err)
+			dump, _ := vm.Run(ctx, "kill -QUIT $(pidof lanmesh); sleep 2; tail -c 60000 /tmp/agent.log")
+			t.Fatalf("VM: status --json while waiting for %s: %v\nagent log with goroutines:\n%s", what, err, dump)
 		}
 		if rc == 0 {
 			if st, err := testbed.ParseStatus([]byte(out)); err == nil && ok(st) {
