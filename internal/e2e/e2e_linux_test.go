@@ -78,7 +78,13 @@ func TestCoordOutage(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	t.Logf("agents reconnected %s after coord came back", fmtMs(time.Since(restarted)))
+	back := time.Since(restarted)
+	t.Logf("agents reconnected %s after coord came back", fmtMs(back))
+	// The stream backoff is capped at 3 s ±20% (agent/daemon/control.go):
+	// an agent is back within 5 s however long coord was away.
+	if back > 5*time.Second {
+		t.Fatalf("agents took %s to reconnect after coord came back, want under 5 s", fmtMs(back))
+	}
 	st.flowing(t, "after coord restart", 500*time.Millisecond)
 
 	// A change after the restart: a third node joins from the internet.
@@ -169,6 +175,17 @@ func TestNodeDeleteRevocation(t *testing.T) {
 	// Behaviour, not just status: the LANs no longer reach each other.
 	if n, _ := m.A1.Ping(ctx, testbed.B1IP, 2, 500*time.Millisecond); n != 0 {
 		t.Errorf("a1 still reaches b1 after router-b was deleted (%d replies)", n)
+	}
+	// S20: the deleted router leaves the mesh itself: no peers, NeedsLogin
+	// with what happened, and no retry (docs/cli.md, lanmesh up).
+	s, err := m.B.WaitStatus(ctx, "router-b NeedsLogin", func(s *testbed.Status) bool {
+		return s.BackendState == "NeedsLogin"
+	})
+	if err != nil {
+		t.Fatalf("%v (status %+v)", err, s)
+	}
+	if len(s.Peers) != 0 || s.Coord.NextRetry != "" || !strings.Contains(s.Coord.LastError, "deleted by the mesh admin") {
+		t.Errorf("deleted router's status: peers %d, next_retry %q, last_error %q", len(s.Peers), s.Coord.NextRetry, s.Coord.LastError)
 	}
 }
 
