@@ -52,7 +52,7 @@ var NATPairs = []NATPair{
 	// 40 s); against a rejecting one (OpenWrt's default) both sides are
 	// refused, so the keys pick the order and the second hold has the
 	// other (about 40 or 80 s).
-	{"accept-restricted", StandardOptions{NATA: NATRestrictedAccept, NATB: NATRestricted}, true, "port-restricted, input accept vs drop", 60 * time.Second, ""},
+	{"accept-restricted", StandardOptions{NATA: NATRestrictedAccept, NATB: NATRestricted}, true, "port-restricted, input accept vs drop", 75 * time.Second, ""},
 	{"accept-reject", StandardOptions{NATA: NATRestrictedAccept, NATB: NATRestrictedReject}, true, "port-restricted, input accept vs reject", 130 * time.Second,
 		"3 of 9 runs on 2026-12-04 were still relayed after 130 s: the second hold's order failed too"},
 	// One symmetric side: the easy side's stable mapping is enough, the
