@@ -99,9 +99,16 @@ func (c *sclient) enqueueControl(frame []byte) {
 // sender: a slow client loses its own packets, nobody else waits.
 func (c *sclient) enqueuePacket(frame []byte) bool {
 	n := int64(len(frame))
-	if c.queued.Add(n) > c.queueMax {
-		c.queued.Add(-n)
-		return false
+	// Reserve with compare-and-swap, so the count never goes past
+	// queueMax, not even for a moment another sender could observe.
+	for {
+		cur := c.queued.Load()
+		if cur+n > c.queueMax {
+			return false
+		}
+		if c.queued.CompareAndSwap(cur, cur+n) {
+			break
+		}
 	}
 	select {
 	case c.packets <- frame:
