@@ -269,42 +269,61 @@ func schemaKeys() map[string]kind {
 
 func defaultsMap() map[string]any { return toMap(Defaults()) }
 
-// toMap flattens c into its schema keys; the one list of keys.
-func toMap(d Config) map[string]any {
+// bind maps each schema key to the field of c it sets: the one list of
+// keys. Filling fields through it instead of koanf's Unmarshal keeps
+// mapstructure's reflection out of the router binary (tens of KiB of the
+// 12 MiB budget).
+func bind(c *Config) map[string]any {
 	return map[string]any{
-		"state_dir":               d.StateDir,
-		"socket":                  d.Socket,
-		"tun_name":                d.TUNName,
-		"listen_port":             d.ListenPort,
-		"backend":                 d.Backend,
-		"mtu":                     d.MTU,
-		"log_level":               d.LogLevel,
-		"memory_limit_mib":        d.MemoryLimitMiB,
-		"offloads.tun":            d.Offloads.TUN,
-		"offloads.udp_gso":        d.Offloads.UDPGSO,
-		"offloads.udp_gro":        d.Offloads.UDPGRO,
-		"max_inflight_packets":    d.MaxInflightPackets,
-		"dns.enabled":             d.DNS.Enabled,
-		"dns.listen":              d.DNS.Listen,
-		"dns.dnsmasq_conf":        d.DNS.DnsmasqConf,
-		"dns.dnsmasq_reload":      d.DNS.DnsmasqReload,
-		"dns.upstreams":           d.DNS.Upstreams,
-		"dns.publish_leases":      d.DNS.PublishLeases,
-		"dns.leases_file":         d.DNS.LeasesFile,
-		"join.login_server":       d.Join.LoginServer,
-		"join.auth_key_file":      d.Join.AuthKeyFile,
-		"join.hostname":           d.Join.Hostname,
-		"join.advertise_routes":   d.Join.AdvertiseRoutes,
-		"join.accept_routes":      d.Join.AcceptRoutes,
-		"join.snat_subnet_routes": d.Join.SNATSubnetRoutes,
-		"network_config":          d.NetworkConfig,
-		"netmap_cache_max_age":    d.NetmapCacheMaxAge,
-		"web.enabled":             d.Web.Enabled,
-		"web.listen":              d.Web.Listen,
-		"web.allow_any":           d.Web.AllowAny,
-		"web.hosts":               d.Web.Hosts,
-		"web.token_file":          d.Web.TokenFile,
+		"state_dir":               &c.StateDir,
+		"socket":                  &c.Socket,
+		"tun_name":                &c.TUNName,
+		"listen_port":             &c.ListenPort,
+		"backend":                 &c.Backend,
+		"mtu":                     &c.MTU,
+		"log_level":               &c.LogLevel,
+		"memory_limit_mib":        &c.MemoryLimitMiB,
+		"offloads.tun":            &c.Offloads.TUN,
+		"offloads.udp_gso":        &c.Offloads.UDPGSO,
+		"offloads.udp_gro":        &c.Offloads.UDPGRO,
+		"max_inflight_packets":    &c.MaxInflightPackets,
+		"dns.enabled":             &c.DNS.Enabled,
+		"dns.listen":              &c.DNS.Listen,
+		"dns.dnsmasq_conf":        &c.DNS.DnsmasqConf,
+		"dns.dnsmasq_reload":      &c.DNS.DnsmasqReload,
+		"dns.upstreams":           &c.DNS.Upstreams,
+		"dns.publish_leases":      &c.DNS.PublishLeases,
+		"dns.leases_file":         &c.DNS.LeasesFile,
+		"join.login_server":       &c.Join.LoginServer,
+		"join.auth_key_file":      &c.Join.AuthKeyFile,
+		"join.hostname":           &c.Join.Hostname,
+		"join.advertise_routes":   &c.Join.AdvertiseRoutes,
+		"join.accept_routes":      &c.Join.AcceptRoutes,
+		"join.snat_subnet_routes": &c.Join.SNATSubnetRoutes,
+		"network_config":          &c.NetworkConfig,
+		"netmap_cache_max_age":    &c.NetmapCacheMaxAge,
+		"web.enabled":             &c.Web.Enabled,
+		"web.listen":              &c.Web.Listen,
+		"web.allow_any":           &c.Web.AllowAny,
+		"web.hosts":               &c.Web.Hosts,
+		"web.token_file":          &c.Web.TokenFile,
 	}
+}
+
+// toMap flattens c into its schema keys.
+func toMap(d Config) map[string]any {
+	out := map[string]any{}
+	for key, p := range bind(&d) {
+		switch v := p.(type) {
+		case *string:
+			out[key] = *v
+		case *int:
+			out[key] = *v
+		case *bool:
+			out[key] = *v
+		}
+	}
+	return out
 }
 
 // EnvName is the environment variable for a schema key.
@@ -391,8 +410,15 @@ func load(src Sources, fileBytes, uciBytes []byte) (*Config, error) {
 	}
 
 	var c Config
-	if err := k.UnmarshalWithConf("", &c, koanf.UnmarshalConf{Tag: "koanf"}); err != nil {
-		return nil, fmt.Errorf("config: %w", err)
+	for key, p := range bind(&c) {
+		switch v := p.(type) {
+		case *string:
+			*v = k.String(key)
+		case *int:
+			*v = k.Int(key)
+		case *bool:
+			*v = k.Bool(key)
+		}
 	}
 	if err := c.validate(origin); err != nil {
 		return nil, err

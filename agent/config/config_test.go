@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -168,6 +169,43 @@ func TestDNSKeys(t *testing.T) {
 		_, err := Load(Sources{File: writeFile(t, bad.file)})
 		if err == nil || !strings.Contains(err.Error(), bad.want) {
 			t.Errorf("%q: err = %v, want it to name %s", bad.file, err, bad.want)
+		}
+	}
+}
+
+// Every field of Config is in bind (and so in the schema), under the key
+// its koanf tag names: a field added without a bind entry would never be
+// set from any source.
+func TestBindCoversEveryField(t *testing.T) {
+	want := map[string]bool{}
+	var walk func(prefix string, typ reflect.Type)
+	walk = func(prefix string, typ reflect.Type) {
+		for i := 0; i < typ.NumField(); i++ {
+			f := typ.Field(i)
+			key := prefix + f.Tag.Get("koanf")
+			if f.Type.Kind() == reflect.Struct {
+				walk(key+".", f.Type)
+				continue
+			}
+			want[key] = true
+		}
+	}
+	walk("", reflect.TypeOf(Config{}))
+	var c Config
+	got := bind(&c)
+	for key := range want {
+		if _, ok := got[key]; !ok {
+			t.Errorf("field with key %q is not in bind", key)
+		}
+	}
+	for key, p := range got {
+		if !want[key] {
+			t.Errorf("bind has %q, which is no field's koanf tag", key)
+		}
+		switch p.(type) {
+		case *string, *int, *bool:
+		default:
+			t.Errorf("bind %q: unsupported type %T", key, p)
 		}
 	}
 }
