@@ -307,8 +307,10 @@ func TestCrossedInitiationHeld(t *testing.T) {
 	// They cross: L's initiation comes after S sent its own, and L's
 	// response to S's overtakes it.
 	send(s, wgInit(1), epL)
-	send(l, wgInit(2), epS)
+	// The hold starts when L's initiation reaches S, which is after this
+	// send begins: timing from here cannot overstate it under load.
 	start := time.Now()
+	send(l, wgInit(2), epS)
 	send(l, wgResp(3), epS)
 	order(chL, "the larger key holds nothing", 1)
 	order(chS, "the crossing initiation is held", 3, 2)
