@@ -164,21 +164,34 @@ func (s *Server) fail(w http.ResponseWriter, op string, err error) {
 }
 
 func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	return ReadJSON(w, r, v, maxBodyBytes)
+}
+
+func writeJSON(w http.ResponseWriter, v any) { WriteJSON(w, v) }
+
+func writeErr(w http.ResponseWriter, code int, msg string) { WriteError(w, code, msg) }
+
+// ReadJSON decodes a request body of at most limit bytes into v, refusing
+// unknown fields; on failure it answers 400 and returns false. The web
+// page (agent/webui) shares it with the socket.
+func ReadJSON(w http.ResponseWriter, r *http.Request, v any, limit int64) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, limit))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		writeErr(w, http.StatusBadRequest, "bad request body: "+err.Error())
+		WriteError(w, http.StatusBadRequest, "bad request body: "+err.Error())
 		return false
 	}
 	return true
 }
 
-func writeJSON(w http.ResponseWriter, v any) {
+// WriteJSON answers 200 with v as JSON.
+func WriteJSON(w http.ResponseWriter, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(v)
 }
 
-func writeErr(w http.ResponseWriter, code int, msg string) {
+// WriteError answers code with {"error": msg}, the local API's error body.
+func WriteError(w http.ResponseWriter, code int, msg string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	json.NewEncoder(w).Encode(errorBody{Error: msg})
