@@ -93,25 +93,7 @@ func TestOpenWrtRouterFromUCI(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 
-	coord, err := testbed.StartCoord(ctx, s.Coord, s.CoordAddr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyA, err := coord.CreateKey(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyB, err := coord.CreateKey(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := testbed.StartAgent(ctx, s.RouterA, "router-a")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if r, err := a.Up(ctx, coord, keyA, "--advertise-routes", testbed.LANA, "--accept-routes"); err != nil {
-		t.Fatalf("router-a up: %v %s", err, r.Stderr)
-	}
+	coord, a, keyB := routerAJoined(ctx, t, s, "--accept-routes")
 
 	// Router B: fw4 first, as on a router that booted.
 	dir, err := s.StateDir("openwrt-b")
@@ -329,4 +311,28 @@ func checkLuCICommands(ctx context.Context, t *testing.T, a *testbed.Agent) {
 		}
 		t.Logf("LuCI's %q ran against the agent; the %d fields status.js reads are there", strings.Join(c, " "), len(reads))
 	}
+}
+
+// routerAJoined starts coord on s and joins router-a (advertising LANA,
+// plus extra up flags); router-b is left to the test, with its own key.
+func routerAJoined(ctx context.Context, t *testing.T, s *testbed.Standard, extra ...string) (coord *testbed.Coord, a *testbed.Agent, keyB string) {
+	t.Helper()
+	coord, err := testbed.StartCoord(ctx, s.Coord, s.CoordAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyA, err := coord.CreateKey(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if keyB, err = coord.CreateKey(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if a, err = testbed.StartAgent(ctx, s.RouterA, "router-a"); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := a.Up(ctx, coord, keyA, append([]string{"--advertise-routes", testbed.LANA}, extra...)...); err != nil {
+		t.Fatalf("router-a up: %v %s", err, r.Stderr)
+	}
+	return coord, a, keyB
 }

@@ -43,25 +43,7 @@ func TestWebPageInChromium(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 
-	coord, err := testbed.StartCoord(ctx, s.Coord, s.CoordAddr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyA, err := coord.CreateKey(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyB, err := coord.CreateKey(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := testbed.StartAgent(ctx, s.RouterA, "router-a")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if r, err := a.Up(ctx, coord, keyA, "--advertise-routes", testbed.LANA); err != nil {
-		t.Fatalf("router-a up: %v %s", err, r.Stderr)
-	}
+	coord, a, keyB := routerAJoined(ctx, t, s)
 
 	dir, err := s.StateDir("webpage-b")
 	if err != nil {
