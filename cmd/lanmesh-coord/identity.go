@@ -19,22 +19,24 @@ var usersCreateCmd = &command{
 	examples: []string{
 		"lanmesh-coord users create alice --email alice@home.example",
 		"lanmesh-coord users create bob   # named bob@ in policies",
+		"lanmesh-coord users create alice --email alice@home.example --admin   # first admin: logs in to the web admin at /admin/",
 	},
 	setup: func(fs *flag.FlagSet) func(context.Context, *globals, []string) error {
-		email := fs.String("email", "", "the user's email: how policies name them (default: NAME@)")
+		email := fs.String("email", "", "the user's email: how policies name them (default: NAME@); an IdP login with this email becomes this user")
+		isAdmin := fs.Bool("admin", false, "give the user the admin role: they may log in to the web admin (/admin/ on coord); autogroup:admin in policies")
 		asJSON := fs.Bool("json", false, "print JSON")
 		return func(ctx context.Context, g *globals, args []string) error {
 			if len(args) != 1 {
 				return usageError{"want exactly one user name"}
 			}
 			var u adminapi.User
-			if err := admin(g).Do(ctx, "POST", adminapi.PathUsers, adminapi.CreateUserRequest{Name: args[0], Email: *email}, &u); err != nil {
+			if err := admin(g).Do(ctx, "POST", adminapi.PathUsers, adminapi.CreateUserRequest{Name: args[0], Email: *email, Role: roleOf(*isAdmin)}, &u); err != nil {
 				return err
 			}
 			if *asJSON {
 				return printJSON(g.stdout, u)
 			}
-			_, err := fmt.Fprintf(g.stdout, "created user %s (policy login %s)\n", u.Name, u.Login)
+			_, err := fmt.Fprintf(g.stdout, "created user %s (policy login %s, role %s)\n", u.Name, u.Login, u.Role)
 			return err
 		}
 	},
@@ -59,9 +61,43 @@ var usersListCmd = &command{
 			}
 			var rows [][]string
 			for _, u := range users {
-				rows = append(rows, []string{u.Name, u.Login, fmt.Sprint(u.Nodes), userState(u), when(u.Created)})
+				rows = append(rows, []string{u.Name, u.Login, u.Role, fmt.Sprint(u.Nodes), userState(u), when(u.Created)})
 			}
-			return table(g.stdout, "NAME\tLOGIN\tNODES\tSTATE\tCREATED", rows)
+			return table(g.stdout, "NAME\tLOGIN\tROLE\tNODES\tSTATE\tCREATED", rows)
+		}
+	},
+}
+
+func roleOf(isAdmin bool) string {
+	if isAdmin {
+		return adminapi.RoleAdmin
+	}
+	return adminapi.RoleMember
+}
+
+var usersRoleCmd = &command{
+	name:    "users role",
+	args:    "NAME admin|member",
+	summary: "set a user's role: admins may log in to the web admin (/admin/ on coord); taking the role away ends their web sessions at their next request",
+	examples: []string{
+		"lanmesh-coord users role alice admin",
+		"lanmesh-coord users role bob member --json",
+	},
+	setup: func(fs *flag.FlagSet) func(context.Context, *globals, []string) error {
+		asJSON := fs.Bool("json", false, "print the user as JSON")
+		return func(ctx context.Context, g *globals, args []string) error {
+			if len(args) != 2 || (args[1] != adminapi.RoleAdmin && args[1] != adminapi.RoleMember) {
+				return usageError{"want a user name and a role: admin or member"}
+			}
+			var u adminapi.User
+			if err := admin(g).Do(ctx, "POST", adminapi.UserActionPath(args[0], "role"), adminapi.RoleRequest{Role: args[1]}, &u); err != nil {
+				return err
+			}
+			if *asJSON {
+				return printJSON(g.stdout, u)
+			}
+			_, err := fmt.Fprintf(g.stdout, "user %s now has the role %s\n", u.Name, u.Role)
+			return err
 		}
 	},
 }

@@ -31,7 +31,7 @@ type globals struct {
 }
 
 var commands = []*command{serveCmd, usersCreateCmd, usersListCmd, usersDeleteCmd,
-	usersDisableCmd, usersEnableCmd, usersRenameCmd, keysCreateCmd, keysListCmd, keysRevokeCmd, keysDeleteCmd,
+	usersDisableCmd, usersEnableCmd, usersRenameCmd, usersRoleCmd, keysCreateCmd, keysListCmd, keysRevokeCmd, keysDeleteCmd,
 	nodesListCmd, nodesRenameCmd, nodesExpireCmd, nodesDeleteCmd, routesListCmd, routesApproveCmd,
 	policyCheckCmd, policySetCmd, policyGetCmd, policyHistoryCmd, fingerprintCmd}
 

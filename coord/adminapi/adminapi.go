@@ -38,6 +38,9 @@ type User struct {
 	// Disabled: the user's nodes are in no netmap and on no relay, and
 	// nothing of theirs can register, until the user is enabled again.
 	Disabled bool `json:"disabled"`
+	// Role is "admin" (may use coord's web admin; autogroup:admin in
+	// policies) or "member".
+	Role string `json:"role"`
 	// OldName is set only in the answer to a rename.
 	OldName string `json:"old_name,omitempty"`
 }
@@ -46,7 +49,19 @@ type User struct {
 type CreateUserRequest struct {
 	Name  string `json:"name"`
 	Email string `json:"email,omitempty"`
+	Role  string `json:"role,omitempty"` // "admin" or "member" (default)
 }
+
+// RoleRequest sets a user's role: "admin" or "member".
+type RoleRequest struct {
+	Role string `json:"role"`
+}
+
+// Roles a user can have.
+const (
+	RoleAdmin  = "admin"
+	RoleMember = "member"
+)
 
 // DeletedUser answers a user delete.
 type DeletedUser struct {
@@ -86,8 +101,9 @@ type RenameRequest struct {
 // UserPath is the path of one user.
 func UserPath(name string) string { return PathUsers + "/" + url.PathEscape(name) }
 
-// UserActionPath is where a user is disabled, enabled or renamed
-// (action "disable", "enable", "rename"; rename takes a RenameRequest).
+// UserActionPath is where a user is disabled, enabled, renamed or given
+// a role (action "disable", "enable", "rename", "role"; rename takes a
+// RenameRequest, role a RoleRequest).
 func UserActionPath(name, action string) string { return UserPath(name) + "/" + action }
 
 // KeyPath is the path of one pre-auth key (by ID); KeyPath(id)+"/revoke"

@@ -40,6 +40,7 @@ func (s *Server) AdminHandler() http.Handler {
 	mux.HandleFunc("POST "+adminapi.PathUsers+"/{name}/disable", s.adminSetUserDisabled(true))
 	mux.HandleFunc("POST "+adminapi.PathUsers+"/{name}/enable", s.adminSetUserDisabled(false))
 	mux.HandleFunc("POST "+adminapi.PathUsers+"/{name}/rename", s.adminRenameUser)
+	mux.HandleFunc("POST "+adminapi.PathUsers+"/{name}/role", s.adminSetUserRole)
 	mux.HandleFunc("POST "+adminapi.PathKeys+"/{id}/revoke", s.adminRevokeKey)
 	mux.HandleFunc("DELETE "+adminapi.PathKeys+"/{id}", s.adminDeleteKey)
 	mux.HandleFunc("POST "+adminapi.PathNodes+"/{ref}/expire", s.adminExpireNode)

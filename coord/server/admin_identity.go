@@ -29,7 +29,12 @@ func (s *Server) adminCreateUser(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	u, err := s.st.CreateUser(r.Context(), store.User{Name: req.Name, Email: req.Email, Created: s.cfg.Now()})
+	isAdmin, err := parseRole(req.Role)
+	if err != nil {
+		writeErr(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	u, err := s.st.CreateUser(r.Context(), store.User{Name: req.Name, Email: req.Email, Admin: isAdmin, Created: s.cfg.Now()})
 	if err != nil {
 		s.adminFail(w, err)
 		return
@@ -37,7 +42,7 @@ func (s *Server) adminCreateUser(w http.ResponseWriter, r *http.Request) {
 	// A new user may make a stored policy's user names resolve.
 	s.hub.Changed()
 	s.log.Info("user created", "user", u.Name)
-	writeJSON(w, http.StatusOK, adminapi.User{Name: u.Name, Email: u.Email, Login: u.Login(), Created: u.Created})
+	writeJSON(w, http.StatusOK, apiUser(u, 0))
 }
 
 func (s *Server) adminListUsers(w http.ResponseWriter, r *http.Request) {

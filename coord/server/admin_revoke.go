@@ -1,6 +1,7 @@
 package server
 
 import (
+	"fmt"
 	"net/http"
 
 	"github.com/lanmesh/lanmesh/coord/adminapi"
@@ -19,7 +20,49 @@ func apiKey(k store.PreAuthKey) adminapi.Key {
 }
 
 func apiUser(u store.User, nodes int) adminapi.User {
-	return adminapi.User{Name: u.Name, Email: u.Email, Login: u.Login(), Nodes: nodes, Created: u.Created, Disabled: u.Disabled}
+	role := adminapi.RoleMember
+	if u.Admin {
+		role = adminapi.RoleAdmin
+	}
+	return adminapi.User{Name: u.Name, Email: u.Email, Login: u.Login(), Nodes: nodes, Created: u.Created, Disabled: u.Disabled, Role: role}
+}
+
+// parseRole reads an admin API role ("" is member).
+func parseRole(role string) (bool, error) {
+	switch role {
+	case adminapi.RoleAdmin:
+		return true, nil
+	case adminapi.RoleMember, "":
+		return false, nil
+	}
+	return false, fmt.Errorf("role %q: want %q or %q", role, adminapi.RoleAdmin, adminapi.RoleMember)
+}
+
+// adminSetUserRole gives a user the admin role or takes it away; a web
+// admin session of theirs loses access at its next request.
+func (s *Server) adminSetUserRole(w http.ResponseWriter, r *http.Request) {
+	var req adminapi.RoleRequest
+	if !readAdmin(w, r, &req) {
+		return
+	}
+	isAdmin, err := parseRole(req.Role)
+	if err != nil || req.Role == "" {
+		writeErr(w, http.StatusBadRequest, fmt.Sprintf("role %q: want %q or %q", req.Role, adminapi.RoleAdmin, adminapi.RoleMember))
+		return
+	}
+	u, err := s.st.SetUserAdmin(r.Context(), r.PathValue("name"), isAdmin)
+	if err != nil {
+		s.adminFail(w, err)
+		return
+	}
+	s.hub.Changed() // policies may name autogroup:admin
+	n, err := s.userNodes(r, u.Name)
+	if err != nil {
+		s.adminFail(w, err)
+		return
+	}
+	s.log.Info("user role changed", "user", u.Name, "admin", u.Admin)
+	writeJSON(w, http.StatusOK, apiUser(u, n))
 }
 
 // adminRevokeKey makes a key fail every later registration at once; the

@@ -88,7 +88,7 @@ func (s *SQLite) LoginIdentity(ctx context.Context, id Identity) (User, error) {
 			return err
 		}
 		var created int64
-		if err := tx.QueryRowContext(ctx, `SELECT email, created, disabled FROM users WHERE name = ?`, name).Scan(&out.Email, &created, &out.Disabled); err != nil {
+		if err := tx.QueryRowContext(ctx, `SELECT email, created, disabled, admin FROM users WHERE name = ?`, name).Scan(&out.Email, &created, &out.Disabled, &out.Admin); err != nil {
 			return err
 		}
 		out.Name, out.Created, out.Groups = name, time.Unix(0, created), id.Groups

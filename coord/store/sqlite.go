@@ -134,6 +134,8 @@ CREATE TABLE identities (
 	PRIMARY KEY (provider, subject)
 );
 CREATE INDEX identities_user ON identities(user_name);`,
+	// 7: the admin role (docs/identity.md): who may use coord's web admin.
+	7: `ALTER TABLE users ADD COLUMN admin INTEGER NOT NULL DEFAULT 0;`,
 }
 
 func (s *SQLite) migrate(ctx context.Context) error {

@@ -48,6 +48,8 @@ type Store interface {
 	// stay stored but are left out of every netmap and relay, cannot
 	// register, and their keys cannot be used.
 	SetUserDisabled(ctx context.Context, name string, disabled bool) (User, error)
+	// SetUserAdmin sets the user's admin role (User.Admin).
+	SetUserAdmin(ctx context.Context, name string, admin bool) (User, error)
 	// RenameUser renames a user and moves their nodes and keys with them.
 	RenameUser(ctx context.Context, old, name string) (User, error)
 

@@ -28,6 +28,10 @@ type User struct {
 	Disabled bool
 	// Groups are the IdP groups of the user's last login (identities.go).
 	Groups []string
+	// Admin is the user's role: an admin may use coord's web admin
+	// (coord/webadmin). Policies name these users autogroup:admin, as in
+	// Tailscale, where roles are set outside the policy file.
+	Admin bool
 }
 
 // Login is how a policy names the user: the email when set, else
@@ -84,7 +88,7 @@ func (s *SQLite) CreateUser(ctx context.Context, u User) (User, error) {
 		if !errors.Is(err, sql.ErrNoRows) {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO users(name, email, created) VALUES(?,?,?)`, u.Name, u.Email, u.Created.UnixNano())
+		_, err = tx.ExecContext(ctx, `INSERT INTO users(name, email, created, admin) VALUES(?,?,?,?)`, u.Name, u.Email, u.Created.UnixNano(), u.Admin)
 		return err
 	})
 	if err != nil {
@@ -94,7 +98,7 @@ func (s *SQLite) CreateUser(ctx context.Context, u User) (User, error) {
 }
 
 func (s *SQLite) Users(ctx context.Context) ([]User, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT name, email, created, disabled, idp_groups FROM users ORDER BY name`)
+	rows, err := s.db.QueryContext(ctx, `SELECT name, email, created, disabled, idp_groups, admin FROM users ORDER BY name`)
 	if err != nil {
 		return nil, fmt.Errorf("list users: %w", err)
 	}
@@ -104,7 +108,7 @@ func (s *SQLite) Users(ctx context.Context) ([]User, error) {
 		var u User
 		var created int64
 		var groups string
-		if err := rows.Scan(&u.Name, &u.Email, &created, &u.Disabled, &groups); err != nil {
+		if err := rows.Scan(&u.Name, &u.Email, &created, &u.Disabled, &groups, &u.Admin); err != nil {
 			return nil, fmt.Errorf("list users: %w", err)
 		}
 		if err := json.Unmarshal([]byte(groups), &u.Groups); err != nil {
@@ -191,6 +195,26 @@ func (s *SQLite) SetUserDisabled(ctx context.Context, name string, disabled bool
 	return u, nil
 }
 
+// SetUserAdmin gives the user the admin role or takes it away.
+func (s *SQLite) SetUserAdmin(ctx context.Context, name string, admin bool) (User, error) {
+	var u User
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE users SET admin = ? WHERE name = ?`, admin, name)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("user %q: %w", name, ErrNotFound)
+		}
+		u, err = userWhere(ctx, tx, name)
+		return err
+	})
+	if err != nil {
+		return u, fmt.Errorf("set user %q admin=%v: %w", name, admin, err)
+	}
+	return u, nil
+}
+
 // RenameUser moves the user's nodes and keys to the new name in the same
 // transaction, so no node is ever without its user.
 func (s *SQLite) RenameUser(ctx context.Context, old, name string) (User, error) {
@@ -235,7 +259,7 @@ func (s *SQLite) RenameUser(ctx context.Context, old, name string) (User, error)
 func userWhere(ctx context.Context, q querier, name string) (User, error) {
 	var u User
 	var created int64
-	err := q.QueryRowContext(ctx, `SELECT name, email, created, disabled FROM users WHERE name = ?`, name).Scan(&u.Name, &u.Email, &created, &u.Disabled)
+	err := q.QueryRowContext(ctx, `SELECT name, email, created, disabled, admin FROM users WHERE name = ?`, name).Scan(&u.Name, &u.Email, &created, &u.Disabled, &u.Admin)
 	if errors.Is(err, sql.ErrNoRows) {
 		return u, fmt.Errorf("user %q: %w", name, ErrNotFound)
 	}

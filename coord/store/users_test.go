@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -134,4 +135,55 @@ func TestRevokeDisableRenameExpire(t *testing.T) {
 func sha256Key(secret string) []byte {
 	h := sha256.Sum256([]byte("secret-" + secret))
 	return h[:]
+}
+
+// TestUserAdminRole: the admin role is set at creation or later, kept
+// across a rename and listed; an unknown user is ErrNotFound.
+func TestUserAdminRole(t *testing.T) {
+	ctx := context.Background()
+	s, err := OpenSQLite(ctx, filepath.Join(t.TempDir(), "c.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.CreateUser(ctx, User{Name: "alice", Email: "alice@example.com", Admin: true, Created: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateUser(ctx, User{Name: "bob", Created: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	roles := func() map[string]bool {
+		users, err := s.Users(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := map[string]bool{}
+		for _, u := range users {
+			m[u.Name] = u.Admin
+		}
+		return m
+	}
+	if r := roles(); !r["alice"] || r["bob"] || r["admin"] {
+		t.Fatalf("roles after create: %v", r)
+	}
+	if u, err := s.SetUserAdmin(ctx, "bob", true); err != nil || !u.Admin {
+		t.Fatalf("make bob admin: %+v %v", u, err)
+	}
+	if u, err := s.SetUserAdmin(ctx, "alice", false); err != nil || u.Admin {
+		t.Fatalf("take alice's role: %+v %v", u, err)
+	}
+	if u, err := s.RenameUser(ctx, "bob", "robert"); err != nil || !u.Admin {
+		t.Fatalf("rename keeps the role: %+v %v", u, err)
+	}
+	if _, err := s.SetUserAdmin(ctx, "nobody", true); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("unknown user: %v", err)
+	}
+	// A login through an IdP that links to an admin-made user keeps the role.
+	if _, err := s.CreateUser(ctx, User{Name: "carol", Email: "carol@example.com", Admin: true, Created: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	u, err := s.LoginIdentity(ctx, Identity{Provider: "oidc", Subject: "c1", Email: "carol@example.com", Now: time.Now()})
+	if err != nil || u.Name != "carol" || !u.Admin {
+		t.Fatalf("login as carol: %+v %v", u, err)
+	}
 }
