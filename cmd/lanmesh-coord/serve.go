@@ -17,6 +17,7 @@ import (
 
 	"github.com/lanmesh/lanmesh/coord/server"
 	"github.com/lanmesh/lanmesh/coord/store"
+	"github.com/lanmesh/lanmesh/coord/webadmin"
 	"github.com/lanmesh/lanmesh/derp"
 	"github.com/lanmesh/lanmesh/internal/tlscert"
 )
@@ -57,6 +58,19 @@ var serveCmd = &command{
 		var pf pluginFlags
 		fs.StringVar(&pf.dir, "plugins-dir", defaultPluginsDir, "directory of plugin executables (docs/plugins.md)")
 		fs.StringVar(&pf.config, "plugins-config", "", "JSON file saying which plugins run, with their settings; unset: none (docs/plugins.md)")
+		var wf webFlags
+		fs.BoolVar(&wf.on, "web-admin", true, "serve the web admin at /admin/ on --listen (needs --server-url and an IdP plugin to sign in; docs/identity.md)")
+		fs.Func("admin-group", "policy group whose members are web admins besides users with the admin role, e.g. group:netadmins (repeat for more)", func(v string) error {
+			for _, g := range strings.Split(v, ",") {
+				if err := webadmin.CheckAdminGroup(strings.TrimSpace(g)); err != nil {
+					return err
+				}
+				wf.groups = append(wf.groups, strings.TrimSpace(g))
+			}
+			return nil
+		})
+		fs.DurationVar(&wf.idle, "admin-session-idle", webadmin.DefaultIdleTimeout, "a web admin session ends after this long without a request")
+		fs.DurationVar(&wf.max, "admin-session-max", webadmin.DefaultMaxAge, "a web admin session ends this long after sign-in, however active")
 		verbose := fs.Bool("verbose", false, "log every request-level event (debug)")
 		return func(ctx context.Context, g *globals, args []string) error {
 			if len(args) != 0 {
@@ -67,6 +81,9 @@ var serveCmd = &command{
 			}
 			if *keyExpiry <= 0 {
 				return usageError{"--node-key-expiry must be positive"}
+			}
+			if wf.idle <= 0 || wf.max <= 0 {
+				return usageError{"--admin-session-idle and --admin-session-max must be positive"}
 			}
 			if err := checkLimitFlags(lim, rf); err != nil {
 				return err
@@ -80,7 +97,7 @@ var serveCmd = &command{
 			if err != nil {
 				return err
 			}
-			return serve(ctx, g, log, *listen, *serverURL, *domain, *certFile, *keyFile, *keyExpiry, token, rf, lim, pf)
+			return serve(ctx, g, log, *listen, *serverURL, *domain, *certFile, *keyFile, *keyExpiry, token, rf, lim, pf, wf)
 		}
 	},
 }
@@ -109,7 +126,14 @@ func checkLimitFlags(lim server.Limits, rf relayFlags) error {
 	return nil
 }
 
-func serve(ctx context.Context, g *globals, log *slog.Logger, listen, serverURL, domain, certFile, keyFile string, keyExpiry time.Duration, derpToken string, rf relayFlags, lim server.Limits, pf pluginFlags) error {
+// webFlags configure the web admin.
+type webFlags struct {
+	on        bool
+	groups    []string
+	idle, max time.Duration
+}
+
+func serve(ctx context.Context, g *globals, log *slog.Logger, listen, serverURL, domain, certFile, keyFile string, keyExpiry time.Duration, derpToken string, rf relayFlags, lim server.Limits, pf pluginFlags, wf webFlags) error {
 	host := ""
 	if serverURL != "" {
 		u, err := url.Parse(serverURL)
@@ -142,6 +166,16 @@ func serve(ctx context.Context, g *globals, log *slog.Logger, listen, serverURL,
 		LoginProviders: providers, PublicURL: serverURL})
 	if err != nil {
 		return err
+	}
+	if wf.on && serverURL != "" {
+		web, err := webadmin.New(webadmin.Config{Server: srv, Store: st, Logger: log, AdminGroups: wf.groups, IdleTimeout: wf.idle, MaxAge: wf.max})
+		if err != nil {
+			srv.Close()
+			return err
+		}
+		srv.Mount(webadmin.Prefix, web.Handler())
+	} else if wf.on {
+		log.Warn("web admin off: it needs --server-url")
 	}
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {

@@ -53,6 +53,10 @@ type pendingLogin struct {
 
 	done   chan struct{} // closed with result set
 	result wire.LoginWaitResponse
+
+	// web is set for a login to a coord web page (weblogin.go): no
+	// machine, no node; the user goes to web.
+	web WebLoginDone
 }
 
 // logins holds pending logins. mu guards all fields.
@@ -197,6 +201,9 @@ func (s *Server) handleLoginStart(w http.ResponseWriter, r *http.Request) {
 	s.logins.mu.Lock()
 	s.logins.expireLocked(s.cfg.Now())
 	pl := s.logins.byID[id]
+	if pl != nil && pl.web != nil {
+		pl = nil // started by StartWebLogin, not by a node
+	}
 	finished := false
 	if pl != nil {
 		select {
@@ -321,6 +328,10 @@ func (s *Server) handleCallback(w http.ResponseWriter, r *http.Request) {
 		s.log.Warn("login: user refused", "provider", pl.provider.Name(), "subject", id.Subject, "err", err)
 		s.failLogin(pl, "login refused", msg)
 		loginPage(w, http.StatusForbidden, "Login refused", msg)
+		return
+	}
+	if pl.web != nil {
+		s.completeWebLogin(w, r, pl, u)
 		return
 	}
 	n, err := s.st.Register(r.Context(), store.Registration{

@@ -64,6 +64,8 @@ type Server struct {
 
 	policyMu sync.Mutex // one policy set at a time: check and store together
 
+	mounts map[string]http.Handler // pages on the node API's listener (Mount)
+
 	done     chan struct{} // closed by Close: ends every stream
 	closeOne sync.Once
 }
@@ -156,7 +158,20 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET "+derp.WatchPath, s.handleDerpWatch)
 	mux.HandleFunc(derp.Path, s.serveRelay)
 	mux.HandleFunc(derp.Path+"/probe", s.serveRelay)
+	for pattern, h := range s.mounts {
+		mux.Handle(pattern, h)
+	}
 	return s.deadlines(mux)
+}
+
+// Mount serves h for pattern (an http.ServeMux pattern such as
+// "/admin/") on the node API's HTTPS listener, e.g. the web admin
+// (coord/webadmin). Call it before Serve or Handler.
+func (s *Server) Mount(pattern string, h http.Handler) {
+	if s.mounts == nil {
+		s.mounts = map[string]http.Handler{}
+	}
+	s.mounts[pattern] = h
 }
 
 // Serve runs the node API on ln (TLS is added here) and the admin API on
