@@ -72,12 +72,14 @@ var keysCreateCmd = &command{
 		"lanmesh-coord keys create",
 		"lanmesh-coord keys create --user alice",
 		"lanmesh-coord keys create --user alice --reusable --tag tag:router --expiry 24h",
+		"lanmesh-coord keys create --user ci --reusable --ephemeral   # CI runners: deleted soon after they disconnect",
 		"lanmesh up --login-server https://coord.example.net --auth-key \"$(lanmesh-coord keys create)\"",
 	},
 	setup: func(fs *flag.FlagSet) func(context.Context, *globals, []string) error {
 		reusable := fs.Bool("reusable", false, "the key may join many nodes (default: single use)")
 		var tags listFlag
-		fs.Var(&tags, "tag", "tag for nodes joining with this key, tag:name (repeatable or comma-separated); tagged nodes' keys do not expire")
+		fs.Var(&tags, "tag", "tag for nodes joining with this key, tag:name (repeatable or comma-separated); tagged nodes' keys do not expire; with a policy set, --user must own each tag in its tagOwners")
+		ephemeral := fs.Bool("ephemeral", false, "nodes joining with this key are deleted once disconnected for coord's --ephemeral-inactivity-timeout (default 2m)")
 		expiry := fs.Duration("expiry", time.Hour, "how long the key can be used")
 		user := fs.String("user", "", "user who owns the nodes joining with this key (default: the built-in user admin); tagged nodes count as their tags in policies")
 		asJSON := fs.Bool("json", false, "print JSON")
@@ -86,7 +88,7 @@ var keysCreateCmd = &command{
 				return usageError{"keys create takes no arguments"}
 			}
 			var k adminapi.Key
-			if err := admin(g).Do(ctx, "POST", adminapi.PathKeys, adminapi.CreateKeyRequest{Reusable: *reusable, Tags: tags, Expiry: expiry.String(), User: *user}, &k); err != nil {
+			if err := admin(g).Do(ctx, "POST", adminapi.PathKeys, adminapi.CreateKeyRequest{Reusable: *reusable, Tags: tags, Expiry: expiry.String(), User: *user, Ephemeral: *ephemeral}, &k); err != nil {
 				return err
 			}
 			if *asJSON {
@@ -114,9 +116,9 @@ var keysListCmd = &command{
 			}
 			var rows [][]string
 			for _, k := range keys {
-				rows = append(rows, []string{k.ID, k.User, fmt.Sprint(k.Reusable), fmt.Sprint(k.Used), keyState(k), orDash(strings.Join(k.Tags, ",")), when(k.Expiry), when(k.Created)})
+				rows = append(rows, []string{k.ID, k.User, fmt.Sprint(k.Reusable), fmt.Sprint(k.Ephemeral), fmt.Sprint(k.Used), keyState(k), orDash(strings.Join(k.Tags, ",")), when(k.Expiry), when(k.Created)})
 			}
-			return table(g.stdout, "ID\tUSER\tREUSABLE\tUSED\tSTATE\tTAGS\tEXPIRES\tCREATED", rows)
+			return table(g.stdout, "ID\tUSER\tREUSABLE\tEPHEMERAL\tUSED\tSTATE\tTAGS\tEXPIRES\tCREATED", rows)
 		}
 	},
 }
@@ -143,6 +145,9 @@ var nodesListCmd = &command{
 					state = "expired"
 				case n.Online:
 					state = "online"
+				}
+				if n.Ephemeral {
+					state += " (ephemeral)"
 				}
 				rows = append(rows, []string{fmt.Sprint(n.ID), n.Name, n.IPv4.String(), n.IPv6.String(), state,
 					orDash(n.User), orDash(strings.Join(n.Tags, ",")), when(n.KeyExpiry), when(n.LastSeen)})

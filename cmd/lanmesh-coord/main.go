@@ -32,7 +32,7 @@ type globals struct {
 
 var commands = []*command{serveCmd, usersCreateCmd, usersListCmd, usersDeleteCmd,
 	usersDisableCmd, usersEnableCmd, usersRenameCmd, usersRoleCmd, keysCreateCmd, keysListCmd, keysRevokeCmd, keysDeleteCmd,
-	nodesListCmd, nodesRenameCmd, nodesExpireCmd, nodesDeleteCmd, routesListCmd, routesApproveCmd,
+	nodesListCmd, nodesRenameCmd, nodesExpireCmd, nodesExpiryCmd, nodesDeleteCmd, routesListCmd, routesApproveCmd,
 	policyCheckCmd, policySetCmd, policyGetCmd, policyHistoryCmd, fingerprintCmd}
 
 func main() {

@@ -36,7 +36,9 @@ var serveCmd = &command{
 		domain := fs.String("domain", "", `mesh DNS domain (default: the stored one, initially "mesh.internal")`)
 		certFile := fs.String("tls-cert", "", "TLS certificate (PEM); default: a self-signed one made in the state dir")
 		keyFile := fs.String("tls-key", "", "TLS private key (PEM) for --tls-cert")
-		keyExpiry := fs.Duration("node-key-expiry", server.DefaultKeyLifetime, "lifetime of an untagged node's key")
+		keyExpiry := fs.Duration("node-key-expiry", server.DefaultKeyLifetime, "lifetime of an untagged node's key from its registration or login (tagged nodes' keys do not expire; per node: nodes expiry)")
+		ephemeral := fs.Duration("ephemeral-inactivity-timeout", server.DefaultEphemeralTimeout, "how long a node that joined with an ephemeral key (keys create --ephemeral) may stay disconnected before it is deleted")
+		refresh := fs.Duration("idp-refresh-interval", server.DefaultIdPRefreshInterval, "how often coord asks each IdP whether a logged-in person still has access (a refusal disables the user); 0 turns the check off")
 		derpTokenFile := fs.String("derp-token-file", "", "file with the bearer token relays present on /v1/derp/verify (or env LANMESH_COORD_DERP_TOKEN); unset: relays are refused")
 		var rf relayFlags
 		fs.BoolVar(&rf.derp, "derp", true, "embed a relay at /derp on --listen and a STUN server; --derp=false turns both off")
@@ -85,6 +87,15 @@ var serveCmd = &command{
 			if wf.idle <= 0 || wf.max <= 0 {
 				return usageError{"--admin-session-idle and --admin-session-max must be positive"}
 			}
+			if *ephemeral <= 0 {
+				return usageError{"--ephemeral-inactivity-timeout must be positive, e.g. 2m"}
+			}
+			if *refresh < 0 {
+				return usageError{"--idp-refresh-interval must be positive (e.g. 10m), or 0 to turn the check off"}
+			}
+			if *refresh == 0 {
+				*refresh = -1 // server.Config: negative is off
+			}
 			if err := checkLimitFlags(lim, rf); err != nil {
 				return err
 			}
@@ -97,7 +108,7 @@ var serveCmd = &command{
 			if err != nil {
 				return err
 			}
-			return serve(ctx, g, log, *listen, *serverURL, *domain, *certFile, *keyFile, *keyExpiry, token, rf, lim, pf, wf)
+			return serve(ctx, g, log, *listen, *serverURL, *domain, *certFile, *keyFile, lifetimes{key: *keyExpiry, ephemeral: *ephemeral, refresh: *refresh}, token, rf, lim, pf, wf)
 		}
 	},
 }
@@ -133,7 +144,13 @@ type webFlags struct {
 	idle, max time.Duration
 }
 
-func serve(ctx context.Context, g *globals, log *slog.Logger, listen, serverURL, domain, certFile, keyFile string, keyExpiry time.Duration, derpToken string, rf relayFlags, lim server.Limits, pf pluginFlags, wf webFlags) error {
+// lifetimes are serve's durations of node keys, ephemeral nodes and
+// IdP identities.
+type lifetimes struct {
+	key, ephemeral, refresh time.Duration
+}
+
+func serve(ctx context.Context, g *globals, log *slog.Logger, listen, serverURL, domain, certFile, keyFile string, lt lifetimes, derpToken string, rf relayFlags, lim server.Limits, pf pluginFlags, wf webFlags) error {
 	host := ""
 	if serverURL != "" {
 		u, err := url.Parse(serverURL)
@@ -162,8 +179,8 @@ func serve(ctx context.Context, g *globals, log *slog.Logger, listen, serverURL,
 		return err
 	}
 	defer stopPlugins()
-	srv, err := server.New(ctx, server.Config{Store: st, Cert: cert, Logger: log, Domain: domain, KeyLifetime: keyExpiry, DerpToken: derpToken, Limits: lim,
-		LoginProviders: providers, PublicURL: serverURL})
+	srv, err := server.New(ctx, server.Config{Store: st, Cert: cert, Logger: log, Domain: domain, KeyLifetime: lt.key, DerpToken: derpToken, Limits: lim,
+		LoginProviders: providers, PublicURL: serverURL, EphemeralTimeout: lt.ephemeral, IdPRefreshInterval: lt.refresh})
 	if err != nil {
 		return err
 	}

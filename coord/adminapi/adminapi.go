@@ -120,20 +120,24 @@ type CreateKeyRequest struct {
 	Tags     []string `json:"tags,omitempty"`
 	Expiry   string   `json:"expiry"`         // Go duration, e.g. "1h"
 	User     string   `json:"user,omitempty"` // owner of its nodes; default "admin"
+	// Ephemeral: nodes joining with the key are deleted soon after they
+	// disconnect.
+	Ephemeral bool `json:"ephemeral,omitempty"`
 }
 
 // Key describes a pre-auth key; Key (the full secret string) is set only
 // in the answer to a create.
 type Key struct {
-	ID       string    `json:"id"`
-	Key      string    `json:"key,omitempty"`
-	Reusable bool      `json:"reusable"`
-	Tags     []string  `json:"tags,omitempty"`
-	User     string    `json:"user"`
-	Expiry   time.Time `json:"expiry"`
-	Used     bool      `json:"used"`
-	Created  time.Time `json:"created"`
-	Revoked  time.Time `json:"revoked,omitzero"` // zero: not revoked
+	ID        string    `json:"id"`
+	Key       string    `json:"key,omitempty"`
+	Reusable  bool      `json:"reusable"`
+	Tags      []string  `json:"tags,omitempty"`
+	User      string    `json:"user"`
+	Expiry    time.Time `json:"expiry"`
+	Used      bool      `json:"used"`
+	Created   time.Time `json:"created"`
+	Revoked   time.Time `json:"revoked,omitzero"` // zero: not revoked
+	Ephemeral bool      `json:"ephemeral,omitempty"`
 }
 
 // DeletedKey answers a key delete.
@@ -161,6 +165,16 @@ type Node struct {
 	KeyExpiry        time.Time        `json:"key_expiry,omitzero"`
 	LastSeen         time.Time        `json:"last_seen,omitzero"`
 	Created          time.Time        `json:"created"`
+	Ephemeral        bool             `json:"ephemeral,omitempty"`
+}
+
+// ExpiryRequest sets when a node's key expires: In (a Go duration from
+// now, e.g. "10s" or "720h"), At (an RFC 3339 time), or Off (never).
+// Exactly one must be given.
+type ExpiryRequest struct {
+	In  string    `json:"in,omitempty"`
+	At  time.Time `json:"at,omitzero"`
+	Off bool      `json:"off,omitempty"`
 }
 
 // Route is one advertised route of a node.
@@ -239,6 +253,9 @@ func NodeRenamePath(ref string) string { return NodePath(ref) + "/rename" }
 
 // NodeExpirePath is where a node's key is expired now.
 func NodeExpirePath(ref string) string { return NodePath(ref) + "/expire" }
+
+// NodeExpiryPath is where a node's key expiry is set (ExpiryRequest).
+func NodeExpiryPath(ref string) string { return NodePath(ref) + "/expiry" }
 
 // NodePath is the path of one node.
 func NodePath(ref string) string { return PathNodes + "/" + url.PathEscape(ref) }

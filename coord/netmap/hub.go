@@ -148,6 +148,13 @@ func (h *Hub) setOnline(id int64, d int) {
 	}
 }
 
+// Online reports whether node id has a netmap stream open now.
+func (h *Hub) Online(id int64) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.online[id] > 0
+}
+
 // liveBatch is how long online changes are collected before streams wake.
 const liveBatch = 100 * time.Millisecond
 

@@ -44,6 +44,7 @@ func (s *Server) AdminHandler() http.Handler {
 	mux.HandleFunc("POST "+adminapi.PathKeys+"/{id}/revoke", s.adminRevokeKey)
 	mux.HandleFunc("DELETE "+adminapi.PathKeys+"/{id}", s.adminDeleteKey)
 	mux.HandleFunc("POST "+adminapi.PathNodes+"/{ref}/expire", s.adminExpireNode)
+	mux.HandleFunc("POST "+adminapi.PathNodes+"/{ref}/expiry", s.adminSetNodeExpiry)
 	mux.HandleFunc("POST "+adminapi.PathPolicyCheck, s.adminCheckPolicy)
 	mux.HandleFunc("POST "+adminapi.PathPolicy, s.adminSetPolicy)
 	mux.HandleFunc("GET "+adminapi.PathPolicy, s.adminGetPolicy)
@@ -82,13 +83,24 @@ func (s *Server) adminCreateKey(w http.ResponseWriter, r *http.Request) {
 	if req.User == "" {
 		req.User = store.DefaultUser
 	}
-	k := store.PreAuthKey{ID: ak.ID, Hash: sum[:], Reusable: req.Reusable, Tags: req.Tags, User: req.User, Expiry: now.Add(exp), Created: now}
+	// Tags must be the key user's to give (the policy's tagOwners).
+	if err := s.checkTagOwners(r.Context(), req.Tags, req.User); err != nil {
+		var te errTagOwner
+		if errors.As(err, &te) {
+			s.log.Info("auth key refused", "user", req.User, "tags", req.Tags, "reason", err)
+			writeErr(w, http.StatusForbidden, "create auth key: "+err.Error())
+			return
+		}
+		s.adminFail(w, err)
+		return
+	}
+	k := store.PreAuthKey{ID: ak.ID, Hash: sum[:], Reusable: req.Reusable, Tags: req.Tags, User: req.User, Expiry: now.Add(exp), Created: now, Ephemeral: req.Ephemeral}
 	if err := s.st.CreatePreAuthKey(r.Context(), k); err != nil {
 		s.adminFail(w, err) // unknown or disabled user: the error says what to do
 		return
 	}
-	s.log.Info("auth key created", "auth_key", ak.Redacted(), "user", k.User, "reusable", k.Reusable, "tags", k.Tags, "expiry", k.Expiry)
-	writeJSON(w, http.StatusOK, adminapi.Key{ID: k.ID, Key: ak.String(), Reusable: k.Reusable, Tags: k.Tags, User: k.User, Expiry: k.Expiry, Created: k.Created})
+	s.log.Info("auth key created", "auth_key", ak.Redacted(), "user", k.User, "reusable", k.Reusable, "ephemeral", k.Ephemeral, "tags", k.Tags, "expiry", k.Expiry)
+	writeJSON(w, http.StatusOK, adminapi.Key{ID: k.ID, Key: ak.String(), Reusable: k.Reusable, Tags: k.Tags, User: k.User, Expiry: k.Expiry, Created: k.Created, Ephemeral: k.Ephemeral})
 }
 
 func (s *Server) adminListKeys(w http.ResponseWriter, r *http.Request) {
@@ -130,7 +142,7 @@ func (s *Server) apiNode(n store.Node, online bool) adminapi.Node {
 		IPv4: n.IPv4, IPv6: n.IPv6, User: n.User, Tags: n.Tags,
 		Online: online, Expired: n.Expired(s.cfg.Now()),
 		Endpoints: n.Endpoints, AdvertisedRoutes: n.AdvertisedRoutes, ApprovedRoutes: n.ApprovedRoutes,
-		KeyExpiry: n.KeyExpiry, LastSeen: n.LastSeen, Created: n.Created,
+		KeyExpiry: n.KeyExpiry, LastSeen: n.LastSeen, Created: n.Created, Ephemeral: n.Ephemeral,
 	}
 }
 

@@ -16,7 +16,7 @@ import (
 // (S15, S20).
 
 func apiKey(k store.PreAuthKey) adminapi.Key {
-	return adminapi.Key{ID: k.ID, Reusable: k.Reusable, Tags: k.Tags, User: k.User, Expiry: k.Expiry, Used: k.Used, Created: k.Created, Revoked: k.Revoked}
+	return adminapi.Key{ID: k.ID, Reusable: k.Reusable, Tags: k.Tags, User: k.User, Expiry: k.Expiry, Used: k.Used, Created: k.Created, Revoked: k.Revoked, Ephemeral: k.Ephemeral}
 }
 
 func apiUser(u store.User, nodes int) adminapi.User {

@@ -28,6 +28,9 @@ type LoginProvider interface {
 	BeginLogin(ctx context.Context, req sdk.BeginRequest) (sdk.BeginResponse, error)
 	CompleteLogin(ctx context.Context, req sdk.CompleteRequest) (sdk.Identity, error)
 	HTTP(ctx context.Context, r *http.Request, pluginURL, path string) (sdk.HTTPResponse, error)
+	// Refresh is the periodic check that an identity may still have
+	// access (refresh.go).
+	Refresh(ctx context.Context, id sdk.Identity) (sdk.Identity, error)
 }
 
 const (

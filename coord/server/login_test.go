@@ -20,8 +20,11 @@ import (
 )
 
 // fakeIdP is a test double of an IdP plugin: the browser "logs in" by
-// coming back with code "ok-<nonce>".
-type fakeIdP struct{}
+// coming back with code "ok-<nonce>". refresh, when set, answers Refresh
+// (nil: the identity is still valid, unchanged).
+type fakeIdP struct {
+	refresh func(sdk.Identity) (sdk.Identity, error)
+}
 
 func (fakeIdP) Name() string        { return "fake" }
 func (fakeIdP) DisplayName() string { return "Fake" }
@@ -36,6 +39,12 @@ func (fakeIdP) CompleteLogin(ctx context.Context, req sdk.CompleteRequest) (sdk.
 }
 func (fakeIdP) HTTP(ctx context.Context, r *http.Request, pluginURL, path string) (sdk.HTTPResponse, error) {
 	return sdk.HTTPResponse{}, errors.New("no pages")
+}
+func (f fakeIdP) Refresh(ctx context.Context, id sdk.Identity) (sdk.Identity, error) {
+	if f.refresh == nil {
+		return id, nil
+	}
+	return f.refresh(id)
 }
 
 func browser() *http.Client {
@@ -169,8 +178,12 @@ type loginCoord struct {
 }
 
 func startLoginCoord(t *testing.T, logs *syncBuf) loginCoord {
+	return startLoginCoordWith(t, logs, fakeIdP{})
+}
+
+func startLoginCoordWith(t *testing.T, logs *syncBuf, idp fakeIdP) loginCoord {
 	tc, srv := startCoordWith(t, t.TempDir(), "", logs, func(s *Server, ln net.Listener) {
-		s.cfg.LoginProviders = []LoginProvider{fakeIdP{}}
+		s.cfg.LoginProviders = []LoginProvider{idp}
 		s.cfg.PublicURL = "https://" + ln.Addr().String()
 	})
 	return loginCoord{tc, srv}

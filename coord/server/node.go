@@ -54,6 +54,7 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.hub.Changed()
+	s.ephemeralOffline(n)                                // deleted unless its stream opens in time
 	s.machines.use(mk, nonce.id, nonce.exp, s.cfg.Now()) // now known: a replay fails
 	s.log.Info("node registered", "node", n.Name, "id", n.ID, "machine", mk, "auth_key_id", keyID)
 	writeJSON(w, http.StatusOK, wire.RegisterResponse{Node: netmap.ToWire(n, false)})
@@ -147,7 +148,11 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, n store.Node) {
 	changes, unsub := s.hub.Subscribe()
 	defer unsub()
 	s.hub.StreamOpened(n.ID)
-	defer s.hub.StreamClosed(n.ID)
+	s.ephemeralOnline(n.ID)
+	defer func() {
+		s.hub.StreamClosed(n.ID)
+		s.ephemeralOffline(n)
+	}()
 
 	rc := http.NewResponseController(w)
 	rc.SetReadDeadline(time.Time{}) // the body is read; the stream is long-lived

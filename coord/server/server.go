@@ -43,6 +43,13 @@ type Config struct {
 	// --server-url), needed for their redirects.
 	LoginProviders []LoginProvider
 	PublicURL      string
+	// EphemeralTimeout is how long an ephemeral node may stay
+	// disconnected before it is deleted; default DefaultEphemeralTimeout.
+	EphemeralTimeout time.Duration
+	// IdPRefreshInterval is how often each IdP identity is checked with
+	// its provider (refresh.go); default DefaultIdPRefreshInterval,
+	// negative turns the check off.
+	IdPRefreshInterval time.Duration
 }
 
 // Server is a running coord.
@@ -61,6 +68,7 @@ type Server struct {
 	streams  *streamSet // open netmap streams
 	derp     relayState // embedded relay and DERP map (derp.go)
 	logins   *logins    // pending interactive logins (login.go)
+	reaper   *reaper    // deletes disconnected ephemeral nodes (ephemeral.go)
 
 	policyMu sync.Mutex // one policy set at a time: check and store together
 
@@ -83,6 +91,12 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	if cfg.KeyLifetime == 0 {
 		cfg.KeyLifetime = DefaultKeyLifetime
+	}
+	if cfg.EphemeralTimeout <= 0 {
+		cfg.EphemeralTimeout = DefaultEphemeralTimeout
+	}
+	if cfg.IdPRefreshInterval == 0 {
+		cfg.IdPRefreshInterval = DefaultIdPRefreshInterval
 	}
 	if cfg.KeepAlive == 0 {
 		cfg.KeepAlive = wire.KeepAliveInterval
@@ -117,6 +131,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		streams:  newStreamSet(lim.MaxStreams, lim.MaxStreamsPerNode),
 		done:     make(chan struct{}),
 		logins:   newLogins(),
+		reaper:   newReaper(),
 	}
 	// Known machines get their own challenge budget from the start, so a
 	// restarted coord does not leave them behind an attacker's address.
@@ -126,8 +141,11 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	now := cfg.Now()
 	for i, n := range nodes {
+		// Ephemeral nodes left over from before a restart get the full
+		// timeout from now to reconnect.
+		s.ephemeralOffline(n)
 		if i >= lim.KnownMachines {
-			break
+			continue
 		}
 		s.machines.add(n.MachineKey, now)
 	}
@@ -141,6 +159,7 @@ func (s *Server) Fingerprint() string { return s.fp }
 func (s *Server) Close() {
 	s.closeOne.Do(func() {
 		close(s.done)
+		s.closeReaper()
 		s.hub.Close()
 		s.closeRelay()
 	})
@@ -191,6 +210,7 @@ func (s *Server) Serve(ctx context.Context, ln, adminLn net.Listener) error {
 	ln = connlimit.New(ln, s.lim.MaxConns, s.lim.MaxConnsPerSource)
 	as := &http.Server{Handler: s.AdminHandler(), ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 2)
+	go s.refreshLoop(ctx)
 	go func() { errc <- hs.Serve(tls.NewListener(ln, hs.TLSConfig)) }()
 	go func() { errc <- as.Serve(adminLn) }()
 	var err error

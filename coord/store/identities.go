@@ -18,6 +18,12 @@ type Identity struct {
 	Groups   []string
 	Secret   []byte // opaque to coord (e.g. a refresh token); never logged
 	Now      time.Time
+	// User is the identity's user, set by Identities (LoginIdentity
+	// ignores it and picks the user itself).
+	User string
+	// Updated is when the identity last logged in or refreshed (set by
+	// Identities).
+	Updated time.Time
 }
 
 // LoginIdentity implements Store.

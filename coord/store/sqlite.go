@@ -136,6 +136,11 @@ CREATE TABLE identities (
 CREATE INDEX identities_user ON identities(user_name);`,
 	// 7: the admin role (docs/identity.md): who may use coord's web admin.
 	7: `ALTER TABLE users ADD COLUMN admin INTEGER NOT NULL DEFAULT 0;`,
+	// 8: ephemeral pre-auth keys and the nodes that joined with them
+	// (deleted soon after they disconnect, coord/server/ephemeral.go).
+	8: `
+ALTER TABLE preauth_keys ADD COLUMN ephemeral INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE nodes ADD COLUMN ephemeral INTEGER NOT NULL DEFAULT 0;`,
 }
 
 func (s *SQLite) migrate(ctx context.Context) error {
@@ -260,8 +265,8 @@ func (s *SQLite) CreatePreAuthKey(ctx context.Context, k PreAuthKey) error {
 	} else if err != nil {
 		return fmt.Errorf("create auth key: %w", err)
 	}
-	_, err := s.db.ExecContext(ctx, `INSERT INTO preauth_keys(id, hash, reusable, tags, expiry, used, created, user_name) VALUES(?,?,?,?,?,0,?,?)`,
-		k.ID, k.Hash, k.Reusable, mustJSON(k.Tags), k.Expiry.UnixNano(), k.Created.UnixNano(), k.User)
+	_, err := s.db.ExecContext(ctx, `INSERT INTO preauth_keys(id, hash, reusable, tags, expiry, used, created, user_name, ephemeral) VALUES(?,?,?,?,?,0,?,?,?)`,
+		k.ID, k.Hash, k.Reusable, mustJSON(k.Tags), k.Expiry.UnixNano(), k.Created.UnixNano(), k.User, k.Ephemeral)
 	if err != nil {
 		return fmt.Errorf("create auth key %s: %w", k.ID, err)
 	}
@@ -269,7 +274,7 @@ func (s *SQLite) CreatePreAuthKey(ctx context.Context, k PreAuthKey) error {
 }
 
 func (s *SQLite) PreAuthKeys(ctx context.Context) ([]PreAuthKey, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id, reusable, tags, expiry, used, created, user_name, revoked FROM preauth_keys ORDER BY created`)
+	rows, err := s.db.QueryContext(ctx, `SELECT id, reusable, tags, expiry, used, created, user_name, revoked, ephemeral FROM preauth_keys ORDER BY created`)
 	if err != nil {
 		return nil, fmt.Errorf("list auth keys: %w", err)
 	}
@@ -279,7 +284,7 @@ func (s *SQLite) PreAuthKeys(ctx context.Context) ([]PreAuthKey, error) {
 		var k PreAuthKey
 		var tags string
 		var exp, created, revoked int64
-		if err := rows.Scan(&k.ID, &k.Reusable, &tags, &exp, &k.Used, &created, &k.User, &revoked); err != nil {
+		if err := rows.Scan(&k.ID, &k.Reusable, &tags, &exp, &k.Used, &created, &k.User, &revoked, &k.Ephemeral); err != nil {
 			return nil, fmt.Errorf("list auth keys: %w", err)
 		}
 		k.Expiry, k.Created = time.Unix(0, exp), time.Unix(0, created)
@@ -340,8 +345,8 @@ func (s *SQLite) Register(ctx context.Context, r Registration) (Node, error) {
 		if known {
 			// Re-auth of a known machine: same node, same addresses, fresh
 			// key expiry and the tags of the new key.
-			if _, err := tx.ExecContext(ctx, `UPDATE nodes SET node_key=?, os=?, tags=?, user_name=?, key_expiry=?, last_seen=? WHERE id=?`,
-				r.NodeKey[:], r.OS, mustJSON(ak.Tags), ak.User, expiry, r.Now.UnixNano(), existing.ID); err != nil {
+			if _, err := tx.ExecContext(ctx, `UPDATE nodes SET node_key=?, os=?, tags=?, user_name=?, key_expiry=?, last_seen=?, ephemeral=? WHERE id=?`,
+				r.NodeKey[:], r.OS, mustJSON(ak.Tags), ak.User, expiry, r.Now.UnixNano(), ak.Ephemeral, existing.ID); err != nil {
 				return err
 			}
 			out, err = nodeWhere(ctx, tx, `id = ?`, existing.ID)
@@ -364,10 +369,10 @@ func (s *SQLite) Register(ctx context.Context, r Registration) (Node, error) {
 			return err
 		}
 		res, err := tx.ExecContext(ctx, `INSERT INTO nodes(machine_key, node_key, name, hostname, os, host, ipv4, ipv6, user_name, tags,
-			endpoints, advertised_routes, approved_routes, key_expiry, last_seen, created)
-			VALUES(?,?,?,?,?,?,?,?,?,?,'[]','[]','[]',?,?,?)`,
+			endpoints, advertised_routes, approved_routes, key_expiry, last_seen, created, ephemeral)
+			VALUES(?,?,?,?,?,?,?,?,?,?,'[]','[]','[]',?,?,?,?)`,
 			r.MachineKey[:], r.NodeKey[:], name, r.Hostname, r.OS, host, v4.String(), v6.String(), ak.User, mustJSON(ak.Tags),
-			expiry, r.Now.UnixNano(), r.Now.UnixNano())
+			expiry, r.Now.UnixNano(), r.Now.UnixNano(), ak.Ephemeral)
 		if err != nil {
 			if isUniqueNodeKey(err) {
 				return ErrNodeKeyInUse
@@ -390,8 +395,8 @@ func consumeKey(ctx context.Context, tx *sql.Tx, r Registration) (PreAuthKey, er
 	var k PreAuthKey
 	var tags string
 	var exp, revoked int64
-	err := tx.QueryRowContext(ctx, `SELECT id, hash, reusable, tags, expiry, used, user_name, revoked FROM preauth_keys WHERE id = ?`, r.AuthKeyID).
-		Scan(&k.ID, &k.Hash, &k.Reusable, &tags, &exp, &k.Used, &k.User, &revoked)
+	err := tx.QueryRowContext(ctx, `SELECT id, hash, reusable, tags, expiry, used, user_name, revoked, ephemeral FROM preauth_keys WHERE id = ?`, r.AuthKeyID).
+		Scan(&k.ID, &k.Hash, &k.Reusable, &tags, &exp, &k.Used, &k.User, &revoked, &k.Ephemeral)
 	if errors.Is(err, sql.ErrNoRows) {
 		return k, ErrKeyNotFound
 	}
@@ -582,7 +587,7 @@ func containsPrefix(list []netip.Prefix, p netip.Prefix) bool {
 }
 
 const nodeCols = `id, machine_key, node_key, name, hostname, os, host, ipv4, ipv6, user_name, tags,
-	endpoints, advertised_routes, approved_routes, key_expiry, last_seen, created, lan_hosts, home_region`
+	endpoints, advertised_routes, approved_routes, key_expiry, last_seen, created, lan_hosts, home_region, ephemeral`
 
 type querier interface {
 	QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row
@@ -602,7 +607,7 @@ func scanNode(row interface{ Scan(...any) error }) (Node, error) {
 	var v4, v6, tags, eps, adv, appr, lan string
 	var host, exp, seen, created int64
 	if err := row.Scan(&n.ID, &mk, &nk, &n.Name, &n.Hostname, &n.OS, &host, &v4, &v6, &n.User, &tags,
-		&eps, &adv, &appr, &exp, &seen, &created, &lan, &n.HomeRegion); err != nil {
+		&eps, &adv, &appr, &exp, &seen, &created, &lan, &n.HomeRegion, &n.Ephemeral); err != nil {
 		return n, err
 	}
 	if len(mk) != 32 || len(nk) != 32 {

@@ -36,6 +36,9 @@ type Store interface {
 	// ExpireNode sets the node key's expiry to now: the node leaves every
 	// netmap and must register again with an auth key.
 	ExpireNode(ctx context.Context, id int64, now time.Time) (Node, error)
+	// SetNodeExpiry sets when the node key expires; the zero time means
+	// never. A time in the past expires it now (as ExpireNode).
+	SetNodeExpiry(ctx context.Context, id int64, at time.Time) (Node, error)
 	// RenameNode gives a node a new unique name (a DNS label).
 	RenameNode(ctx context.Context, id int64, name string) (Node, error)
 
@@ -59,6 +62,12 @@ type Store interface {
 	// stores the IdP's groups on the user (policies match them) and
 	// refuses a disabled user (ErrUserDisabled). identities.go.
 	LoginIdentity(ctx context.Context, id Identity) (User, error)
+	// Identities lists every stored identity with its user (User set),
+	// for coord's periodic IdP refresh check.
+	Identities(ctx context.Context) ([]Identity, error)
+	// RefreshIdentity stores what a successful IdP refresh returned: the
+	// identity's new secret and its user's IdP groups.
+	RefreshIdentity(ctx context.Context, id Identity) error
 
 	// Policy versions: SetPolicy stores a new current version; Policy
 	// returns the current one (ErrNotFound: none set, the default
@@ -87,6 +96,9 @@ type PreAuthKey struct {
 	Used     bool
 	Created  time.Time
 	Revoked  time.Time // zero: not revoked
+	// Ephemeral: nodes joining with this key are deleted soon after they
+	// disconnect (coord's --ephemeral-inactivity-timeout).
+	Ephemeral bool
 }
 
 // Node is a stored node.
@@ -109,6 +121,7 @@ type Node struct {
 	Created          time.Time
 	LANHosts         []wire.LANHost // as the node published them (checked on read against routes)
 	HomeRegion       int            // relay region the node is connected to
+	Ephemeral        bool           // joined with an ephemeral key: deleted soon after it disconnects
 }
 
 // Expired reports whether the node key has expired at now.
