@@ -41,12 +41,25 @@ type Config struct {
 	// NetworkConfig is OpenWrt's UCI network file, read to turn an
 	// interface name in join.advertise_routes (e.g. "lan") into its prefix.
 	NetworkConfig string `koanf:"network_config"`
-	// NetmapCacheMaxAge is the oldest netmap cache (state_dir/netmap.json)
+	// CacheDir holds the netmap cache (netmap.json), rewritten at most
+	// every 30 s while the netmap changes; "" is StateDir. OpenWrt's
+	// package puts it in RAM (/tmp/lanmesh) to spare the flash.
+	CacheDir string `koanf:"cache_dir"`
+	// NetmapCacheMaxAge is the oldest netmap cache (cache_dir/netmap.json)
 	// the agent restores at start, as a Go duration ("168h"); "0" never
 	// restores it. Peers whose key has expired are never restored (S20).
 	NetmapCacheMaxAge string `koanf:"netmap_cache_max_age"`
 	// Web is the agent's web page (agent/webui), off by default.
 	Web Web `koanf:"web"`
+}
+
+// NetmapCacheDir is where the netmap cache lives: cache_dir, or state_dir
+// when that is empty.
+func (c *Config) NetmapCacheDir() string {
+	if c.CacheDir != "" {
+		return c.CacheDir
+	}
+	return c.StateDir
 }
 
 // DefaultNetmapCacheMaxAge is a week: long enough to ride out a coord
@@ -93,6 +106,14 @@ type Join struct {
 	AdvertiseRoutes  string `koanf:"advertise_routes"`
 	AcceptRoutes     bool   `koanf:"accept_routes"`
 	SNATSubnetRoutes bool   `koanf:"snat_subnet_routes"`
+	// AdvertiseExitNode offers this node as an exit node (0.0.0.0/0 and
+	// ::/0, approved on coord), as "lanmesh up --advertise-exit-node".
+	AdvertiseExitNode bool `koanf:"advertise_exit_node"`
+	// ExitNode sends internet traffic through this peer (name or mesh
+	// IP); "" uses none. ExitNodeAllowLANAccess keeps directly connected
+	// LANs outside the tunnel (docs/exit-nodes.md).
+	ExitNode               string `koanf:"exit_node"`
+	ExitNodeAllowLANAccess bool   `koanf:"exit_node_allow_lan_access"`
 }
 
 // DNS configures the mesh DNS server (agent/dns).
@@ -275,38 +296,42 @@ func defaultsMap() map[string]any { return toMap(Defaults()) }
 // 12 MiB budget).
 func bind(c *Config) map[string]any {
 	return map[string]any{
-		"state_dir":               &c.StateDir,
-		"socket":                  &c.Socket,
-		"tun_name":                &c.TUNName,
-		"listen_port":             &c.ListenPort,
-		"backend":                 &c.Backend,
-		"mtu":                     &c.MTU,
-		"log_level":               &c.LogLevel,
-		"memory_limit_mib":        &c.MemoryLimitMiB,
-		"offloads.tun":            &c.Offloads.TUN,
-		"offloads.udp_gso":        &c.Offloads.UDPGSO,
-		"offloads.udp_gro":        &c.Offloads.UDPGRO,
-		"max_inflight_packets":    &c.MaxInflightPackets,
-		"dns.enabled":             &c.DNS.Enabled,
-		"dns.listen":              &c.DNS.Listen,
-		"dns.dnsmasq_conf":        &c.DNS.DnsmasqConf,
-		"dns.dnsmasq_reload":      &c.DNS.DnsmasqReload,
-		"dns.upstreams":           &c.DNS.Upstreams,
-		"dns.publish_leases":      &c.DNS.PublishLeases,
-		"dns.leases_file":         &c.DNS.LeasesFile,
-		"join.login_server":       &c.Join.LoginServer,
-		"join.auth_key_file":      &c.Join.AuthKeyFile,
-		"join.hostname":           &c.Join.Hostname,
-		"join.advertise_routes":   &c.Join.AdvertiseRoutes,
-		"join.accept_routes":      &c.Join.AcceptRoutes,
-		"join.snat_subnet_routes": &c.Join.SNATSubnetRoutes,
-		"network_config":          &c.NetworkConfig,
-		"netmap_cache_max_age":    &c.NetmapCacheMaxAge,
-		"web.enabled":             &c.Web.Enabled,
-		"web.listen":              &c.Web.Listen,
-		"web.allow_any":           &c.Web.AllowAny,
-		"web.hosts":               &c.Web.Hosts,
-		"web.token_file":          &c.Web.TokenFile,
+		"state_dir":                       &c.StateDir,
+		"socket":                          &c.Socket,
+		"tun_name":                        &c.TUNName,
+		"listen_port":                     &c.ListenPort,
+		"backend":                         &c.Backend,
+		"mtu":                             &c.MTU,
+		"log_level":                       &c.LogLevel,
+		"memory_limit_mib":                &c.MemoryLimitMiB,
+		"offloads.tun":                    &c.Offloads.TUN,
+		"offloads.udp_gso":                &c.Offloads.UDPGSO,
+		"offloads.udp_gro":                &c.Offloads.UDPGRO,
+		"max_inflight_packets":            &c.MaxInflightPackets,
+		"dns.enabled":                     &c.DNS.Enabled,
+		"dns.listen":                      &c.DNS.Listen,
+		"dns.dnsmasq_conf":                &c.DNS.DnsmasqConf,
+		"dns.dnsmasq_reload":              &c.DNS.DnsmasqReload,
+		"dns.upstreams":                   &c.DNS.Upstreams,
+		"dns.publish_leases":              &c.DNS.PublishLeases,
+		"dns.leases_file":                 &c.DNS.LeasesFile,
+		"join.login_server":               &c.Join.LoginServer,
+		"join.auth_key_file":              &c.Join.AuthKeyFile,
+		"join.hostname":                   &c.Join.Hostname,
+		"join.advertise_routes":           &c.Join.AdvertiseRoutes,
+		"join.accept_routes":              &c.Join.AcceptRoutes,
+		"join.snat_subnet_routes":         &c.Join.SNATSubnetRoutes,
+		"join.advertise_exit_node":        &c.Join.AdvertiseExitNode,
+		"join.exit_node":                  &c.Join.ExitNode,
+		"join.exit_node_allow_lan_access": &c.Join.ExitNodeAllowLANAccess,
+		"network_config":                  &c.NetworkConfig,
+		"cache_dir":                       &c.CacheDir,
+		"netmap_cache_max_age":            &c.NetmapCacheMaxAge,
+		"web.enabled":                     &c.Web.Enabled,
+		"web.listen":                      &c.Web.Listen,
+		"web.allow_any":                   &c.Web.AllowAny,
+		"web.hosts":                       &c.Web.Hosts,
+		"web.token_file":                  &c.Web.TokenFile,
 	}
 }
 
@@ -588,6 +613,14 @@ func (c *Config) validate(origin map[string]string) error {
 	}
 	if !validHostname(c.Join.Hostname) {
 		bad("join.hostname", c.Join.Hostname, "is not a host name (letters, digits and -, up to 63)")
+	}
+	if e := strings.TrimSpace(c.Join.ExitNode); e != "" {
+		if _, err := netip.ParseAddr(e); err != nil && !validHostname(e) {
+			bad("join.exit_node", c.Join.ExitNode, "is not a peer's name or mesh IP (lanmesh exit-node list shows them)")
+		}
+		if c.Join.AdvertiseExitNode {
+			bad("join.exit_node", c.Join.ExitNode, "is set while join.advertise_exit_node is on: a node that offers an exit node cannot use another; clear one of them")
+		}
 	}
 	if _, err := parseMaxAge(c.NetmapCacheMaxAge); err != nil {
 		bad("netmap_cache_max_age", c.NetmapCacheMaxAge, "is not a duration like 168h or 30m (0: never restore the cache)")

@@ -65,3 +65,59 @@ func TestShippedOpenWrtConfig(t *testing.T) {
 		}
 	}
 }
+
+// The LuCI settings form (luci-app-lanmesh's settings.js) edits real
+// options: each names a schema key (or "enabled" of the agent section,
+// the init script's) of a section the shipped config has, and the
+// settings the OpenWrt issue asks a router owner to reach there are all
+// in it.
+func TestLuCISettingsForm(t *testing.T) {
+	root := filepath.Join("..", "..", "firmware", "openwrt")
+	js, err := os.ReadFile(filepath.Join(root, "luci-app-lanmesh", "htdocs", "luci-static", "resources", "view", "lanmesh", "settings.js"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	shippedPath := filepath.Join(root, "lanmesh", "files", "lanmesh.config")
+	b, err := os.ReadFile(shippedPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shipped, err := uci.Parse(shippedPath, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := schemaKeys()
+	secRe := regexp.MustCompile(`m\.section\(form\.NamedSection, '(\w+)', '(\w+)'`)
+	optRe := regexp.MustCompile(`s\.option\(form\.\w+, '(\w+)'`)
+	inForm := map[string]bool{}
+	typ := ""
+	for _, line := range strings.Split(string(js), "\n") {
+		if m := secRe.FindStringSubmatch(line); m != nil {
+			typ = m[2]
+			if s := shipped.Section(m[1]); s == nil || s.Type != typ {
+				t.Errorf("settings.js edits section %s (%s), which the shipped config does not have", m[1], m[2])
+			}
+			continue
+		}
+		m := optRe.FindStringSubmatch(line)
+		if m == nil {
+			continue
+		}
+		key := typ + "." + m[1]
+		if typ == "agent" {
+			key = m[1]
+		}
+		inForm[key] = true
+		if _, ok := keys[key]; !ok && !(typ == "agent" && initOnlyKeys[m[1]]) {
+			t.Errorf("settings.js option %s of section type %s is no config key (%s)", m[1], typ, key)
+		}
+	}
+	for _, want := range []string{
+		"enabled", "backend", "join.login_server", "join.auth_key_file", "join.advertise_routes", "join.accept_routes",
+		"join.advertise_exit_node", "join.exit_node", "dns.enabled", "dns.publish_leases", "web.enabled",
+	} {
+		if !inForm[want] {
+			t.Errorf("the LuCI settings form has no %s", want)
+		}
+	}
+}

@@ -15,6 +15,8 @@ config agent 'main'
 	option tun_name 'ucitun'
 	option mtu '1400'
 	option network_config '%NET%'
+	option cache_dir '/tmp/lanmesh'
+	option backend 'userspace'
 
 config join 'join'
 	option login_server 'https://coord.example.net'
@@ -22,6 +24,8 @@ config join 'join'
 	list advertise_routes 'lan'
 	list advertise_routes '198.18.9.0/24'
 	option accept_routes 'yes'
+	option exit_node 'router-b'
+	option exit_node_allow_lan_access '1'
 
 config dns 'dns'
 	option publish_leases '1'
@@ -66,9 +70,13 @@ func TestUCIPrecedence(t *testing.T) {
 	if c.Offloads.UDPGSO || !c.Offloads.UDPGRO || !c.DNS.PublishLeases || c.DNS.Upstreams != "198.18.0.53" {
 		t.Errorf("sections not mapped: %+v %+v", c.Offloads, c.DNS)
 	}
-	want := Join{LoginServer: "https://coord.example.net", AuthKeyFile: "/etc/lanmesh/authkey", AdvertiseRoutes: "lan,198.18.9.0/24", AcceptRoutes: true, SNATSubnetRoutes: true}
+	want := Join{LoginServer: "https://coord.example.net", AuthKeyFile: "/etc/lanmesh/authkey", AdvertiseRoutes: "lan,198.18.9.0/24", AcceptRoutes: true, SNATSubnetRoutes: true,
+		ExitNode: "router-b", ExitNodeAllowLANAccess: true}
 	if c.Join != want {
 		t.Errorf("join = %+v, want %+v", c.Join, want)
+	}
+	if c.Backend != "userspace" || c.NetmapCacheDir() != "/tmp/lanmesh" || c.StateDir != Defaults().StateDir {
+		t.Errorf("backend %q, netmap cache in %q (state_dir %q); want userspace, /tmp/lanmesh", c.Backend, c.NetmapCacheDir(), c.StateDir)
 	}
 	routes, err := c.AdvertiseRoutes()
 	if err != nil {
@@ -88,6 +96,9 @@ func TestUCIErrors(t *testing.T) {
 		{"config join\n\toption login_server 'http://x'", `join.login_server: "http://x" is not an https:// URL (from `},
 		{"config join\n\toption advertise_routes 'guest'\nconfig agent\n\toption network_config '/nonexistent/network'", `names interface "guest", but the network config cannot be read`},
 		{"config join\n\toption advertise_routes '198.18.7.1/33'", `is not a prefix like`},
+		{"config agent\n\toption backend 'kernle'", `backend: "kernle" is not one of auto, kernel, userspace (from `},
+		{"config join\n\toption exit_node 'router b'", `join.exit_node: "router b" is not a peer's name or mesh IP`},
+		{"config join\n\toption exit_node 'router-b'\n\toption advertise_exit_node '1'", `a node that offers an exit node cannot use another`},
 	} {
 		p := filepath.Join(t.TempDir(), "lanmesh")
 		if err := os.WriteFile(p, []byte(tt.body), 0o644); err != nil {

@@ -26,7 +26,7 @@ type cacheState struct {
 // closed. Peers whose key has expired are left out (S20): a revoked or
 // expired node must not come back from a file.
 func (d *Daemon) applyCacheLocked() {
-	c, err := state.LoadNetmap(d.cfg.StateDir)
+	c, err := state.LoadNetmap(d.cfg.NetmapCacheDir())
 	if errors.Is(err, state.ErrNotExist) {
 		return
 	}
@@ -35,11 +35,11 @@ func (d *Daemon) applyCacheLocked() {
 		return
 	}
 	if c.NodeKey != d.st.NodeKey.Public() || c.LoginServer != d.st.LoginServer {
-		d.log.Warn("ignoring the netmap cache: it belongs to another node key or coord", "path", state.NetmapPath(d.cfg.StateDir))
+		d.log.Warn("ignoring the netmap cache: it belongs to another node key or coord", "path", state.NetmapPath(d.cfg.NetmapCacheDir()))
 		return
 	}
 	if why := staleCache(c, time.Now(), d.cfg.CacheMaxAge()); why != "" {
-		d.log.Warn("ignoring the netmap cache: "+why, "path", state.NetmapPath(d.cfg.StateDir),
+		d.log.Warn("ignoring the netmap cache: "+why, "path", state.NetmapPath(d.cfg.NetmapCacheDir()),
 			"saved_at", c.SavedAt.Format(time.RFC3339), "netmap_cache_max_age", d.cfg.NetmapCacheMaxAge)
 		return
 	}
@@ -48,7 +48,7 @@ func (d *Daemon) applyCacheLocked() {
 	}
 	nm := &netmap{}
 	if _, err := nm.apply(c.Map); err != nil {
-		d.log.Warn("ignoring the netmap cache", "path", state.NetmapPath(d.cfg.StateDir), "err", err)
+		d.log.Warn("ignoring the netmap cache", "path", state.NetmapPath(d.cfg.NetmapCacheDir()), "err", err)
 		return
 	}
 	d.nm = nm
@@ -90,7 +90,7 @@ func (d *Daemon) writeCacheLocked() {
 	// written moves on even when the write fails, so a broken disk is
 	// retried at the same slow pace rather than on every delta.
 	d.cache.written = now
-	err := state.StoreNetmap(d.cfg.StateDir, &state.NetmapCache{
+	err := state.StoreNetmap(d.cfg.NetmapCacheDir(), &state.NetmapCache{
 		NodeKey: d.st.NodeKey.Public(), LoginServer: d.st.LoginServer, SavedAt: now.UTC(), Map: d.nm.fullMessage(),
 	})
 	if err != nil {

@@ -35,7 +35,12 @@ func (d *Daemon) JoinFromConfig(ctx context.Context, cfg *config.Config) error {
 		AdvertiseRoutes:  &routes,
 		AcceptRoutes:     &j.AcceptRoutes,
 		SNATSubnetRoutes: &j.SNATSubnetRoutes,
-		Timeout:          time.Minute,
+		// The exit node settings are config too: a UCI file without them
+		// means none offered and none used, as on the CLI's defaults.
+		AdvertiseExitNode:      &j.AdvertiseExitNode,
+		ExitNode:               &j.ExitNode,
+		ExitNodeAllowLANAccess: &j.ExitNodeAllowLANAccess,
+		Timeout:                time.Minute,
 	}
 	if j.Hostname != "" {
 		req.Hostname = &j.Hostname

@@ -32,7 +32,7 @@ func (d *Daemon) refused(l *mapLoop, se *controlclient.StatusError) {
 		d.cache.timer = nil
 	}
 	d.cache.dirty = false
-	if err := os.Remove(state.NetmapPath(d.cfg.StateDir)); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := os.Remove(state.NetmapPath(d.cfg.NetmapCacheDir())); err != nil && !errors.Is(err, os.ErrNotExist) {
 		d.log.Error("cannot remove the netmap cache of a refused node", "err", err)
 	}
 	if err := d.reconfigLocked(engine.Config{PrivateKey: d.st.NodeKey}); err != nil {

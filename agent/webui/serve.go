@@ -49,10 +49,19 @@ func LoadToken(path string) (string, error) {
 }
 
 // PersistUCI returns a Persist that writes settings into the "join"
-// section of the UCI file at path, so they survive a restart. The exit
-// node offer has no config key yet, so it applies until the next start
-// only.
+// section of the UCI file at path (advertise_routes, accept_routes,
+// advertise_exit_node), so they survive a restart and a reload.
 func PersistUCI(path string) func(Settings) error {
+	flag := func(key string, b *bool) error {
+		if b == nil {
+			return nil
+		}
+		v := "0"
+		if *b {
+			v = "1"
+		}
+		return uci.Set(path, "join", key, []string{v}, false)
+	}
 	return func(s Settings) error {
 		if s.AdvertiseRoutes != nil {
 			vals := make([]string, 0, len(*s.AdvertiseRoutes))
@@ -63,16 +72,10 @@ func PersistUCI(path string) func(Settings) error {
 				return err
 			}
 		}
-		if s.AcceptRoutes != nil {
-			v := "0"
-			if *s.AcceptRoutes {
-				v = "1"
-			}
-			if err := uci.Set(path, "join", "accept_routes", []string{v}, false); err != nil {
-				return err
-			}
+		if err := flag("accept_routes", s.AcceptRoutes); err != nil {
+			return err
 		}
-		return nil
+		return flag("advertise_exit_node", s.AdvertiseExitNode)
 	}
 }
 

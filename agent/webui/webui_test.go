@@ -224,8 +224,18 @@ func TestPersistUCI(t *testing.T) {
 		t.Fatal(err)
 	}
 	b, _ := os.ReadFile(path)
-	if s := string(b); !strings.Contains(s, "list advertise_routes '198.18.9.0/24'") || !strings.Contains(s, "option accept_routes '1'") || strings.Contains(s, "'lan'") {
+	if s := string(b); !strings.Contains(s, "list advertise_routes '198.18.9.0/24'") || !strings.Contains(s, "option accept_routes '1'") || strings.Contains(s, "'lan'") ||
+		strings.Contains(s, "advertise_exit_node") {
 		t.Errorf("file:\n%s", b)
+	}
+	// The exit node offer lands in join.advertise_exit_node; the other
+	// settings stay as they are.
+	if err := PersistUCI(path)(Settings{AdvertiseExitNode: &yes}); err != nil {
+		t.Fatal(err)
+	}
+	b, _ = os.ReadFile(path)
+	if s := string(b); !strings.Contains(s, "option advertise_exit_node '1'") || !strings.Contains(s, "option accept_routes '1'") || !strings.Contains(s, "'198.18.9.0/24'") {
+		t.Errorf("after the exit node offer, file:\n%s", b)
 	}
 }
 

@@ -156,6 +156,7 @@ echo reloaded >> %[3]s
 	uciText := string(shipped)
 	for _, o := range [][2]string{
 		{"state_dir", stateB},
+		{"cache_dir", stateB},
 		{"socket", filepath.Join(stateB, "lanmesh.sock")},
 		{"login_server", coord.URL},
 		{"auth_key_file", authKey},

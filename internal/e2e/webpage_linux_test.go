@@ -71,6 +71,7 @@ func TestWebPageInChromium(t *testing.T) {
 	uciText := string(shipped)
 	for _, o := range [][2]string{
 		{"state_dir", stateB},
+		{"cache_dir", stateB},
 		{"socket", filepath.Join(stateB, "lanmesh.sock")},
 		{"login_server", coord.URL},
 		{"auth_key_file", authKey},

@@ -47,6 +47,23 @@ type Options struct {
 	Release string // package release, e.g. 1
 	// MTime is stamped on every file, so builds are reproducible.
 	MTime time.Time
+	// Only, when not empty, limits the build to these OpenWrt
+	// architectures (e.g. mipsel_24kc) and leaves out luci-app-lanmesh
+	// unless it names "all": a test that boots one router needs one
+	// package, not the whole feed.
+	Only []string
+}
+
+func (o Options) wants(arch string) bool {
+	if len(o.Only) == 0 {
+		return true
+	}
+	for _, a := range o.Only {
+		if a == arch {
+			return true
+		}
+	}
+	return false
 }
 
 // The maintainer scripts are the ones the OpenWrt SDK writes: they hand
@@ -94,7 +111,22 @@ func Build(o Options) ([]string, error) {
 	}
 	var specs []spec
 	f := func(p string) string { return filepath.Join(o.Feed, p) }
+	for _, w := range o.Only {
+		if w == "all" {
+			continue
+		}
+		known := false
+		for _, a := range Arches {
+			known = known || a.Name == w
+		}
+		if !known {
+			return nil, fmt.Errorf("architecture %q: not one of the packaged ones (%s)", w, archNames())
+		}
+	}
 	for _, a := range Arches {
+		if !o.wants(a.Name) {
+			continue
+		}
 		bin := filepath.Join(o.BinDir, a.BinDir, "lanmesh")
 		if _, err := os.Stat(bin); err != nil {
 			return nil, fmt.Errorf("package lanmesh for %s: %w (run make build-cross first)", a.Name, err)
@@ -127,17 +159,19 @@ func Build(o Options) ([]string, error) {
 		}
 	}
 	luci := "luci-app-lanmesh/"
-	specs = append(specs, spec{
-		name: "luci-app-lanmesh", arch: "all",
-		desc:    "LuCI support for lanmesh: settings and status views.",
-		depends: []string{"libc", "luci-base", "lanmesh"},
-		files: []file{
-			{f(luci + "htdocs/luci-static/resources/view/lanmesh/settings.js"), "/www/luci-static/resources/view/lanmesh/settings.js", 0o644, false},
-			{f(luci + "htdocs/luci-static/resources/view/lanmesh/status.js"), "/www/luci-static/resources/view/lanmesh/status.js", 0o644, false},
-			{f(luci + "root/usr/share/luci/menu.d/luci-app-lanmesh.json"), "/usr/share/luci/menu.d/luci-app-lanmesh.json", 0o644, false},
-			{f(luci + "root/usr/share/rpcd/acl.d/luci-app-lanmesh.json"), "/usr/share/rpcd/acl.d/luci-app-lanmesh.json", 0o644, false},
-		},
-	})
+	if o.wants("all") {
+		specs = append(specs, spec{
+			name: "luci-app-lanmesh", arch: "all",
+			desc:    "LuCI support for lanmesh: settings and status views.",
+			depends: []string{"libc", "luci-base", "lanmesh"},
+			files: []file{
+				{f(luci + "htdocs/luci-static/resources/view/lanmesh/settings.js"), "/www/luci-static/resources/view/lanmesh/settings.js", 0o644, false},
+				{f(luci + "htdocs/luci-static/resources/view/lanmesh/status.js"), "/www/luci-static/resources/view/lanmesh/status.js", 0o644, false},
+				{f(luci + "root/usr/share/luci/menu.d/luci-app-lanmesh.json"), "/usr/share/luci/menu.d/luci-app-lanmesh.json", 0o644, false},
+				{f(luci + "root/usr/share/rpcd/acl.d/luci-app-lanmesh.json"), "/usr/share/rpcd/acl.d/luci-app-lanmesh.json", 0o644, false},
+			},
+		})
+	}
 
 	var out []string
 	for _, s := range specs {
@@ -148,6 +182,14 @@ func Build(o Options) ([]string, error) {
 		out = append(out, p)
 	}
 	return out, nil
+}
+
+func archNames() string {
+	var n []string
+	for _, a := range Arches {
+		n = append(n, a.Name)
+	}
+	return strings.Join(n, ", ") + ", all"
 }
 
 func build(o Options, s spec) (string, error) {
@@ -197,7 +239,12 @@ func build(o Options, s spec) (string, error) {
 	}
 	var size int64
 	for _, f := range s.files {
-		st, err := os.Stat(f.src)
+		// nfpm packages a symlink as a symlink: package what it points at.
+		src, err := filepath.EvalSymlinks(f.src)
+		if err != nil {
+			return "", err
+		}
+		st, err := os.Stat(src)
 		if err != nil {
 			return "", err
 		}
@@ -207,7 +254,7 @@ func build(o Options, s spec) (string, error) {
 			typ = files.TypeConfig
 		}
 		info.Contents = append(info.Contents, &files.Content{
-			Source: f.src, Destination: f.dst, Type: typ,
+			Source: src, Destination: f.dst, Type: typ,
 			FileInfo: &files.ContentFileInfo{Mode: f.mode, MTime: o.MTime, Owner: "root", Group: "root"},
 		})
 	}

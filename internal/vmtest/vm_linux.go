@@ -28,6 +28,11 @@ type Options struct {
 	// becomes the guest's eth0. Tap "" gives the guest no NIC at all.
 	Host *testbed.Host
 	Tap  string
+	// MoreTaps are further tap devices in Host, one NIC each, which the
+	// guest sees as eth1, eth2, ... in this order (e.g. a router's LAN
+	// port on a segment's bridge: testbed.Segment.AttachTap). They need
+	// Tap.
+	MoreTaps []string
 	// Modules are loaded at boot, after their dependencies (and the NIC's).
 	Modules []string
 	// Lanmesh, when set, is a guest-architecture lanmesh binary installed
@@ -36,6 +41,8 @@ type Options struct {
 	// Files are extra guest files by absolute path.
 	Files  map[string]File
 	MemMiB int // default per architecture (amd64 256, mipsle 128)
+	// BootTimeout bounds QEMU start to command channel; 0 is 4 minutes.
+	BootTimeout time.Duration
 }
 
 // File is one extra guest file.
@@ -62,8 +69,8 @@ type VM struct {
 }
 
 // Boot builds the initramfs, starts QEMU in opt.Host's namespace and waits
-// until the guest's command channel answers (at most 4 minutes: TCG on a
-// shared 2-core machine is slow).
+// until the guest's command channel answers (at most opt.BootTimeout,
+// default 4 minutes: TCG on a shared 2-core machine is slow).
 func Boot(ctx context.Context, opt Options) (*VM, error) {
 	spec, err := opt.Arch.spec()
 	if err != nil {
@@ -71,6 +78,9 @@ func Boot(ctx context.Context, opt Options) (*VM, error) {
 	}
 	if opt.Host == nil {
 		return nil, errors.New("vmtest: Options.Host is required: QEMU runs inside a testbed namespace")
+	}
+	if len(opt.MoreTaps) > 0 && opt.Tap == "" {
+		return nil, errors.New("vmtest: Options.MoreTaps needs Options.Tap (the guest's eth0)")
 	}
 	if opt.Name == "" || strings.ContainsAny(opt.Name, "/ ") {
 		return nil, fmt.Errorf("vmtest: VM name %q: want a short name without / or space", opt.Name)
@@ -121,6 +131,12 @@ func Boot(ctx context.Context, opt Options) (*VM, error) {
 			"-netdev", "tap,id=n0,ifname="+opt.Tap+",script=no,downscript=no",
 			// romfile= : no option ROM (Debian's mipsel QEMU lacks efi-*.rom).
 			"-device", "virtio-net-pci,netdev=n0,romfile=,mac="+randomMAC())
+		for i, tap := range opt.MoreTaps {
+			id := "n" + strconv.Itoa(i+1)
+			args = append(args,
+				"-netdev", "tap,id="+id+",ifname="+tap+",script=no,downscript=no",
+				"-device", "virtio-net-pci,netdev="+id+",romfile=,mac="+randomMAC())
+		}
 	} else {
 		args = append(args, "-nic", "none")
 	}
@@ -129,7 +145,11 @@ func Boot(ctx context.Context, opt Options) (*VM, error) {
 	if err != nil {
 		return nil, err
 	}
-	bootCtx, cancel := context.WithTimeout(ctx, 4*time.Minute)
+	bootTimeout := opt.BootTimeout
+	if bootTimeout <= 0 {
+		bootTimeout = 4 * time.Minute
+	}
+	bootCtx, cancel := context.WithTimeout(ctx, bootTimeout)
 	defer cancel()
 	if err := vm.connect(bootCtx, sock); err != nil {
 		return nil, err

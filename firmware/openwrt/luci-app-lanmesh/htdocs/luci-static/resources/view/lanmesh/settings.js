@@ -29,6 +29,13 @@ return view.extend({
 		o.datatype = 'port';
 		o.placeholder = '41641';
 
+		o = s.option(form.ListValue, 'backend', _('WireGuard'),
+			_('auto: the kernel\'s WireGuard when kmod-wireguard is installed, else userspace.'));
+		o.value('auto', _('auto'));
+		o.value('kernel', _('kernel (kmod-wireguard)'));
+		o.value('userspace', _('userspace'));
+		o.default = 'auto';
+
 		o = s.option(form.ListValue, 'log_level', _('Log level'));
 		o.value('error');
 		o.value('warn');
@@ -71,6 +78,20 @@ return view.extend({
 			_('Mesh traffic into the advertised LANs leaves with the router\'s address, so LAN hosts need no route back.'));
 		o.default = o.enabled;
 
+		o = s.option(form.Flag, 'advertise_exit_node', _('Offer exit node'),
+			_('Let peers send their internet traffic through this router; an admin approves 0.0.0.0/0 and ::/0 on coord.'));
+		o.default = o.disabled;
+
+		o = s.option(form.Value, 'exit_node', _('Use exit node'),
+			_('Send the internet traffic of this router and its LAN through this peer (name or mesh IP; "lanmesh exit-node list"). Empty: none.'));
+		o.datatype = 'or(hostname,ipaddr)';
+		o.depends('advertise_exit_node', '0');
+
+		o = s.option(form.Flag, 'exit_node_allow_lan_access', _('Keep LAN outside the exit node'),
+			_('The router\'s own LANs stay reachable directly while an exit node is in use.'));
+		o.default = o.enabled;
+		o.depends('advertise_exit_node', '0');
+
 		s = m.section(form.NamedSection, 'dns', 'dns', _('DNS'));
 		s.addremove = false;
 
@@ -81,6 +102,20 @@ return view.extend({
 		o = s.option(form.Flag, 'publish_leases', _('Publish DHCP names'),
 			_('Let permitted peers resolve the names of this LAN\'s DHCP clients.'));
 		o.default = o.enabled;
+
+		s = m.section(form.NamedSection, 'web', 'web', _('Web page'),
+			_('The agent\'s own status page on the LAN, behind the token in /etc/lanmesh/web.token.'));
+		s.addremove = false;
+
+		o = s.option(form.Flag, 'enabled', _('Enabled'),
+			_('Takes effect after a restart of the agent.'));
+		o.default = o.disabled;
+
+		o = s.option(form.Value, 'listen', _('Listen on'),
+			_('The router\'s LAN address and a port, e.g. 192.168.1.1:8081.'));
+		o.datatype = 'ipaddrport(1)';
+		o.placeholder = '192.168.1.1:8081';
+		o.depends('enabled', '1');
 
 		return m.render();
 	}
