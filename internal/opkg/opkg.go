@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -266,7 +267,7 @@ func build(o Options, s spec) (string, error) {
 	if err := ipk.Default.Package(info, &buf); err != nil {
 		return "", err
 	}
-	b, err := installedSizeInBytes(buf.Bytes(), size)
+	b, err := finish(buf.Bytes(), size)
 	if err != nil {
 		return "", err
 	}
@@ -275,38 +276,46 @@ func build(o Options, s spec) (string, error) {
 	return p, os.WriteFile(p, b, 0o644)
 }
 
-var installedSizeRe = regexp.MustCompile(`(?m)^Installed-Size: \d+$`)
-
-// installedSizeInBytes rewrites the control file's Installed-Size from
-// nfpm's KiB (the Debian unit) to bytes, the unit OpenWrt's package
-// builder writes (du -bs) and opkg's free-space check reads.
-func installedSizeInBytes(pkg []byte, size int64) ([]byte, error) {
+// finish rewrites what nfpm wrote the way OpenWrt's package builder would:
+// the control file's Installed-Size from nfpm's KiB (the Debian unit) to
+// bytes (ipkg-build's du -bs, which opkg's free-space check reads), and
+// every archive compressed by the gzip program, as ipkg-build does,
+// instead of Go's compress/gzip (writeTGZ has the numbers).
+func finish(pkg []byte, size int64) ([]byte, error) {
 	entries, err := readTGZ(pkg)
 	if err != nil {
 		return nil, fmt.Errorf("read ipk: %w", err)
 	}
 	done := false
 	for i, e := range entries {
-		if strings.TrimPrefix(e.name, "./") != "control.tar.gz" {
-			continue
-		}
-		inner, err := readTGZ(e.data)
-		if err != nil {
-			return nil, fmt.Errorf("read control.tar.gz: %w", err)
-		}
-		for j, c := range inner {
-			if strings.TrimPrefix(c.name, "./") == "control" {
-				line := "Installed-Size: " + strconv.FormatInt(size, 10)
-				if installedSizeRe.Match(c.data) {
-					inner[j].data = installedSizeRe.ReplaceAll(c.data, []byte(line))
-				} else {
-					inner[j].data = append(bytes.TrimRight(c.data, "\n"), []byte("\n"+line+"\n")...)
-				}
-				done = true
+		switch strings.TrimPrefix(e.name, "./") {
+		case "data.tar.gz":
+			inner, err := readTGZ(e.data)
+			if err != nil {
+				return nil, fmt.Errorf("read data.tar.gz: %w", err)
 			}
-		}
-		if entries[i].data, err = writeTGZ(inner); err != nil {
-			return nil, err
+			if entries[i].data, err = writeTGZ(inner); err != nil {
+				return nil, err
+			}
+		case "control.tar.gz":
+			inner, err := readTGZ(e.data)
+			if err != nil {
+				return nil, fmt.Errorf("read control.tar.gz: %w", err)
+			}
+			for j, c := range inner {
+				if strings.TrimPrefix(c.name, "./") == "control" {
+					line := "Installed-Size: " + strconv.FormatInt(size, 10)
+					if installedSizeRe.Match(c.data) {
+						inner[j].data = installedSizeRe.ReplaceAll(c.data, []byte(line))
+					} else {
+						inner[j].data = append(bytes.TrimRight(c.data, "\n"), []byte("\n"+line+"\n")...)
+					}
+					done = true
+				}
+			}
+			if entries[i].data, err = writeTGZ(inner); err != nil {
+				return nil, err
+			}
 		}
 	}
 	if !done {
@@ -344,10 +353,17 @@ func readTGZ(b []byte) ([]entry, error) {
 	}
 }
 
+var installedSizeRe = regexp.MustCompile(`(?m)^Installed-Size: \d+$`)
+
+// writeTGZ writes a gzipped tar, compressed by `gzip -9 -n` (no name or
+// time stamp in the header, so builds stay reproducible). Measured on the
+// 12.39 MB linux/mipsle lanmesh: Go's compress/gzip makes 4,224,300 bytes
+// at its default level and 4,206,865 at level 9, klauspost/compress
+// 4,194,688, GNU gzip -9 4,149,908; the difference is what keeps the
+// mipsel_24kc package under its 4 MiB goal.
 func writeTGZ(es []entry) ([]byte, error) {
-	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
-	tw := tar.NewWriter(zw)
+	var tb bytes.Buffer
+	tw := tar.NewWriter(&tb)
 	for _, e := range es {
 		h := e.hdr
 		h.Size = int64(len(e.data))
@@ -361,10 +377,21 @@ func writeTGZ(es []entry) ([]byte, error) {
 	if err := tw.Close(); err != nil {
 		return nil, err
 	}
-	if err := zw.Close(); err != nil {
-		return nil, err
+	return gzipBest(tb.Bytes())
+}
+
+func gzipBest(b []byte) ([]byte, error) {
+	gz, err := exec.LookPath("gzip")
+	if err != nil {
+		return nil, errors.New("gzip not found: install it (Debian: apt-get install gzip); the packages are compressed with it, as OpenWrt's ipkg-build does")
 	}
-	return buf.Bytes(), nil
+	var out, stderr bytes.Buffer
+	cmd := exec.Command(gz, "-9", "-n", "-c")
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = bytes.NewReader(b), &out, &stderr
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("gzip -9: %v: %s", err, bytes.TrimSpace(stderr.Bytes()))
+	}
+	return out.Bytes(), nil
 }
 
 type aclFile map[string]struct {
