@@ -4,10 +4,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"io"
-	"os"
-	"path/filepath"
-	"strings"
 
 	"github.com/lanmesh/lanmesh/coord/adminapi"
 )
@@ -146,121 +142,6 @@ var nodesRenameCmd = &command{
 			}
 			_, err := fmt.Fprintf(g.stdout, "renamed node %d: %s -> %s\n", out.ID, out.OldName, out.Name)
 			return err
-		}
-	},
-}
-
-// readPolicyFile reads FILE, or stdin for "-".
-func readPolicyFile(name string) (adminapi.PolicyRequest, error) {
-	var b []byte
-	var err error
-	if name == "-" {
-		b, err = io.ReadAll(io.LimitReader(os.Stdin, 1<<20+1))
-		name = "stdin"
-	} else {
-		b, err = os.ReadFile(name)
-	}
-	if err != nil {
-		return adminapi.PolicyRequest{}, err
-	}
-	if len(b) > 1<<20 {
-		return adminapi.PolicyRequest{}, fmt.Errorf("%s: larger than 1 MiB", name)
-	}
-	return adminapi.PolicyRequest{Name: filepath.Base(name), Body: string(b)}, nil
-}
-
-func policyFileCmd(name, path, summary, verb string, examples []string) *command {
-	return &command{
-		name: name, args: "FILE", summary: summary, examples: examples,
-		setup: func(fs *flag.FlagSet) func(context.Context, *globals, []string) error {
-			asJSON := fs.Bool("json", false, "print JSON")
-			return func(ctx context.Context, g *globals, args []string) error {
-				if len(args) != 1 {
-					return usageError{"want exactly one policy file (- for stdin)"}
-				}
-				req, err := readPolicyFile(args[0])
-				if err != nil {
-					return err
-				}
-				var res adminapi.PolicyResult
-				if err := admin(g).Do(ctx, "POST", path, req, &res); err != nil {
-					return fmt.Errorf("policy refused:\n%w", err)
-				}
-				if *asJSON {
-					return printJSON(g.stdout, res)
-				}
-				msg := fmt.Sprintf("%s: %s (%d nodes, %d tests passed)", req.Name, verb, res.Nodes, res.Tests)
-				if res.Version != 0 {
-					msg += fmt.Sprintf(", version %d", res.Version)
-				}
-				_, err = fmt.Fprintln(g.stdout, msg)
-				return err
-			}
-		},
-	}
-}
-
-var policyCheckCmd = policyFileCmd("policy check", adminapi.PathPolicyCheck,
-	"parse a policy, compile it for the current nodes and run its tests, without applying it",
-	"ok", []string{"lanmesh-coord policy check policy.hujson"})
-
-var policySetCmd = policyFileCmd("policy set", adminapi.PathPolicy,
-	"check a policy and, if it passes, make it the mesh's policy (a new version); nodes get it at once",
-	"applied", []string{"lanmesh-coord policy set policy.hujson", "lanmesh-coord policy set - < policy.hujson"})
-
-var policyGetCmd = &command{
-	name:     "policy get",
-	summary:  "print the current policy file (or say that the default policy applies)",
-	examples: []string{"lanmesh-coord policy get > policy.hujson", "lanmesh-coord policy get --json"},
-	setup: func(fs *flag.FlagSet) func(context.Context, *globals, []string) error {
-		asJSON := fs.Bool("json", false, "print JSON")
-		return func(ctx context.Context, g *globals, args []string) error {
-			if len(args) != 0 {
-				return usageError{"policy get takes no arguments"}
-			}
-			var p adminapi.Policy
-			if err := admin(g).Do(ctx, "GET", adminapi.PathPolicy, nil, &p); err != nil {
-				return err
-			}
-			if *asJSON {
-				return printJSON(g.stdout, p)
-			}
-			if p.Default {
-				_, err := fmt.Fprintln(g.stdout, "// no policy set: the default applies (each user's devices and the LANs they route reach each other)")
-				return err
-			}
-			body := p.Body
-			if !strings.HasSuffix(body, "\n") {
-				body += "\n"
-			}
-			_, err := io.WriteString(g.stdout, body)
-			return err
-		}
-	},
-}
-
-var policyHistoryCmd = &command{
-	name:     "policy history",
-	summary:  "list stored policy versions, oldest first",
-	examples: []string{"lanmesh-coord policy history", "lanmesh-coord policy history --json"},
-	setup: func(fs *flag.FlagSet) func(context.Context, *globals, []string) error {
-		asJSON := fs.Bool("json", false, "print JSON (bodies included)")
-		return func(ctx context.Context, g *globals, args []string) error {
-			if len(args) != 0 {
-				return usageError{"policy history takes no arguments"}
-			}
-			var hist []adminapi.Policy
-			if err := admin(g).Do(ctx, "GET", adminapi.PathPolicyHistory, nil, &hist); err != nil {
-				return err
-			}
-			if *asJSON {
-				return printJSON(g.stdout, hist)
-			}
-			var rows [][]string
-			for _, p := range hist {
-				rows = append(rows, []string{fmt.Sprint(p.Version), when(p.Created), fmt.Sprint(len(p.Body))})
-			}
-			return table(g.stdout, "VERSION\tCREATED\tBYTES", rows)
 		}
 	},
 }

@@ -33,7 +33,7 @@ type globals struct {
 var commands = []*command{serveCmd, usersCreateCmd, usersListCmd, usersDeleteCmd,
 	usersDisableCmd, usersEnableCmd, usersRenameCmd, usersRoleCmd, keysCreateCmd, keysListCmd, keysRevokeCmd, keysDeleteCmd,
 	nodesListCmd, nodesRenameCmd, nodesExpireCmd, nodesExpiryCmd, nodesDeleteCmd, routesListCmd, routesApproveCmd,
-	policyCheckCmd, policySetCmd, policyGetCmd, policyHistoryCmd, fingerprintCmd}
+	policyCheckCmd, policySetCmd, policyGetCmd, policyHistoryCmd, policyCmd, fingerprintCmd}
 
 func main() {
 	os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))

@@ -28,32 +28,77 @@ func Check(p *Policy, nodes []Node) error {
 	for _, n := range nodes {
 		minID = min(minID, n.ID)
 	}
+	// A test is about the policy, not only about today's nodes: a user,
+	// group or tag named in a test gets a stand-in device, and an
+	// address no node owns or routes gets a stand-in node holding it,
+	// so "deny thor -> webserver:8080" fails when a rule allows it even
+	// before any node has that address.
+	owned := func(a netip.Addr) bool {
+		for _, n := range all {
+			for _, q := range append(slices.Clip(n.Addresses), n.ApprovedRoutes...) {
+				if q.Contains(a) {
+					return true
+				}
+			}
+		}
+		return false
+	}
 	addProbe := func(s selector) {
-		if s.kind != selUser && s.kind != selTag {
+		key := s.name
+		if s.kind == selHost || s.kind == selPrefix {
+			key = s.prefix.String()
+		}
+		if _, ok := probes[key]; ok {
 			return
 		}
-		if _, ok := probes[s.name]; ok {
-			return
-		}
-		minID--
-		n := Node{ID: minID, Addresses: []netip.Prefix{netip.PrefixFrom(next, 32)}}
-		if s.kind == selUser {
+		n := Node{ID: minID - 1}
+		switch s.kind {
+		case selUser:
 			n.User = s.name
-		} else {
+		case selGroup:
+			users := sortedKeys(s.users)
+			if len(users) == 0 {
+				return
+			}
+			n.User = users[0]
+		case selTag:
 			n.Tags = []string{s.name}
+		case selHost, selPrefix:
+			a := s.prefix.Addr()
+			if !s.prefix.IsSingleIP() || owned(a) {
+				return
+			}
+			n.Addresses = []netip.Prefix{s.prefix}
+			all = append(all, n)
+			minID--
+			probes[key] = a
+			return
+		default:
+			return
 		}
+		n.Addresses = []netip.Prefix{netip.PrefixFrom(next, 32)}
 		all = append(all, n)
-		probes[s.name] = next
+		minID--
+		probes[key] = next
 		next = next.Next()
 	}
-	for i := range p.Tests {
-		t := &p.Tests[i]
-		addProbe(t.src)
-		for _, d := range t.accept {
-			addProbe(d.sel)
-		}
-		for _, d := range t.deny {
-			addProbe(d.sel)
+	// Address probes first, so a user probe never takes an address a
+	// test names.
+	for pass := 0; pass < 2; pass++ {
+		for i := range p.Tests {
+			t := &p.Tests[i]
+			sels := []selector{t.src}
+			for _, d := range t.accept {
+				sels = append(sels, d.sel)
+			}
+			for _, d := range t.deny {
+				sels = append(sels, d.sel)
+			}
+			for _, s := range sels {
+				if isAddr := s.kind == selHost || s.kind == selPrefix; isAddr == (pass == 0) {
+					addProbe(s)
+				}
+			}
 		}
 	}
 	c, err := Compile(p, all)
@@ -67,6 +112,9 @@ func Check(p *Policy, nodes []Node) error {
 		if t.src.kind == selHost || t.src.kind == selPrefix {
 			src = t.src.prefix.Addr()
 		}
+		if !src.IsValid() {
+			continue // reported by Parse
+		}
 		for _, list := range []struct {
 			name   string
 			dsts   []testDst
@@ -76,6 +124,9 @@ func Check(p *Policy, nodes []Node) error {
 				dst := probes[d.sel.name]
 				if d.sel.kind == selHost || d.sel.kind == selPrefix {
 					dst = d.sel.prefix.Addr()
+				}
+				if !dst.IsValid() {
+					continue
 				}
 				for _, proto := range t.protos {
 					ok, why := c.admits(src, dst, proto, d.port)

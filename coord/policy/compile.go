@@ -22,7 +22,11 @@ type Node struct {
 	// Groups are the user's groups at their identity provider (names as
 	// the IdP sends them): a rule's group:x also selects the untagged
 	// devices of users whose IdP groups include x (docs/identity.md).
-	Groups           []string
+	Groups []string
+	// Roles are the user's admin roles ("admin", "owner", "it-admin",
+	// "network-admin", "billing-admin", "auditor"): autogroup:<role>
+	// selects the user's untagged devices.
+	Roles            []string
 	Tags             []string
 	Addresses        []netip.Prefix // mesh /32 and /128
 	ApprovedRoutes   []netip.Prefix // approved by an admin

@@ -2,9 +2,9 @@ package policy
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"regexp"
 	"sort"
 	"strconv"
@@ -16,14 +16,14 @@ import (
 // Limits on a policy file; past them Parse refuses with a clear error
 // rather than spending unbounded time or memory on it.
 const (
-	MaxPolicyBytes = 1 << 20
-	MaxNesting     = 32   // JSON nesting depth
-	MaxACLs        = 2000 // acls entries
+	MaxPolicyBytes = 4 << 20 // real policies of over 1 MB exist
+	MaxNesting     = 32      // JSON nesting depth
+	MaxACLs        = 2000    // acls entries
 	MaxTests       = 2000
 	MaxSSH         = 1000
 	MaxListLen     = 5000 // entries in any one src/dst/members list
 	MaxGroupDepth  = 16   // groups inside groups
-	maxErrors      = 20   // errors reported at once
+	maxErrors      = 500  // errors reported at once; more are counted
 )
 
 // Error is one problem in a policy file, placed at a line and column.
@@ -33,6 +33,9 @@ type Error struct {
 	Col  int // 1-based byte column
 	Path string
 	Msg  string
+	// Warning marks a finding that does not refuse the policy (a
+	// Tailscale setting accepted without effect, a normalized prefix).
+	Warning bool
 }
 
 func (e *Error) Error() string {
@@ -42,6 +45,9 @@ func (e *Error) Error() string {
 		fmt.Fprintf(&b, ":%d:%d", e.Line, e.Col)
 	}
 	b.WriteString(": ")
+	if e.Warning {
+		b.WriteString("warning: ")
+	}
 	if e.Path != "" {
 		b.WriteString(e.Path)
 		b.WriteString(": ")
@@ -68,11 +74,22 @@ func (s *source) lineCol(off int) (int, int) {
 	return line, col
 }
 
-// errAt makes an Error for the value at path p.
+// errAt makes an Error for the value at path p. When p is not in the
+// file (a missing key), the error is placed at the nearest enclosing
+// value that is, so every error has a line and column.
 func (s *source) errAt(p path, format string, args ...any) *Error {
 	e := &Error{File: s.name, Path: p.String(), Msg: fmt.Sprintf(format, args...)}
-	if v := s.tree.Find(p.pointer()); v != nil {
-		e.Line, e.Col = s.lineCol(v.StartOffset)
+	if s.raw == nil {
+		return e
+	}
+	for q := p; ; q = q[:len(q)-1] {
+		if v := s.tree.Find(q.pointer()); v != nil {
+			e.Line, e.Col = s.lineCol(v.StartOffset)
+			break
+		}
+		if len(q) == 0 {
+			break
+		}
 	}
 	return e
 }
@@ -134,16 +151,17 @@ func (p path) pointer() string {
 var hujsonErrRE = regexp.MustCompile(`^hujson: line (\d+), column (\d+): (.*)$`)
 
 // parseDocument checks size and nesting, parses HuJSON and decodes it
-// strictly into raw.
-func parseDocument(name string, b []byte, raw *rawPolicy) (*source, error) {
+// into raw. An error is returned only when nothing can be decoded; type
+// errors, unknown and unsupported keys are in the decoder.
+func parseDocument(name string, b []byte, raw *rawPolicy) (*source, *decoder, error) {
 	if len(b) > MaxPolicyBytes {
-		return nil, &Error{File: name, Msg: fmt.Sprintf("policy is %d bytes, more than the limit of %d", len(b), MaxPolicyBytes)}
+		return nil, nil, &Error{File: name, Msg: fmt.Sprintf("policy is %d bytes, more than the limit of %d", len(b), MaxPolicyBytes)}
 	}
 	if off, ok := checkNesting(b); !ok {
 		s := &source{name: name, raw: b}
 		e := &Error{File: name, Msg: fmt.Sprintf("nested deeper than %d levels", MaxNesting)}
 		e.Line, e.Col = s.lineCol(off)
-		return nil, e
+		return nil, nil, e
 	}
 	tree, err := hujson.Parse(b)
 	if err != nil {
@@ -153,63 +171,16 @@ func parseDocument(name string, b []byte, raw *rawPolicy) (*source, error) {
 			e.Col, _ = strconv.Atoi(m[2])
 			e.Msg = m[3]
 		}
-		return nil, e
+		return nil, nil, e
 	}
 	tree.Standardize()
 	s := &source{name: name, raw: b, tree: tree}
 	if tree.Value.Kind() != '{' {
-		return nil, s.errAt(nil, "policy must be a JSON object")
+		return nil, nil, s.errAt(nil, "policy must be a JSON object")
 	}
-	if errs := checkKeys(s, &s.tree, nil); len(errs) > 0 {
-		return nil, joinErrors(errs)
-	}
-	dec := json.NewDecoder(bytes.NewReader(tree.Pack()))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(raw); err != nil {
-		return nil, s.decodeError(err)
-	}
-	return s, nil
-}
-
-// decodeError places an encoding/json error in the file.
-func (s *source) decodeError(err error) error {
-	var te *json.UnmarshalTypeError
-	var se *json.SyntaxError
-	switch {
-	case errors.As(err, &te):
-		var p path
-		if te.Field != "" {
-			for _, f := range strings.Split(te.Field, ".") {
-				if i, err := strconv.Atoi(f); err == nil {
-					p = p.add(i)
-				} else {
-					p = p.add(f)
-				}
-			}
-		}
-		e := s.errAt(p, "expected %s, found JSON %s", goTypeName(te.Type.String()), te.Value)
-		if e.Line == 0 {
-			e.Line, e.Col = s.lineCol(int(te.Offset))
-		}
-		return e
-	case errors.As(err, &se):
-		e := &Error{File: s.name, Msg: se.Error()}
-		e.Line, e.Col = s.lineCol(int(se.Offset))
-		return e
-	}
-	return &Error{File: s.name, Msg: err.Error()}
-}
-
-func goTypeName(t string) string {
-	switch {
-	case t == "string":
-		return "a string"
-	case strings.HasPrefix(t, "[]"):
-		return "a list"
-	case strings.HasPrefix(t, "map["), strings.HasPrefix(t, "policy."), strings.HasPrefix(t, "*policy."):
-		return "an object"
-	}
-	return t
+	d := &decoder{s: s, badPaths: map[string]bool{}}
+	d.decode(&s.tree, nil, reflect.ValueOf(raw).Elem())
+	return s, d, nil
 }
 
 // checkNesting reports the offset where nesting first exceeds MaxNesting,
@@ -249,100 +220,13 @@ func checkNesting(b []byte) (int, bool) {
 	return 0, true
 }
 
-// objectKeys lists the keys the parser accepts, per kind of object.
-// Tailscale matches keys case-insensitively ("ACLs" and "acls"), so do we.
-var objectKeys = map[string][]string{
-	"top":           {"groups", "tagOwners", "hosts", "acls", "autoApprovers", "ssh", "tests"},
-	"acl":           {"action", "src", "dst", "proto"},
-	"ssh":           {"action", "src", "dst", "users", "checkPeriod"},
-	"test":          {"src", "accept", "deny", "proto"},
-	"autoApprovers": {"routes", "exitNode"},
-}
-
-// checkKeys walks the tree: no duplicate keys anywhere (JSON would keep
-// the last silently, which hides mistakes in access rules) and no keys
-// the parser does not know, each error placed at the key.
-func checkKeys(s *source, v *hujson.Value, p path) []*Error {
-	var errs []*Error
-	switch t := v.Value.(type) {
-	case *hujson.Object:
-		kind := objectKind(p)
-		seen := map[string]bool{}
-		for i := range t.Members {
-			m := &t.Members[i]
-			name, err := strconv.Unquote(string(m.Name.Value.(hujson.Literal)))
-			if err != nil {
-				name = string(m.Name.Value.(hujson.Literal))
-			}
-			e := func(format string, args ...any) {
-				ee := &Error{File: s.name, Path: p.String(), Msg: fmt.Sprintf(format, args...)}
-				ee.Line, ee.Col = s.lineCol(m.Name.StartOffset)
-				errs = append(errs, ee)
-			}
-			low := strings.ToLower(name)
-			if seen[low] {
-				e("duplicate key %q", name)
-			}
-			seen[low] = true
-			if known, ok := objectKeys[kind]; ok && !containsFold(known, name) {
-				e("unknown field %q (known: %s)", name, strings.Join(known, ", "))
-				continue
-			}
-			if c := canonicalKey(kind, name); c != name && len(c) == len(name) && len(m.Name.Value.(hujson.Literal)) == len(c)+2 {
-				// Same length keeps every offset valid.
-				m.Name.Value = hujson.Literal(strconv.Quote(c))
-				name = c
-			}
-			errs = append(errs, checkKeys(s, &m.Value, p.add(name))...)
+func sortErrors(errs []*Error) {
+	sort.SliceStable(errs, func(i, j int) bool {
+		if errs[i].Line != errs[j].Line {
+			return errs[i].Line < errs[j].Line
 		}
-	case *hujson.Array:
-		if len(t.Elements) > MaxListLen && len(p) > 1 {
-			errs = append(errs, s.errAt(p, "list has %d entries, more than the limit of %d", len(t.Elements), MaxListLen))
-		}
-		for i := range t.Elements {
-			errs = append(errs, checkKeys(s, &t.Elements[i], p.add(i))...)
-		}
-	}
-	if len(errs) > maxErrors {
-		errs = errs[:maxErrors]
-	}
-	return errs
-}
-
-func objectKind(p path) string {
-	switch {
-	case len(p) == 0:
-		return "top"
-	case len(p) == 2 && p[0] == "acls":
-		return "acl"
-	case len(p) == 2 && p[0] == "ssh":
-		return "ssh"
-	case len(p) == 2 && p[0] == "tests":
-		return "test"
-	case len(p) == 1 && p[0] == "autoApprovers":
-		return "autoApprovers"
-	}
-	return ""
-}
-
-// canonicalKey spells a known key the way the path functions expect, so
-// that "ACLs" and "acls" land on the same path.
-func canonicalKey(kind, name string) string {
-	for _, k := range objectKeys[kind] {
-		if strings.EqualFold(k, name) {
-			return k
-		}
-	}
-	return name
-}
-
-func containsFold(list []string, s string) bool {
-	for _, x := range list {
-		if strings.EqualFold(x, s) {
-			return true
-		}
-	}
-	return false
+		return errs[i].Col < errs[j].Col
+	})
 }
 
 // joinErrors returns errs as one error, one per line, in file order.
@@ -350,21 +234,20 @@ func joinErrors(errs []*Error) error {
 	if len(errs) == 0 {
 		return nil
 	}
-	sort.SliceStable(errs, func(i, j int) bool {
-		if errs[i].Line != errs[j].Line {
-			return errs[i].Line < errs[j].Line
-		}
-		return errs[i].Col < errs[j].Col
-	})
-	if len(errs) > maxErrors {
+	sortErrors(errs)
+	more := len(errs) - maxErrors
+	if more > 0 {
 		errs = errs[:maxErrors]
 	}
 	if len(errs) == 1 {
 		return errs[0]
 	}
-	list := make([]error, len(errs))
+	list := make([]error, len(errs), len(errs)+1)
 	for i, e := range errs {
 		list[i] = e
+	}
+	if more > 0 {
+		list = append(list, fmt.Errorf("... and %d more errors", more))
 	}
 	return errors.Join(list...)
 }

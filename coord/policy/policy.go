@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"sort"
@@ -22,6 +23,14 @@ type Policy struct {
 	AutoApprovers AutoApprovers
 	SSH           []SSHRule
 	Tests         []Test
+
+	// Warnings are findings that do not refuse the policy: Tailscale
+	// settings accepted without effect, normalized prefixes.
+	Warnings []*Error
+	// NotPortable lists constructs Tailscale refuses (lanmesh
+	// extensions such as nested groups); `policy check --strict`
+	// refuses a policy that has any.
+	NotPortable []*Error
 
 	src        *source
 	groupUsers map[string]map[string]bool // group -> flattened users
@@ -50,11 +59,16 @@ type AutoApprovers struct {
 
 // SSHRule is one rule of the policy's ssh section.
 type SSHRule struct {
-	Action      string // accept or check
-	Src         []string
-	Dst         []string
-	Users       []string
+	Action string // accept or check
+	Src    []string
+	Dst    []string
+	Users  []string
+	// CheckPeriod is how often a check rule asks again: CheckAlways,
+	// or a duration up to MaxCheckPeriod (default 12h); 0 for accept.
 	CheckPeriod time.Duration
+	AcceptEnv   []string
+
+	src, dst []selector
 }
 
 // Test is one of the policy's own tests: src must reach every accept
@@ -84,6 +98,21 @@ type rawPolicy struct {
 	AutoApprovers *rawAutoApprovers   `json:"autoApprovers"`
 	SSH           []rawSSH            `json:"ssh"`
 	Tests         []rawTest           `json:"tests"`
+
+	// Tailscale sections lanmesh does not compile yet: refused by name,
+	// never ignored, since each changes who may reach what.
+	Grants            unsupported `json:"grants" why:"grants (use acls for IP access)"`
+	NodeAttrs         unsupported `json:"nodeAttrs" why:"nodeAttrs"`
+	SSHTests          unsupported `json:"sshTests" why:"sshTests"`
+	Postures          unsupported `json:"postures" why:"device postures"`
+	DefaultSrcPosture unsupported `json:"defaultSrcPosture" why:"device postures"`
+	IPSets            unsupported `json:"ipsets" why:"ipsets (use hosts for single prefixes)"`
+
+	// Tailnet-wide settings that do not change who may reach what.
+	RandomizeClientPort noEffect `json:"randomizeClientPort" why:"lanmesh agents pick their own WireGuard port"`
+	DERPMap             noEffect `json:"derpMap" why:"lanmesh relays come from coord's relay map"`
+	DisableIPv4         noEffect `json:"disableIPv4" why:"coord always assigns both address families"`
+	OneCGNATRoute       noEffect `json:"OneCGNATRoute" why:"lanmesh installs its own routes"`
 }
 
 type rawACL struct {
@@ -91,11 +120,17 @@ type rawACL struct {
 	Src    []string `json:"src"`
 	Dst    []string `json:"dst"`
 	Proto  string   `json:"proto"`
+	// Tailscale's legacy names for src and dst.
+	Users []string `json:"users"`
+	Ports []string `json:"ports"`
+
+	SrcPosture unsupported `json:"srcPosture" why:"device postures"`
 }
 
 type rawAutoApprovers struct {
 	Routes   map[string][]string `json:"routes"`
 	ExitNode []string            `json:"exitNode"`
+	Services noEffect            `json:"services" why:"lanmesh has no Tailscale Services"`
 }
 
 type rawSSH struct {
@@ -104,6 +139,9 @@ type rawSSH struct {
 	Dst         []string `json:"dst"`
 	Users       []string `json:"users"`
 	CheckPeriod string   `json:"checkPeriod"`
+	AcceptEnv   []string `json:"acceptEnv"`
+
+	SrcPosture unsupported `json:"srcPosture" why:"device postures"`
 }
 
 type rawTest struct {
@@ -111,34 +149,95 @@ type rawTest struct {
 	Accept []string `json:"accept"`
 	Deny   []string `json:"deny"`
 	Proto  string   `json:"proto"`
+
+	SrcPostureAttrs unsupported `json:"srcPostureAttrs" why:"device postures"`
 }
 
 // Parse reads a HuJSON policy. name is used in error messages
-// ("policy.hujson:12:14: acls[1].dst[0]: ...").
+// ("policy.hujson:12:14: acls[1].dst[0]: ..."). One call reports every
+// problem it finds (up to 500), each placed in the file.
 func Parse(name string, b []byte) (*Policy, error) {
+	d := Diagnose(name, b)
+	if len(d.Errors) > 0 {
+		return nil, joinErrors(d.Errors)
+	}
+	return d.Policy, nil
+}
+
+// Diagnosis is everything Parse finds in a policy file.
+type Diagnosis struct {
+	Policy   *Policy  // nil when Errors is not empty
+	Errors   []*Error // in file order
+	Warnings []*Error
+	// NotPortable lists lanmesh extensions Tailscale would refuse.
+	NotPortable []*Error
+}
+
+// Diagnose parses a policy like Parse and returns errors, warnings and
+// portability findings separately, for `policy check`.
+func Diagnose(name string, b []byte) Diagnosis {
 	var raw rawPolicy
-	s, err := parseDocument(name, b, &raw)
+	s, dec, err := parseDocument(name, b, &raw)
 	if err != nil {
-		return nil, err
+		var e *Error
+		if errors.As(err, &e) {
+			return Diagnosis{Errors: []*Error{e}}
+		}
+		return Diagnosis{Errors: []*Error{{File: name, Msg: err.Error()}}}
 	}
-	v := &validator{src: s, p: &Policy{src: s}}
+	v := &validator{src: s, p: &Policy{src: s}, bad: map[string]bool{}, undecoded: dec.badPaths}
+	v.errs = dec.errs
 	v.run(&raw)
+	d := Diagnosis{Warnings: append(dec.warns, v.warns...), NotPortable: v.notPortable}
+	sortErrors(d.Warnings)
+	sortErrors(d.NotPortable)
 	if len(v.errs) > 0 {
-		return nil, joinErrors(v.errs)
+		sortErrors(v.errs)
+		d.Errors = v.errs
+		return d
 	}
-	return v.p, nil
+	v.p.Warnings, v.p.NotPortable = d.Warnings, d.NotPortable
+	d.Policy = v.p
+	return d
 }
 
 type validator struct {
-	src  *source
-	p    *Policy
-	errs []*Error
+	src         *source
+	p           *Policy
+	errs        []*Error
+	warns       []*Error
+	notPortable []*Error
+	// bad holds names (groups, hosts, tags) whose definition was
+	// refused: references to them are not reported again.
+	bad map[string]bool
+	// undecoded holds the JSON pointers of values of the wrong type,
+	// reported by the decoder: checks of them would only echo.
+	undecoded map[string]bool
 }
 
+// errEchoed is a selector error already reported where the name is
+// defined.
+var errEchoed = errors.New("echo")
+
 func (v *validator) fail(p path, format string, args ...any) {
-	if len(v.errs) < maxErrors*2 {
-		v.errs = append(v.errs, v.src.errAt(p, format, args...))
+	if len(args) == 1 {
+		if err, ok := args[0].(error); ok && errors.Is(err, errEchoed) {
+			return
+		}
 	}
+	v.errs = append(v.errs, v.src.errAt(p, format, args...))
+}
+
+func (v *validator) warn(p path, format string, args ...any) {
+	e := v.src.errAt(p, format, args...)
+	e.Warning = true
+	v.warns = append(v.warns, e)
+}
+
+// nonPortable records a construct Tailscale would refuse (a lanmesh
+// extension); policy check --strict reports them.
+func (v *validator) nonPortable(p path, format string, args ...any) {
+	v.notPortable = append(v.notPortable, v.src.errAt(p, format, args...))
 }
 
 func sortedKeys[V any](m map[string]V) []string {
@@ -153,24 +252,18 @@ func sortedKeys[V any](m map[string]V) []string {
 func (v *validator) run(raw *rawPolicy) {
 	p := v.p
 	p.Groups, p.TagOwners = raw.Groups, raw.TagOwners
-	if len(raw.ACLs) > MaxACLs {
-		v.fail(path{"acls"}, "%d rules, more than the limit of %d", len(raw.ACLs), MaxACLs)
-		return
-	}
-	if len(raw.Tests) > MaxTests {
-		v.fail(path{"tests"}, "%d tests, more than the limit of %d", len(raw.Tests), MaxTests)
-		return
-	}
-	if len(raw.SSH) > MaxSSH {
-		v.fail(path{"ssh"}, "%d rules, more than the limit of %d", len(raw.SSH), MaxSSH)
-		return
+	for _, lim := range []struct {
+		name   string
+		n, max int
+	}{{"acls", len(raw.ACLs), MaxACLs}, {"tests", len(raw.Tests), MaxTests}, {"ssh", len(raw.SSH), MaxSSH}} {
+		if lim.n > lim.max {
+			v.fail(path{lim.name}, "%d entries, more than the limit of %d", lim.n, lim.max)
+			return
+		}
 	}
 	v.groups(raw.Groups)
 	v.tagOwners(raw.TagOwners)
 	v.hosts(raw.Hosts)
-	if len(v.errs) > 0 {
-		return // later sections refer to these; errors there would only echo
-	}
 	for i, a := range raw.ACLs {
 		v.acl(path{"acls", i}, a)
 	}
@@ -200,41 +293,60 @@ func validName(s string) bool {
 	return true
 }
 
+// trimName drops whitespace around a name, as Tailscale does.
+func trimName(s string) string { return strings.TrimSpace(s) }
+
 func (v *validator) groups(groups map[string][]string) {
+	// Names are trimmed ("group:x " is group:x).
+	clean := make(map[string][]string, len(groups))
+	for _, g := range sortedKeys(groups) {
+		name := trimName(g)
+		if _, dup := clean[name]; dup {
+			v.fail(path{"groups", g}, "group %q is defined twice", name)
+		}
+		clean[name] = groups[g]
+	}
 	for _, g := range sortedKeys(groups) {
 		gp := path{"groups", g}
-		if !strings.HasPrefix(g, "group:") || !validName(g[len("group:"):]) {
+		name := trimName(g)
+		if !strings.HasPrefix(name, "group:") || !validName(name[len("group:"):]) {
 			v.fail(gp, "group name %q must be \"group:\" followed by letters, digits, '-', '_' or '.'", g)
-			continue
+			v.bad[name] = true
 		}
 		for i, m := range groups[g] {
+			m = trimName(m)
 			switch {
+			case v.undecodable(gp.add(i)):
 			case strings.HasPrefix(m, "group:"):
-				if _, ok := groups[m]; !ok {
+				if _, ok := clean[m]; !ok {
 					v.fail(gp.add(i), "unknown group %q", m)
+				} else {
+					v.nonPortable(gp.add(i), "group %q inside a group: nested groups are a lanmesh extension, Tailscale refuses them", m)
 				}
 			case validUser(m):
+				if strings.HasSuffix(m, "@") {
+					v.nonPortable(gp.add(i), "login %q without a domain is a lanmesh form; Tailscale logins have one", m)
+				}
 			default:
 				v.fail(gp.add(i), "group member %q is neither a user (name@domain) nor a group", m)
 			}
 		}
 	}
-	if len(v.errs) > 0 {
-		return
-	}
+	v.p.Groups = clean
 	v.p.groupUsers = map[string]map[string]bool{}
 	for _, g := range sortedKeys(groups) {
+		name := trimName(g)
 		users := map[string]bool{}
-		if err := flattenGroup(groups, g, users, nil); err != "" {
+		if err := flattenGroup(clean, name, users, nil); err != "" {
 			v.fail(path{"groups", g}, "%s", err)
-			continue
 		}
-		v.p.groupUsers[g] = users
+		v.p.groupUsers[name] = users
 	}
 }
 
 // flattenGroup adds g's users to out; stack is the chain of groups being
-// expanded, to name a cycle.
+// expanded, to name a cycle. Members that are neither groups nor valid
+// logins were reported already and are left out.
 func flattenGroup(groups map[string][]string, g string, out map[string]bool, stack []string) string {
 	for i, s := range stack {
 		if s == g {
@@ -246,11 +358,15 @@ func flattenGroup(groups map[string][]string, g string, out map[string]bool, sta
 	}
 	stack = append(stack, g)
 	for _, m := range groups[g] {
+		m = trimName(m)
 		if strings.HasPrefix(m, "group:") {
+			if _, ok := groups[m]; !ok {
+				continue
+			}
 			if err := flattenGroup(groups, m, out, stack); err != "" {
 				return err
 			}
-		} else {
+		} else if validUser(m) {
 			out[m] = true
 		}
 	}
@@ -258,23 +374,32 @@ func flattenGroup(groups map[string][]string, g string, out map[string]bool, sta
 }
 
 func (v *validator) tagOwners(owners map[string][]string) {
+	clean := make(map[string][]string, len(owners))
+	for _, t := range sortedKeys(owners) {
+		clean[trimName(t)] = owners[t]
+	}
+	v.p.TagOwners = clean
 	for _, t := range sortedKeys(owners) {
 		tp := path{"tagOwners", t}
-		if !strings.HasPrefix(t, "tag:") || !validName(t[len("tag:"):]) {
+		name := trimName(t)
+		if !strings.HasPrefix(name, "tag:") || !validName(name[len("tag:"):]) {
 			v.fail(tp, "tag name %q must be \"tag:\" followed by letters, digits, '-', '_' or '.'", t)
+			v.bad[name] = true
 			continue
 		}
 		for i, o := range owners[t] {
+			o = trimName(o)
 			switch {
 			case strings.HasPrefix(o, "group:"):
 				if _, ok := v.p.Groups[o]; !ok {
 					v.fail(tp.add(i), "unknown group %q", o)
 				}
 			case strings.HasPrefix(o, "tag:"):
-				if _, ok := owners[o]; !ok {
+				if _, ok := clean[o]; !ok {
 					v.fail(tp.add(i), "unknown tag %q (not in tagOwners)", o)
 				}
-			case o == "autogroup:admin", o == "autogroup:member", validUser(o):
+			case o == "autogroup:admin", o == "autogroup:member", o == "autogroup:owner", o == "autogroup:it-admin",
+				o == "autogroup:network-admin", validUser(o):
 			default:
 				v.fail(tp.add(i), "tag owner %q is not a user, group, tag or autogroup:admin", o)
 			}
@@ -286,21 +411,45 @@ func (v *validator) hosts(hosts map[string]string) {
 	v.p.Hosts = map[string]netip.Prefix{}
 	for _, h := range sortedKeys(hosts) {
 		hp := path{"hosts", h}
-		if !validName(h) || strings.Contains(h, "@") {
+		name := trimName(h)
+		if !validName(name) || strings.Contains(name, "@") {
 			v.fail(hp, "host alias %q must be letters, digits, '-', '_' or '.'", h)
+			v.bad[name] = true
 			continue
 		}
-		pfx, err := parsePrefix(hosts[h])
+		pfx, err := v.prefix(hp, trimName(hosts[h]))
 		if err != nil {
 			v.fail(hp, "host %q: %v", h, err)
+			v.bad[name] = true
 			continue
 		}
-		v.p.Hosts[h] = pfx
+		v.p.Hosts[name] = pfx
 	}
 }
 
+// prefix is parsePrefix that accepts a prefix with host bits set, as
+// Tailscale does, normalizing it with a warning at p.
+func (v *validator) prefix(p path, s string) (netip.Prefix, error) {
+	pfx, err := parsePrefix(s)
+	var hb hostBitsError
+	if errors.As(err, &hb) {
+		v.warn(p, "%q has host bits set; read as %s", s, hb.masked)
+		return hb.masked, nil
+	}
+	return pfx, err
+}
+
+type hostBitsError struct {
+	s      string
+	masked netip.Prefix
+}
+
+func (e hostBitsError) Error() string {
+	return fmt.Sprintf("%q has host bits set; did you mean %s?", e.s, e.masked)
+}
+
 // parsePrefix reads an IP (as a single-address prefix) or a CIDR prefix
-// that has no host bits set.
+// that has no host bits set (hostBitsError otherwise).
 func parsePrefix(s string) (netip.Prefix, error) {
 	if strings.Contains(s, "/") {
 		p, err := netip.ParsePrefix(s)
@@ -310,8 +459,11 @@ func parsePrefix(s string) (netip.Prefix, error) {
 		if p.Addr().Zone() != "" {
 			return netip.Prefix{}, fmt.Errorf("%q: zones are not allowed", s)
 		}
+		if p.Addr().Is4In6() {
+			return netip.Prefix{}, fmt.Errorf("%q: write IPv4-mapped prefixes as IPv4", s)
+		}
 		if p.Masked() != p {
-			return netip.Prefix{}, fmt.Errorf("%q has host bits set; did you mean %s?", s, p.Masked())
+			return netip.Prefix{}, hostBitsError{s, p.Masked()}
 		}
 		return p, nil
 	}
@@ -324,38 +476,51 @@ func parsePrefix(s string) (netip.Prefix, error) {
 }
 
 func (v *validator) acl(p path, r rawACL) {
+	srcKey, dstKey := "src", "dst"
+	switch {
+	case r.Users != nil && r.Src != nil:
+		v.fail(p.add("users"), "both \"src\" and its legacy name \"users\"; keep src")
+	case r.Users != nil:
+		r.Src, srcKey = r.Users, "users"
+	}
+	switch {
+	case r.Ports != nil && r.Dst != nil:
+		v.fail(p.add("ports"), "both \"dst\" and its legacy name \"ports\"; keep dst")
+	case r.Ports != nil:
+		r.Dst, dstKey = r.Ports, "ports"
+	}
 	a := ACL{Action: r.Action, Src: r.Src, Dst: r.Dst, Proto: r.Proto}
-	if r.Action != "accept" {
+	switch {
+	case !v.present(p.add("action")):
+		v.fail(p, "missing \"action\" (write \"action\": \"accept\")")
+	case r.Action != "accept":
 		v.fail(p.add("action"), "action %q: only \"accept\" is supported", r.Action)
 	}
-	if len(r.Src) == 0 {
-		v.fail(p, "src is missing or empty")
-	}
-	if len(r.Dst) == 0 {
-		v.fail(p, "dst is missing or empty")
-	}
+	v.required(p, srcKey, len(r.Src))
+	v.required(p, dstKey, len(r.Dst))
 	protos, portless, err := parseProto(r.Proto)
 	if err != nil {
 		v.fail(p.add("proto"), "%v", err)
 	}
 	a.protos = protos
 	for i, s := range r.Src {
-		sel, err := v.selector(s, ctxSrc)
+		sel, err := v.selectorAt(p.add(srcKey).add(i), s, ctxSrc)
 		if err != nil {
-			v.fail(p.add("src").add(i), "%v", err)
+			v.fail(p.add(srcKey).add(i), "%v", err)
 			continue
 		}
 		a.src = append(a.src, sel)
 	}
 	hasSelf := false
 	for i, d := range r.Dst {
-		dp := p.add("dst").add(i)
+		dp := p.add(dstKey).add(i)
+		d = trimName(d)
 		host, ports, ok := splitHostPorts(d)
 		if !ok {
 			v.fail(dp, "%q must be host:ports, e.g. \"nas:445\" or \"tag:web:80,443\"", d)
 			continue
 		}
-		sel, err := v.selector(host, ctxDst)
+		sel, err := v.selectorAt(dp, host, ctxDst)
 		if err != nil {
 			v.fail(dp, "%v", err)
 			continue
@@ -375,13 +540,46 @@ func (v *validator) acl(p path, r rawACL) {
 	if hasSelf {
 		for i, s := range a.src {
 			switch s.kind {
-			case selUser, selGroup, selMember:
+			case selUser, selGroup, selMember, selAll:
 			default:
-				v.fail(p.add("src").add(i), "%q: with autogroup:self in dst, src may only name users, groups or autogroup:member", r.Src[i])
+				v.fail(p.add(srcKey).add(i), "%q: with autogroup:self in dst, src may only name users, groups or autogroup:member", r.Src[i])
 			}
 		}
 	}
 	v.p.ACLs = append(v.p.ACLs, a)
+}
+
+// present reports whether p is written in the file.
+func (v *validator) present(p path) bool { return v.src.tree.Find(p.pointer()) != nil }
+
+func (v *validator) undecodable(p path) bool { return v.undecoded[p.pointer()] }
+
+// required reports a missing or empty list key of the object at p,
+// naming the key, placed at the key or else at the object.
+func (v *validator) required(p path, key string, n int) {
+	switch {
+	case n > 0, v.undecodable(p.add(key)):
+	case !v.present(p.add(key)):
+		v.fail(p, "missing %q", key)
+	default:
+		v.fail(p.add(key), "%q is empty", key)
+	}
+}
+
+// selectorAt resolves s, trimmed of surrounding whitespace; an empty
+// name is reported as such.
+func (v *validator) selectorAt(p path, s string, ctx selContext) (selector, error) {
+	s = trimName(s)
+	if v.undecodable(p) {
+		return selector{}, errEchoed
+	}
+	if s == "" {
+		return selector{}, fmt.Errorf("empty name; write a user, group, tag, host, IP or \"*\"")
+	}
+	if v.bad[s] {
+		return selector{}, errEchoed
+	}
+	return v.selector(s, ctx)
 }
 
 // splitHostPorts splits "host:ports" at the last colon; IPv6 may be
@@ -518,82 +716,28 @@ func (v *validator) approver(s string) (selector, error) {
 	return sel, nil
 }
 
-var sshUserOK = func(s string) bool {
-	if s == "root" || s == "autogroup:nonroot" || s == "=" {
-		return true
-	}
-	if s == "" || len(s) > 32 || !(s[0] >= 'a' && s[0] <= 'z' || s[0] == '_') {
-		return false
-	}
-	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '_' || r == '-' || r == '.') {
-			return false
-		}
-	}
-	return true
-}
-
-func (v *validator) ssh(p path, r rawSSH) {
-	rule := SSHRule{Action: r.Action, Src: r.Src, Dst: r.Dst, Users: r.Users}
-	if r.Action != "accept" && r.Action != "check" {
-		v.fail(p.add("action"), "action %q must be \"accept\" or \"check\"", r.Action)
-	}
-	if r.CheckPeriod != "" {
-		d, err := time.ParseDuration(r.CheckPeriod)
-		switch {
-		case err != nil || d <= 0:
-			v.fail(p.add("checkPeriod"), "checkPeriod %q is not a positive duration like \"12h\"", r.CheckPeriod)
-		case r.Action != "check":
-			v.fail(p.add("checkPeriod"), "checkPeriod needs action \"check\"")
-		}
-		rule.CheckPeriod = d
-	}
-	for _, f := range []struct {
-		name string
-		list []string
-	}{{"src", r.Src}, {"dst", r.Dst}, {"users", r.Users}} {
-		if len(f.list) == 0 {
-			v.fail(p, "%s is missing or empty", f.name)
-		}
-	}
-	for i, s := range r.Src {
-		sel, err := v.selector(s, ctxSrc)
-		if err == nil && sel.kind != selUser && sel.kind != selGroup && sel.kind != selTag && sel.kind != selMember {
-			err = fmt.Errorf("ssh src %q must be a user, group, tag or autogroup:member", s)
-		}
-		if err != nil {
-			v.fail(p.add("src").add(i), "%v", err)
-		}
-	}
-	for i, d := range r.Dst {
-		sel, err := v.selector(d, ctxDst)
-		if err == nil && sel.kind != selUser && sel.kind != selTag && sel.kind != selSelf {
-			err = fmt.Errorf("ssh dst %q must be a user, tag or autogroup:self", d)
-		}
-		if err != nil {
-			v.fail(p.add("dst").add(i), "%v", err)
-		}
-	}
-	for i, u := range r.Users {
-		if !sshUserOK(u) {
-			v.fail(p.add("users").add(i), "ssh user %q is not a valid login name, \"root\" or \"autogroup:nonroot\"", u)
-		}
-	}
-	v.p.SSH = append(v.p.SSH, rule)
-}
-
 func (v *validator) test(p path, r rawTest) {
-	t := Test{Src: r.Src, Accept: r.Accept, Deny: r.Deny, Proto: r.Proto}
-	sel, err := v.selector(r.Src, ctxSrc)
-	if err == nil && sel.kind != selUser && sel.kind != selTag && sel.kind != selHost && sel.kind != selPrefix {
-		err = fmt.Errorf("test src %q must be a user, tag, host alias or IP", r.Src)
+	t := Test{Src: trimName(r.Src), Accept: r.Accept, Deny: r.Deny, Proto: r.Proto}
+	if !v.present(p.add("src")) {
+		v.fail(p, "missing \"src\" (the user, tag, host or IP the test connects from)")
+	} else {
+		sel, err := v.selectorAt(p.add("src"), r.Src, ctxSrc)
+		if err == nil && sel.kind != selUser && sel.kind != selTag && sel.kind != selHost && sel.kind != selPrefix && sel.kind != selGroup {
+			err = fmt.Errorf("test src %q must be a user, group, tag, host alias or IP", r.Src)
+		}
+		if err == nil && sel.kind == selGroup && len(sel.users) == 0 {
+			err = fmt.Errorf("test src %q is a group without users", r.Src)
+		}
+		if err == nil && (sel.kind == selHost || sel.kind == selPrefix) && !sel.prefix.IsSingleIP() {
+			err = fmt.Errorf("test src %q is a network (%s); name one address", r.Src, sel.prefix)
+		}
+		if err != nil {
+			v.fail(p.add("src"), "%v", err)
+		}
+		t.src = sel
 	}
-	if err != nil {
-		v.fail(p.add("src"), "%v", err)
-	}
-	t.src = sel
 	if len(r.Accept)+len(r.Deny) == 0 {
-		v.fail(p, "test has neither accept nor deny")
+		v.fail(p, "test has neither \"accept\" nor \"deny\"")
 	}
 	protos, _, err := parseProto(r.Proto)
 	if err != nil {
@@ -610,14 +754,18 @@ func (v *validator) test(p path, r rawTest) {
 	}{{"accept", r.Accept, &t.accept}, {"deny", r.Deny, &t.deny}} {
 		for i, d := range list.in {
 			dp := p.add(list.name).add(i)
-			host, port, ok := splitHostPorts(d)
+			host, port, ok := splitHostPorts(trimName(d))
 			if !ok {
 				v.fail(dp, "%q must be host:port, e.g. \"nas:445\"", d)
 				continue
 			}
-			sel, err := v.selector(host, ctxDst)
+			sel, err := v.selectorAt(dp, host, ctxDst)
 			if err == nil && sel.kind != selUser && sel.kind != selTag && sel.kind != selHost && sel.kind != selPrefix {
 				err = fmt.Errorf("test destination %q must be a user, tag, host alias or IP", host)
+			}
+			if err == nil && (sel.kind == selHost || sel.kind == selPrefix) && !sel.prefix.IsSingleIP() {
+				// As Tailscale: a test connects to one address.
+				err = fmt.Errorf("test destination %q is a network (%s); tests connect to one address", host, sel.prefix)
 			}
 			if err != nil {
 				v.fail(dp, "%v", err)

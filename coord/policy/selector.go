@@ -3,6 +3,7 @@ package policy
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 
 	"github.com/lanmesh/lanmesh/internal/wire"
@@ -11,17 +12,21 @@ import (
 type selKind uint8
 
 const (
-	selAll      selKind = iota + 1 // "*"
-	selUser                        // alice@example.com
-	selGroup                       // group:x
-	selTag                         // tag:x
-	selHost                        // host alias
-	selPrefix                      // IP or CIDR
-	selMember                      // autogroup:member: untagged devices
-	selTagged                      // autogroup:tagged
-	selSelf                        // autogroup:self (dst only)
-	selInternet                    // autogroup:internet (dst only): via exit nodes
-	selOwner                       // internal, default policy: a user's devices and their LANs
+	selAll       selKind = iota + 1 // "*"
+	selUser                         // alice@example.com
+	selGroup                        // group:x
+	selTag                          // tag:x
+	selHost                         // host alias
+	selPrefix                       // IP or CIDR
+	selMember                       // autogroup:member: untagged devices
+	selTagged                       // autogroup:tagged
+	selSelf                         // autogroup:self (dst only)
+	selInternet                     // autogroup:internet (dst only): via exit nodes
+	selOwner                        // internal, default policy: a user's devices and their LANs
+	selDomain                       // user:*@domain: untagged devices of users at domain
+	selRole                         // autogroup:admin, autogroup:owner, ...: untagged devices of users with the role
+	selNone                         // autogroup:shared: lanmesh has no sharing, so no device
+	selDangerAll                    // autogroup:danger-all (src only): every address
 )
 
 // selector is one resolved entry of a src or dst list.
@@ -30,6 +35,7 @@ type selector struct {
 	name   string          // as written
 	users  map[string]bool // selGroup: flattened members
 	prefix netip.Prefix    // selHost, selPrefix
+	domain string          // selDomain: "@example.com"; selRole: the role
 }
 
 // selContext says where a selector appears; some only make sense in one.
@@ -53,10 +59,20 @@ func (v *validator) selector(s string, ctx selContext) (selector, error) {
 		sel.kind = selAll
 	case strings.HasPrefix(s, "autogroup:"):
 		switch s {
-		case "autogroup:member":
+		case "autogroup:member", "autogroup:members":
 			sel.kind = selMember
 		case "autogroup:tagged":
 			sel.kind = selTagged
+		case "autogroup:admin", "autogroup:owner", "autogroup:it-admin", "autogroup:network-admin",
+			"autogroup:billing-admin", "autogroup:auditor":
+			sel.kind, sel.domain = selRole, strings.TrimPrefix(s, "autogroup:")
+		case "autogroup:shared":
+			sel.kind = selNone
+		case "autogroup:danger-all":
+			if ctx != ctxSrc {
+				return sel, fmt.Errorf("autogroup:danger-all is only allowed in src (as in Tailscale)")
+			}
+			sel.kind = selDangerAll
 		case "autogroup:self":
 			if ctx != ctxDst {
 				return sel, fmt.Errorf("autogroup:self is only allowed in dst")
@@ -67,9 +83,17 @@ func (v *validator) selector(s string, ctx selContext) (selector, error) {
 				return sel, fmt.Errorf("autogroup:internet is only allowed in dst")
 			}
 			sel.kind = selInternet
+		case "autogroup:nonroot":
+			return sel, fmt.Errorf("autogroup:nonroot names SSH login users; it belongs in an ssh rule's users")
 		default:
-			return sel, fmt.Errorf("unknown autogroup %q (known: autogroup:member, autogroup:tagged, autogroup:self, autogroup:internet)", s)
+			return sel, fmt.Errorf("unknown autogroup %q (known: autogroup:member, autogroup:tagged, autogroup:self, autogroup:internet, autogroup:admin, autogroup:owner, autogroup:shared, autogroup:danger-all)", s)
 		}
+	case strings.HasPrefix(s, "user:"):
+		dom, ok := strings.CutPrefix(s, "user:*@")
+		if !ok || dom == "" || strings.ContainsAny(dom, "*@ /:") {
+			return sel, fmt.Errorf("%q: write user:*@domain for every user at a domain", s)
+		}
+		sel.kind, sel.domain = selDomain, "@"+strings.ToLower(dom)
 	case strings.HasPrefix(s, "group:"):
 		users, ok := v.p.groupUsers[s]
 		if !ok {
@@ -126,8 +150,17 @@ func (s *selector) matchesNode(n *node) bool {
 		return !n.tagged && n.User != ""
 	case selTagged:
 		return n.tagged
+	case selDomain:
+		return !n.tagged && strings.HasSuffix(strings.ToLower(n.User), s.domain)
+	case selRole:
+		return !n.tagged && n.User != "" && (slices.Contains(n.Roles, s.domain) ||
+			(s.domain == "admin" || s.domain == "owner") && n.User == BuiltinAdmin)
 	}
 	return false
 }
+
+// BuiltinAdmin is the login of coord's built-in admin user, which
+// autogroup:admin and autogroup:owner always select.
+const BuiltinAdmin = "admin@"
 
 func isLetter(r rune) bool { return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' }

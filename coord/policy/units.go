@@ -10,6 +10,11 @@ import (
 	"github.com/lanmesh/lanmesh/internal/wire"
 )
 
+var (
+	allIPv4 = netip.MustParsePrefix("0.0.0.0/0")
+	allIPv6 = netip.MustParsePrefix("::/0")
+)
+
 type unitKind uint8
 
 const (
@@ -58,6 +63,8 @@ func (p *Policy) units() []*unit {
 				star = true
 			case s.kind == selHost || s.kind == selPrefix:
 				lit = append(lit, s.prefix)
+			case s.kind == selDangerAll:
+				lit = append(lit, allIPv4, allIPv6)
 			default:
 				ident = append(ident, s)
 			}
@@ -133,7 +140,7 @@ func Compile(p *Policy, in []Node) (*Compiled, error) {
 		case unitSelf, unitOwner:
 			u.ownerSrc = map[string][]netip.Prefix{}
 			for _, nd := range nodes {
-				if u.kind == unitSelf && (nd.tagged || nd.User == "" || !anyMatches(u.srcIdent, nd)) {
+				if u.kind == unitSelf && (nd.tagged || nd.User == "" || !(u.srcStar || anyMatches(u.srcIdent, nd))) {
 					continue
 				}
 				if u.kind == unitOwner && nd.owner == "" {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/lanmesh/lanmesh/coord/adminapi"
+	"github.com/lanmesh/lanmesh/coord/policy"
 	"github.com/lanmesh/lanmesh/coord/store"
 	"github.com/lanmesh/lanmesh/internal/wire"
 )
@@ -255,7 +256,8 @@ func (s *Server) adminFail(w http.ResponseWriter, err error) {
 }
 
 func readAdmin(w http.ResponseWriter, r *http.Request, v any) bool {
-	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 1<<20))
+	// Room for the largest policy file, JSON-escaped (docs/policy.md).
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 3*policy.MaxPolicyBytes))
 	if err != nil {
 		writeErr(w, http.StatusRequestEntityTooLarge, "request body too large")
 		return false
