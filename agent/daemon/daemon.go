@@ -76,6 +76,8 @@ type Daemon struct {
 	gen       int
 	cache     cacheState
 	closed    bool
+	reauth    reauthState // background re-authentication (reauth.go)
+	pending   pendingKey  // a new node key waiting for its login (--force-reauth)
 	// lanHosts are this router's published DHCP names (dns.publish_leases).
 	lanHosts []wire.LANHost
 	// sent is what the current MapRequest told coord.
@@ -93,6 +95,8 @@ type coordConn struct {
 	// refused is set when coord refused this node for good (refused.go):
 	// the state is NeedsLogin until "lanmesh up" starts a new loop.
 	refused bool
+	// expired: the refusal was for an expired node key (needs re-auth).
+	expired bool
 }
 
 // New loads state and opens the engine. A corrupt state file is an error
@@ -176,6 +180,7 @@ func (d *Daemon) Close() error {
 	d.stopLoop()
 	d.mu.Lock()
 	d.closed = true
+	d.cancelReauthLocked()
 	cancel, done := d.bgCancel, d.bgDone
 	d.mu.Unlock()
 	if cancel != nil {
@@ -197,11 +202,26 @@ func (d *Daemon) Status(context.Context) localapi.Status {
 	for _, ps := range d.eng.Peers() {
 		peerStats[ps.Key] = ps
 	}
+	devPeers := []string{}
+	if dl, ok := d.eng.(engine.DeviceLister); ok {
+		keys, err := dl.DevicePeers()
+		if err != nil {
+			d.log.Warn("cannot read the WireGuard device's peers", "err", err)
+		}
+		for _, k := range keys {
+			devPeers = append(devPeers, k.String())
+		}
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	s := localapi.Status{BackendState: d.backendStateLocked(), Peers: []localapi.Peer{}}
 	if br, ok := d.eng.(engine.BackendReporter); ok {
 		s.WireGuard.Backend, s.WireGuard.Reason = br.Backend()
+	}
+	s.WireGuard.Peers = devPeers
+	if d.coord.refused && d.coord.expired {
+		s.NeedsReauth = true
+		s.AuthURL = d.reauth.url
 	}
 	if d.st != nil {
 		s.Coord.URL = d.st.LoginServer
@@ -305,6 +325,7 @@ func (d *Daemon) Up(ctx context.Context, req localapi.UpRequest) (localapi.UpRes
 	}
 
 	d.mu.Lock()
+	d.cancelReauthLocked() // `up` takes over from a background re-auth
 	var st state.State
 	if d.st != nil {
 		st = *d.st
@@ -314,6 +335,14 @@ func (d *Daemon) Up(ctx context.Context, req localapi.UpRequest) (localapi.UpRes
 	}
 	d.mu.Unlock()
 
+	if req.ForceReauth && req.AuthKey == "" {
+		return localapi.UpResponse{}, localapi.BadRequest("--force-reauth without --auth-key needs a login first (lanmesh up --force-reauth logs in)")
+	}
+	if req.ForceReauth && st.Joined() {
+		// A new node key, registered with the auth key below: same node
+		// (the machine key), new WireGuard identity.
+		st.NodeKey = key.NewNode()
+	}
 	if req.AuthKey == "" && !st.Joined() {
 		return localapi.UpResponse{}, localapi.BadRequest("this node has not joined a mesh yet: run lanmesh up --login-server URL --auth-key KEY, or lanmesh login")
 	}
@@ -472,6 +501,9 @@ func userError(err error) error {
 func (d *Daemon) Down(context.Context) error {
 	d.upMu.Lock()
 	defer d.upMu.Unlock()
+	d.mu.Lock()
+	d.cancelReauthLocked()
+	d.mu.Unlock()
 	d.stopLoop()
 	d.mu.Lock()
 	defer d.mu.Unlock()

@@ -11,6 +11,7 @@ import (
 	"github.com/lanmesh/lanmesh/agent/localapi"
 	"github.com/lanmesh/lanmesh/agent/state"
 	"github.com/lanmesh/lanmesh/internal/controlclient"
+	"github.com/lanmesh/lanmesh/internal/key"
 	"github.com/lanmesh/lanmesh/internal/wire"
 )
 
@@ -77,6 +78,9 @@ func (d *Daemon) loginClient(server, fp string) (loginControl, *state.State, err
 func (d *Daemon) Login(ctx context.Context, req localapi.LoginRequest) (localapi.LoginResponse, error) {
 	loginMu.Lock()
 	defer loginMu.Unlock()
+	d.mu.Lock()
+	d.cancelReauthLocked() // this login replaces a background re-auth's
+	d.mu.Unlock()
 	lc, st, err := d.loginClient(req.LoginServer, req.CoordFingerprint)
 	if err != nil {
 		return localapi.LoginResponse{}, err
@@ -85,10 +89,20 @@ func (d *Daemon) Login(ctx context.Context, req localapi.LoginRequest) (localapi
 	if req.Hostname != "" {
 		prefs.Hostname = req.Hostname
 	}
-	lr, err := lc.Login(ctx, wire.LoginRequest{NodeKey: st.NodeKey.Public(), Hostname: d.hostname(prefs), OS: runtime.GOOS, Provider: req.Provider})
+	nk := st.NodeKey
+	if req.ForceReauth && st.Joined() {
+		nk = key.NewNode() // stored only once the login is done (LoginWait)
+	}
+	lr, err := lc.Login(ctx, wire.LoginRequest{NodeKey: nk.Public(), Hostname: d.hostname(prefs), OS: runtime.GOOS, Provider: req.Provider})
 	if err != nil {
 		return localapi.LoginResponse{}, userError(err)
 	}
+	d.mu.Lock()
+	d.pending = pendingKey{}
+	if !nk.Equal(st.NodeKey) {
+		d.pending = pendingKey{loginID: lr.ID, key: nk}
+	}
+	d.mu.Unlock()
 	d.log.Info("login started", "server", st.LoginServer, "provider", lr.Provider)
 	return localapi.LoginResponse{ID: lr.ID, URL: lr.URL, Provider: lr.Provider, ExpiresAt: lr.ExpiresAt}, nil
 }
@@ -118,9 +132,20 @@ func (d *Daemon) LoginWait(ctx context.Context, req localapi.LoginWaitRequest) (
 	d.mu.Lock()
 	next := *d.st
 	next.NodeID, next.Name, next.Addresses = n.ID, n.Name, slices.Clone(n.Addresses)
+	rotated := d.pending.loginID == req.ID && !d.pending.key.IsZero()
+	if rotated {
+		next.NodeKey = d.pending.key // coord registered the new key
+	}
+	d.pending = pendingKey{}
 	d.mu.Unlock()
 	if err := d.commit(&next); err != nil {
 		return localapi.LoginWaitResponse{}, err
+	}
+	if rotated {
+		// The running stream speaks for the old key, which coord now
+		// refuses: `up` starts a new loop with the new one.
+		d.stopLoop()
+		d.log.Info("node key rotated", "node", n.Name, "key", next.NodeKey.Public().ShortString())
 	}
 	d.log.Info("logged in", "user", r.User, "node", n.Name, "id", n.ID)
 	return localapi.LoginWaitResponse{Done: true, User: r.User, Name: n.Name, Addresses: slices.Clone(n.Addresses)}, nil
@@ -130,6 +155,9 @@ func (d *Daemon) LoginWait(ctx context.Context, req localapi.LoginWaitRequest) (
 // the node leaves the mesh, and it forgets its registration (the keys
 // stay); the next `up` needs a login or an auth key.
 func (d *Daemon) Logout(ctx context.Context) error {
+	d.mu.Lock()
+	d.cancelReauthLocked()
+	d.mu.Unlock()
 	lc, _, err := d.loginClient("", "")
 	if err != nil {
 		return err

@@ -24,7 +24,7 @@ func (d *Daemon) refused(l *mapLoop, se *controlclient.StatusError) {
 		return
 	}
 	msg := refusalMessage(se)
-	d.coord = coordConn{lastErr: msg, refused: true}
+	d.coord = coordConn{lastErr: msg, refused: true, expired: se.Reason == wire.ReasonNodeExpired}
 	d.nm = nil
 	d.updateDNSLocked()
 	if d.cache.timer != nil {
@@ -39,6 +39,9 @@ func (d *Daemon) refused(l *mapLoop, se *controlclient.StatusError) {
 		d.log.Error("cannot drop the peers of a refused node", "err", err) // retried by the refresher
 	}
 	d.log.Warn("coord refused this node; it left the mesh and will not retry", "reason", se.Reason, "err", se.Message)
+	if d.coord.expired {
+		d.startReauthLocked() // needs re-auth: ask coord for a login URL
+	}
 	select { // tell a waiting `up`
 	case l.fatal <- userError(se):
 	default:
@@ -52,7 +55,7 @@ func refusalMessage(se *controlclient.StatusError) string {
 	case wire.ReasonNotRegistered:
 		what = "this node was deleted by the mesh admin"
 	case wire.ReasonNodeExpired:
-		what = "this node's key has expired"
+		what, todo = "this node's key has expired (needs re-auth)", "log in again at the URL status shows (lanmesh login), or run lanmesh up --auth-key KEY"
 	case wire.ReasonNodeKeyMismatch:
 		what = "coord holds another node key for this machine"
 	case wire.ReasonUserDisabled:

@@ -96,3 +96,29 @@ func (e *engine) setupKernel() (err error) {
 	e.log.Info("data plane up", "backend", "kernel", "port", bind.Port(), "kernel_port", dev.port, "mtu", o.MTU)
 	return nil
 }
+
+// DeviceLister is an engine that lists the peers configured in its
+// WireGuard device right now, read from the device (UAPI or netlink),
+// not from the config it was given: tests and `lanmesh status --json`
+// (wireguard.peers) use it to prove a revoked or expired peer is gone
+// from the data plane.
+type DeviceLister interface {
+	DevicePeers() ([]key.NodePublic, error)
+}
+
+var _ DeviceLister = (*engine)(nil)
+
+func (e *engine) DevicePeers() ([]key.NodePublic, error) {
+	var out []key.NodePublic
+	err := e.do(func() error {
+		st, err := e.dev.Peers()
+		if err != nil {
+			return err
+		}
+		for _, p := range st {
+			out = append(out, p.Key)
+		}
+		return nil
+	})
+	return out, err
+}

@@ -20,6 +20,10 @@ type LoginRequest struct {
 	CoordFingerprint string `json:"coord_fingerprint,omitempty"`
 	Provider         string `json:"provider,omitempty"` // coord's IdP plugin name; "" its first
 	Hostname         string `json:"hostname,omitempty"`
+	// ForceReauth logs in with a new node key (lanmesh up
+	// --force-reauth): the node keeps its identity, addresses and name;
+	// the new key replaces the old one once the login is done.
+	ForceReauth bool `json:"force_reauth,omitempty"`
 }
 
 // LoginResponse is the URL the user opens.

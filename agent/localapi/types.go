@@ -41,12 +41,22 @@ type Status struct {
 	ExitNode *ExitNodeStatus `json:"exit_node,omitempty"`
 	// WireGuard is the data plane's WireGuard backend and why it runs.
 	WireGuard WireGuardStatus `json:"wireguard"`
+	// NeedsReauth: coord refused this node because its key expired
+	// (docs/identity.md); BackendState is NeedsLogin. AuthURL is where
+	// to log in again when coord has an identity provider (the agent
+	// asks for one by itself and comes back up once the login is done);
+	// otherwise "lanmesh up --auth-key KEY" re-authenticates.
+	NeedsReauth bool   `json:"needs_reauth"`
+	AuthURL     string `json:"auth_url,omitempty"`
 }
 
 // WireGuardStatus says which WireGuard implementation carries the mesh.
 type WireGuardStatus struct {
 	Backend string `json:"backend"` // "kernel" or "userspace" ("" when unknown)
 	Reason  string `json:"reason"`  // e.g. "auto: the kernel has WireGuard"
+	// Peers are the public keys of the peers configured in the WireGuard
+	// device right now, read from the device (not from the netmap).
+	Peers []string `json:"peers"`
 }
 
 // RejectedPeer is a peer the data plane left out.
@@ -140,6 +150,11 @@ type UpRequest struct {
 	ExitNode               *string       `json:"exit_node,omitempty"`
 	ExitNodeAllowLANAccess *bool         `json:"exit_node_allow_lan_access,omitempty"`
 	Timeout                time.Duration `json:"timeout,omitempty"` // 0: 30s
+	// ForceReauth (with AuthKey) makes a new node key and registers it:
+	// same node, addresses and name; peers get the new key and coord
+	// and relays refuse the old one. Without AuthKey, log in with
+	// LoginRequest.ForceReauth first.
+	ForceReauth bool `json:"force_reauth,omitempty"`
 }
 
 // UpResponse is the answer once the first full netmap arrived.

@@ -18,7 +18,7 @@ import (
 )
 
 func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs, sock := newFlags("up", "up --login-server URL [--auth-key KEY|file:PATH|- | --auth-key-file PATH | --login-provider NAME] [--advertise-routes CIDR,...] [--accept-routes] [--snat-subnet-routes=true] [--hostname NAME] [--advertise-exit-node] [--exit-node NAME|IP [--exit-node-allow-lan-access]] [--coord-fingerprint FP] [--timeout 30s]",
+	fs, sock := newFlags("up", "up --login-server URL [--auth-key KEY|file:PATH|- | --auth-key-file PATH | --login-provider NAME] [--advertise-routes CIDR,...] [--accept-routes] [--snat-subnet-routes=true] [--hostname NAME] [--advertise-exit-node] [--exit-node NAME|IP [--exit-node-allow-lan-access]] [--coord-fingerprint FP] [--force-reauth] [--timeout 30s]",
 		"lanmesh up --login-server https://coord.example:443 --auth-key file:/etc/lanmesh/authkey --advertise-routes 192.168.1.0/24", stderr)
 	login := fs.String("login-server", "", "coord's URL (https://host[:port])")
 	authKey := fs.String("auth-key", "", "pre-auth key from \"lanmesh-coord keys create\" (used once, never stored); file:PATH reads it from a file, - from stdin; default $"+authKeyEnv+" (keeps it out of ps)")
@@ -33,6 +33,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fp := fs.String("coord-fingerprint", "", "pin of coord's certificate (default: from the auth key)")
 	timeout := fs.Duration("timeout", 30*time.Second, "how long to wait for the first netmap")
 	provider := fs.String("login-provider", "", "without an auth key: coord's identity provider to log in with (default: coord's first)")
+	forceReauth := fs.Bool("force-reauth", false, "re-authenticate with a new node key (rotation): logs in again (or registers --auth-key); the node keeps its addresses and name, peers get the new key, coord and relays refuse the old one")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -45,7 +46,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	req := localapi.UpRequest{LoginServer: *login, AuthKey: key, CoordFingerprint: *fp, Timeout: *timeout}
+	req := localapi.UpRequest{LoginServer: *login, AuthKey: key, CoordFingerprint: *fp, Timeout: *timeout, ForceReauth: *forceReauth && key != ""}
 	var badRoutes error
 	fs.Visit(func(f *flag.Flag) {
 		switch f.Name {
@@ -81,8 +82,10 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return userErr(err)
 		}
-		if st.Self == nil {
-			lreq := localapi.LoginRequest{LoginServer: *login, CoordFingerprint: *fp, Provider: *provider}
+		// Log in when not joined, when the node key expired (needs
+		// re-auth), or to rotate the key (--force-reauth).
+		if st.Self == nil || st.NeedsReauth || *forceReauth {
+			lreq := localapi.LoginRequest{LoginServer: *login, CoordFingerprint: *fp, Provider: *provider, ForceReauth: *forceReauth}
 			if req.Hostname != nil {
 				lreq.Hostname = *req.Hostname
 			}
@@ -185,6 +188,14 @@ func printStatus(w io.Writer, st localapi.Status, now time.Time) {
 	}
 	if st.WireGuard.Backend != "" {
 		fmt.Fprintf(w, "wireguard: %s (%s)\n", st.WireGuard.Backend, st.WireGuard.Reason)
+	}
+	if st.NeedsReauth {
+		if st.AuthURL != "" {
+			fmt.Fprintf(w, "needs re-auth: this node's key expired; log in again at:\n\n\t%s\n\n(or run lanmesh up --auth-key KEY); it rejoins with its addresses and name\n", st.AuthURL)
+		} else {
+			fmt.Fprintln(w, "needs re-auth: this node's key expired; run lanmesh login, or lanmesh up --auth-key KEY; it rejoins with its addresses and name")
+		}
+		return
 	}
 	if st.BackendState == localapi.StateNeedsLogin {
 		fmt.Fprintln(w, "not joined: run lanmesh up --login-server URL --auth-key KEY")
