@@ -3,13 +3,19 @@ package adminapi
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/lanmesh/lanmesh/internal/wire"
@@ -26,7 +32,90 @@ const (
 	PathPolicy        = "/admin/v1/policy"
 	PathPolicyCheck   = "/admin/v1/policy/check"
 	PathPolicyHistory = "/admin/v1/policy/history"
+	PathAudit         = "/admin/v1/audit"   // GET ?since=RFC3339&actor=X&limit=N&before=ID
+	PathAPIKeys       = "/admin/v1/apikeys" // POST .../ID/revoke
 )
+
+// RemotePrefix is where coord's HTTPS listener serves the admin API,
+// authenticated by an API key: the socket's "/admin/v1/nodes" is
+// "/api/v1/admin/nodes" there (RemotePath).
+const RemotePrefix = "/api/v1/admin/"
+
+// socketPrefix is what RemotePrefix replaces.
+const socketPrefix = "/admin/v1/"
+
+// RemotePath maps a socket path to its path on the HTTPS admin API.
+func RemotePath(p string) string {
+	if rest, ok := strings.CutPrefix(p, socketPrefix); ok {
+		return RemotePrefix + rest
+	}
+	return p
+}
+
+// SocketPath maps an HTTPS admin API path back to the socket's, ok false
+// if p is not under RemotePrefix.
+func SocketPath(p string) (string, bool) {
+	rest, ok := strings.CutPrefix(p, RemotePrefix)
+	if !ok {
+		return "", false
+	}
+	return socketPrefix + rest, true
+}
+
+// APIKeyPath is the path of one API key; APIKeyPath(id)+"/revoke"
+// revokes it.
+func APIKeyPath(id string) string { return PathAPIKeys + "/" + url.PathEscape(id) }
+
+// AuditEvent is one audit log entry (see docs/admin.md for the actions).
+type AuditEvent struct {
+	ID        int64     `json:"id"`
+	Time      time.Time `json:"time"`
+	ActorKind string    `json:"actor_kind"` // socket, apikey, web, user, node, system
+	Actor     string    `json:"actor"`
+	Source    string    `json:"source"`
+	Action    string    `json:"action"`
+	Target    string    `json:"target,omitempty"`
+	Result    string    `json:"result"` // ok, refused, error
+	Detail    string    `json:"detail,omitempty"`
+}
+
+// CreateAPIKeyRequest asks for an API key.
+type CreateAPIKeyRequest struct {
+	Scope       string `json:"scope"`  // "read" or "admin"
+	Expiry      string `json:"expiry"` // ParseExpiry: "90d", "720h"
+	Description string `json:"description,omitempty"`
+}
+
+// APIKey describes an API key; Key (the full secret string) is set only
+// in the answer to a create.
+type APIKey struct {
+	ID          string    `json:"id"`
+	Key         string    `json:"key,omitempty"`
+	Scope       string    `json:"scope"`
+	Description string    `json:"description,omitempty"`
+	CreatedBy   string    `json:"created_by"`
+	Expiry      time.Time `json:"expiry"`
+	Created     time.Time `json:"created"`
+	Revoked     time.Time `json:"revoked,omitzero"`
+	LastUsed    time.Time `json:"last_used,omitzero"`
+}
+
+// ParseExpiry reads a lifetime: a Go duration ("720h", "1h30m") or a
+// whole number of days ("90d").
+func ParseExpiry(s string) (time.Duration, error) {
+	if d, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.Atoi(d)
+		if err != nil || n <= 0 || n > 100*365 {
+			return 0, fmt.Errorf("%q: want a positive number of days like 90d, or a duration like 720h", s)
+		}
+		return time.Duration(n) * 24 * time.Hour, nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil || v <= 0 {
+		return 0, fmt.Errorf("%q: want a positive duration like 720h, or days like 90d", s)
+	}
+	return v, nil
+}
 
 // User is a user as the admin sees it.
 type User struct {
@@ -194,9 +283,13 @@ type ApproveRequest struct {
 	Routes []string `json:"routes"`
 }
 
-// Client talks to the admin socket.
+// Client talks to the admin API: on the admin socket (NewClient) or on
+// coord's HTTPS listener with an API key (NewRemoteClient).
 type Client struct {
-	hc *http.Client
+	hc     *http.Client
+	base   string // "http://coord" on the socket, the server URL remotely
+	apiKey string // remote only
+	where  string // for errors: "admin socket" or the server URL
 }
 
 // NewClient returns a client for the socket at path.
@@ -205,11 +298,67 @@ func NewClient(path string) *Client {
 		var d net.Dialer
 		return d.DialContext(ctx, "unix", path)
 	}}
-	return &Client{hc: &http.Client{Transport: tr, Timeout: 30 * time.Second}}
+	return &Client{hc: &http.Client{Transport: tr, Timeout: 30 * time.Second}, base: "http://coord", where: "admin socket"}
 }
 
-// Do sends in (nil for none) to path and decodes the answer into out (nil
-// to ignore). Error answers come back as errors with coord's message.
+// RemoteOptions configure a client of the HTTPS admin API.
+type RemoteOptions struct {
+	ServerURL string // https://host[:port] of coord (its --server-url)
+	APIKey    string // lmapi_... (lanmesh-coord apikeys create)
+	// Fingerprint pins coord's certificate (lanmesh-coord fingerprint),
+	// for a coord with a self-signed certificate; empty verifies the
+	// certificate against the system's CAs.
+	Fingerprint string
+}
+
+// NewRemoteClient returns a client for coord's HTTPS admin API.
+func NewRemoteClient(o RemoteOptions) (*Client, error) {
+	u, err := url.Parse(o.ServerURL)
+	if err != nil || u.Scheme != "https" || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
+		return nil, fmt.Errorf("server URL %q: want https://host[:port] (coord's --server-url)", o.ServerURL)
+	}
+	key := strings.TrimSpace(o.APIKey)
+	if key == "" {
+		return nil, errors.New("no API key: pass --api-key-file FILE or set LANMESH_API_KEY (make one on coord with lanmesh-coord apikeys create)")
+	}
+	if !strings.HasPrefix(key, "lmapi_") || strings.ContainsAny(key, " \t\r\n") {
+		return nil, errors.New("API key: want the lmapi_... string lanmesh-coord apikeys create printed")
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if o.Fingerprint != "" {
+		pin, err := wire.ParseFingerprint(o.Fingerprint)
+		if err != nil {
+			return nil, err
+		}
+		// The pin replaces CA verification, as for agents: a
+		// self-signed coord is trusted exactly when its certificate is
+		// the pinned one.
+		tc.InsecureSkipVerify = true
+		tc.VerifyConnection = func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
+				return errors.New("coord presented no certificate")
+			}
+			sum := sha256.Sum256(cs.PeerCertificates[0].Raw)
+			if subtle.ConstantTimeCompare(sum[:], pin) != 1 {
+				return errors.New("coord's certificate does not match the pinned fingerprint (wrong server, or its certificate changed; see lanmesh-coord fingerprint on coord)")
+			}
+			return nil
+		}
+	}
+	tr := &http.Transport{
+		Proxy:               http.ProxyFromEnvironment,
+		TLSClientConfig:     tc,
+		TLSHandshakeTimeout: 10 * time.Second,
+		ForceAttemptHTTP2:   true,
+	}
+	base := strings.TrimRight(u.String(), "/")
+	return &Client{hc: &http.Client{Transport: tr, Timeout: 30 * time.Second}, base: base, apiKey: key, where: base}, nil
+}
+
+// Do sends in (nil for none) to path (a socket path, PathNodes etc.; a
+// remote client maps it with RemotePath) and decodes the answer into out
+// (nil to ignore). Error answers come back as errors with coord's
+// message.
 func (c *Client) Do(ctx context.Context, method, path string, in, out any) error {
 	var body io.Reader
 	if in != nil {
@@ -219,13 +368,33 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 		}
 		body = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, "http://coord"+path, body)
+	if c.apiKey != "" {
+		path = RemotePath(path)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
 	if err != nil {
 		return err
 	}
+	if c.apiKey != "" {
+		req.Header.Set("Authorization", "Bearer "+c.apiKey)
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return fmt.Errorf("admin socket: %w (is lanmesh-coord serve running with this --state-dir?)", err)
+		if c.apiKey == "" {
+			return fmt.Errorf("admin socket: %w (is lanmesh-coord serve running with this --state-dir?)", err)
+		}
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			err = uerr.Err // the URL is in the message below; never the key
+		}
+		var cve *tls.CertificateVerificationError
+		if errors.As(err, &cve) {
+			return fmt.Errorf("coord %s: %w (a self-signed coord needs --fingerprint; get it with lanmesh-coord fingerprint on coord)", c.where, err)
+		}
+		return fmt.Errorf("coord %s: %w", c.where, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
@@ -259,3 +428,22 @@ func NodeExpiryPath(ref string) string { return NodePath(ref) + "/expiry" }
 
 // NodePath is the path of one node.
 func NodePath(ref string) string { return PathNodes + "/" + url.PathEscape(ref) }
+
+// DeletedNode answers a node delete.
+type DeletedNode struct {
+	ID   int64  `json:"deleted"`
+	Name string `json:"name"`
+}
+
+// RenamedNode answers a node rename.
+type RenamedNode struct {
+	ID      int64  `json:"id"`
+	Name    string `json:"name"`
+	OldName string `json:"old_name"`
+}
+
+// ApprovedRoutes answers a route approval: all approved routes of the node.
+type ApprovedRoutes struct {
+	Node           string         `json:"node"`
+	ApprovedRoutes []netip.Prefix `json:"approved_routes"`
+}

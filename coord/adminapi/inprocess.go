@@ -11,7 +11,7 @@ import (
 // requests take the same path, checks and audit as the CLI's. Values in
 // the context given to Do reach the handler (the actor, for the audit).
 func NewHandlerClient(h http.Handler) *Client {
-	return &Client{hc: &http.Client{Transport: handlerTransport{h}, Timeout: 30 * time.Second}}
+	return &Client{hc: &http.Client{Transport: handlerTransport{h}, Timeout: 30 * time.Second}, base: "http://coord", where: "in-process admin API"}
 }
 
 type handlerTransport struct{ h http.Handler }

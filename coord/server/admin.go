@@ -1,11 +1,7 @@
 package server
 
 import (
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/hex"
-	"errors"
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -22,34 +18,72 @@ import (
 )
 
 // AdminHandler is the admin API. It has no authentication of its own: it
-// must only be served on the 0600 unix socket (ListenAdmin).
+// must only be served on the 0600 unix socket (ListenAdmin), or behind
+// apiAuth, which authenticates an API key and puts its Actor in the
+// request's context. Without an actor in the context the caller is the
+// socket's.
 func (s *Server) AdminHandler() http.Handler {
+	a := s.Admin()
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+adminapi.PathFingerprint, func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, adminapi.Fingerprint{Fingerprint: s.fp})
 	})
-	mux.HandleFunc("POST "+adminapi.PathKeys, s.adminCreateKey)
+	type none = struct{}
+	mux.HandleFunc("POST "+adminapi.PathKeys, handle(s, func(ctx context.Context, who Actor, r *http.Request, in adminapi.CreateKeyRequest) (adminapi.Key, error) {
+		return a.CreateKey(ctx, who, in)
+	}))
 	mux.HandleFunc("GET "+adminapi.PathKeys, s.adminListKeys)
 	mux.HandleFunc("GET "+adminapi.PathNodes, s.adminListNodes)
-	mux.HandleFunc("DELETE "+adminapi.PathNodes+"/{ref}", s.adminDeleteNode)
+	mux.HandleFunc("DELETE "+adminapi.PathNodes+"/{ref}", handle(s, func(ctx context.Context, who Actor, r *http.Request, _ none) (adminapi.DeletedNode, error) {
+		return a.DeleteNode(ctx, who, r.PathValue("ref"))
+	}))
 	mux.HandleFunc("GET "+adminapi.PathRoutes, s.adminListRoutes)
-	mux.HandleFunc("POST "+adminapi.PathRoutesApprove, s.adminApproveRoutes)
-	mux.HandleFunc("POST "+adminapi.PathNodes+"/{ref}/rename", s.adminRenameNode)
-	mux.HandleFunc("POST "+adminapi.PathUsers, s.adminCreateUser)
+	mux.HandleFunc("POST "+adminapi.PathRoutesApprove, handle(s, func(ctx context.Context, who Actor, r *http.Request, in adminapi.ApproveRequest) (adminapi.ApprovedRoutes, error) {
+		return a.ApproveRoutes(ctx, who, in)
+	}))
+	mux.HandleFunc("POST "+adminapi.PathNodes+"/{ref}/rename", handle(s, func(ctx context.Context, who Actor, r *http.Request, in adminapi.RenameRequest) (adminapi.RenamedNode, error) {
+		return a.RenameNode(ctx, who, r.PathValue("ref"), in.Name)
+	}))
+	mux.HandleFunc("POST "+adminapi.PathUsers, handle(s, func(ctx context.Context, who Actor, r *http.Request, in adminapi.CreateUserRequest) (adminapi.User, error) {
+		return a.CreateUser(ctx, who, in)
+	}))
 	mux.HandleFunc("GET "+adminapi.PathUsers, s.adminListUsers)
-	mux.HandleFunc("DELETE "+adminapi.PathUsers+"/{name}", s.adminDeleteUser)
-	mux.HandleFunc("POST "+adminapi.PathUsers+"/{name}/disable", s.adminSetUserDisabled(true))
-	mux.HandleFunc("POST "+adminapi.PathUsers+"/{name}/enable", s.adminSetUserDisabled(false))
-	mux.HandleFunc("POST "+adminapi.PathUsers+"/{name}/rename", s.adminRenameUser)
-	mux.HandleFunc("POST "+adminapi.PathUsers+"/{name}/role", s.adminSetUserRole)
-	mux.HandleFunc("POST "+adminapi.PathKeys+"/{id}/revoke", s.adminRevokeKey)
-	mux.HandleFunc("DELETE "+adminapi.PathKeys+"/{id}", s.adminDeleteKey)
-	mux.HandleFunc("POST "+adminapi.PathNodes+"/{ref}/expire", s.adminExpireNode)
-	mux.HandleFunc("POST "+adminapi.PathNodes+"/{ref}/expiry", s.adminSetNodeExpiry)
-	mux.HandleFunc("POST "+adminapi.PathPolicyCheck, s.adminCheckPolicy)
-	mux.HandleFunc("POST "+adminapi.PathPolicy, s.adminSetPolicy)
+	mux.HandleFunc("DELETE "+adminapi.PathUsers+"/{name}", handle(s, func(ctx context.Context, who Actor, r *http.Request, _ none) (adminapi.DeletedUser, error) {
+		return a.DeleteUser(ctx, who, r.PathValue("name"))
+	}))
+	for action, disabled := range map[string]bool{"disable": true, "enable": false} {
+		mux.HandleFunc("POST "+adminapi.PathUsers+"/{name}/"+action, handle(s, func(ctx context.Context, who Actor, r *http.Request, _ none) (adminapi.User, error) {
+			return a.SetUserDisabled(ctx, who, r.PathValue("name"), disabled)
+		}))
+	}
+	mux.HandleFunc("POST "+adminapi.PathUsers+"/{name}/rename", handle(s, func(ctx context.Context, who Actor, r *http.Request, in adminapi.RenameRequest) (adminapi.User, error) {
+		return a.RenameUser(ctx, who, r.PathValue("name"), in.Name)
+	}))
+	mux.HandleFunc("POST "+adminapi.PathUsers+"/{name}/role", handle(s, func(ctx context.Context, who Actor, r *http.Request, in adminapi.RoleRequest) (adminapi.User, error) {
+		return a.SetUserRole(ctx, who, r.PathValue("name"), in.Role)
+	}))
+	mux.HandleFunc("POST "+adminapi.PathNodes+"/{ref}/expiry", handle(s, func(ctx context.Context, who Actor, r *http.Request, in adminapi.ExpiryRequest) (adminapi.Node, error) {
+		return a.SetNodeExpiry(ctx, who, r.PathValue("ref"), in)
+	}))
+	mux.HandleFunc("POST "+adminapi.PathKeys+"/{id}/revoke", handle(s, func(ctx context.Context, who Actor, r *http.Request, _ none) (adminapi.Key, error) {
+		return a.RevokeKey(ctx, who, r.PathValue("id"))
+	}))
+	mux.HandleFunc("DELETE "+adminapi.PathKeys+"/{id}", handle(s, func(ctx context.Context, who Actor, r *http.Request, _ none) (adminapi.DeletedKey, error) {
+		id := r.PathValue("id")
+		return adminapi.DeletedKey{ID: id}, a.DeleteKey(ctx, who, id)
+	}))
+	mux.HandleFunc("POST "+adminapi.PathNodes+"/{ref}/expire", handle(s, func(ctx context.Context, who Actor, r *http.Request, _ none) (adminapi.Node, error) {
+		return a.ExpireNode(ctx, who, r.PathValue("ref"))
+	}))
+	mux.HandleFunc("POST "+adminapi.PathPolicyCheck, handle(s, func(ctx context.Context, _ Actor, r *http.Request, in adminapi.PolicyRequest) (adminapi.PolicyResult, error) {
+		return a.CheckPolicy(ctx, in)
+	}))
+	mux.HandleFunc("POST "+adminapi.PathPolicy, handle(s, func(ctx context.Context, who Actor, r *http.Request, in adminapi.PolicyRequest) (adminapi.PolicyResult, error) {
+		return a.SetPolicy(ctx, who, in)
+	}))
 	mux.HandleFunc("GET "+adminapi.PathPolicy, s.adminGetPolicy)
 	mux.HandleFunc("GET "+adminapi.PathPolicyHistory, s.adminPolicyHistory)
+	s.auditRoutes(mux)
 	return mux
 }
 
@@ -57,52 +91,6 @@ var tagRE = regexp.MustCompile(`^tag:[a-z0-9][a-z0-9-]{0,62}$`)
 
 // maxKeyExpiry bounds pre-auth keys: a forgotten key should not live forever.
 const maxKeyExpiry = 10 * 365 * 24 * time.Hour
-
-func (s *Server) adminCreateKey(w http.ResponseWriter, r *http.Request) {
-	var req adminapi.CreateKeyRequest
-	if !readAdmin(w, r, &req) {
-		return
-	}
-	exp, err := time.ParseDuration(req.Expiry)
-	if err != nil || exp <= 0 || exp > maxKeyExpiry {
-		writeErr(w, http.StatusBadRequest, fmt.Sprintf("expiry %q: want a positive duration up to %v, e.g. 1h or 720h", req.Expiry, maxKeyExpiry))
-		return
-	}
-	for _, t := range req.Tags {
-		if !tagRE.MatchString(t) {
-			writeErr(w, http.StatusBadRequest, fmt.Sprintf("tag %q: want tag:name (lower-case letters, digits, hyphens)", t))
-			return
-		}
-	}
-	var idb [6]byte
-	var sec [24]byte
-	rand.Read(idb[:])
-	rand.Read(sec[:])
-	ak := wire.AuthKey{ID: hex.EncodeToString(idb[:]), Secret: base64.RawURLEncoding.EncodeToString(sec[:]), Fingerprint: s.fp}
-	sum := sha256.Sum256([]byte(ak.Secret))
-	now := s.cfg.Now()
-	if req.User == "" {
-		req.User = store.DefaultUser
-	}
-	// Tags must be the key user's to give (the policy's tagOwners).
-	if err := s.checkTagOwners(r.Context(), req.Tags, req.User); err != nil {
-		var te errTagOwner
-		if errors.As(err, &te) {
-			s.log.Info("auth key refused", "user", req.User, "tags", req.Tags, "reason", err)
-			writeErr(w, http.StatusForbidden, "create auth key: "+err.Error())
-			return
-		}
-		s.adminFail(w, err)
-		return
-	}
-	k := store.PreAuthKey{ID: ak.ID, Hash: sum[:], Reusable: req.Reusable, Tags: req.Tags, User: req.User, Expiry: now.Add(exp), Created: now, Ephemeral: req.Ephemeral}
-	if err := s.st.CreatePreAuthKey(r.Context(), k); err != nil {
-		s.adminFail(w, err) // unknown or disabled user: the error says what to do
-		return
-	}
-	s.log.Info("auth key created", "auth_key", ak.Redacted(), "user", k.User, "reusable", k.Reusable, "ephemeral", k.Ephemeral, "tags", k.Tags, "expiry", k.Expiry)
-	writeJSON(w, http.StatusOK, adminapi.Key{ID: k.ID, Key: ak.String(), Reusable: k.Reusable, Tags: k.Tags, User: k.User, Expiry: k.Expiry, Created: k.Created, Ephemeral: k.Ephemeral})
-}
 
 func (s *Server) adminListKeys(w http.ResponseWriter, r *http.Request) {
 	keys, err := s.st.PreAuthKeys(r.Context())
@@ -148,8 +136,8 @@ func (s *Server) apiNode(n store.Node, online bool) adminapi.Node {
 }
 
 // findNode resolves an ID or a name.
-func (s *Server) findNode(r *http.Request, ref string) (store.Node, error) {
-	nodes, err := s.st.Nodes(r.Context())
+func (s *Server) findNode(ctx context.Context, ref string) (store.Node, error) {
+	nodes, err := s.st.Nodes(ctx)
 	if err != nil {
 		return store.Node{}, err
 	}
@@ -160,23 +148,6 @@ func (s *Server) findNode(r *http.Request, ref string) (store.Node, error) {
 		}
 	}
 	return store.Node{}, fmt.Errorf("node %q: %w", ref, store.ErrNotFound)
-}
-
-func (s *Server) adminDeleteNode(w http.ResponseWriter, r *http.Request) {
-	n, err := s.findNode(r, r.PathValue("ref"))
-	if err != nil {
-		s.adminFail(w, err)
-		return
-	}
-	if err := s.st.DeleteNode(r.Context(), n.ID); err != nil {
-		s.adminFail(w, err)
-		return
-	}
-	// Every stream re-reads the mesh now: peers get PeersRemoved and the
-	// node's own stream closes (S15).
-	s.hub.Changed()
-	s.log.Info("node deleted", "node", n.Name, "id", n.ID)
-	writeJSON(w, http.StatusOK, map[string]any{"deleted": n.ID, "name": n.Name})
 }
 
 func (s *Server) adminListRoutes(w http.ResponseWriter, r *http.Request) {
@@ -204,55 +175,12 @@ func (s *Server) adminListRoutes(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-func (s *Server) adminApproveRoutes(w http.ResponseWriter, r *http.Request) {
-	var req adminapi.ApproveRequest
-	if !readAdmin(w, r, &req) {
-		return
-	}
-	var routes []netip.Prefix
-	for _, c := range req.Routes {
-		p, err := netip.ParsePrefix(strings.TrimSpace(c))
-		if err != nil {
-			writeErr(w, http.StatusBadRequest, fmt.Sprintf("route %q: not a CIDR prefix like 192.168.1.0/24", c))
-			return
-		}
-		if err := checkRoute(p); err != nil {
-			writeErr(w, http.StatusBadRequest, "route "+err.Error())
-			return
-		}
-		routes = append(routes, p)
-	}
-	if len(routes) == 0 {
-		writeErr(w, http.StatusBadRequest, "no routes given")
-		return
-	}
-	n, err := s.findNode(r, req.Node)
-	if err != nil {
-		s.adminFail(w, err)
-		return
-	}
-	n, err = s.st.ApproveRoutes(r.Context(), n.ID, routes)
-	if err != nil {
-		s.adminFail(w, err)
-		return
-	}
-	s.hub.Changed()
-	s.log.Info("routes approved", "node", n.Name, "routes", routes)
-	writeJSON(w, http.StatusOK, map[string]any{"node": n.Name, "approved_routes": n.ApprovedRoutes})
-}
-
 func (s *Server) adminFail(w http.ResponseWriter, err error) {
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		writeErr(w, http.StatusNotFound, err.Error())
-	case errors.Is(err, store.ErrExists), errors.Is(err, store.ErrNameTaken), errors.Is(err, store.ErrUserDisabled):
-		writeErr(w, http.StatusConflict, err.Error())
-	case errors.Is(err, store.ErrNotAdvertised):
-		writeErr(w, http.StatusBadRequest, err.Error()+": the node must advertise it first (lanmesh up --advertise-routes)")
-	default:
+	code, msg := ErrorStatus(err)
+	if code >= 500 {
 		s.log.Error("admin request failed", "err", err)
-		writeErr(w, http.StatusInternalServerError, "internal error; see coord's log")
 	}
+	writeErr(w, code, msg)
 }
 
 func readAdmin(w http.ResponseWriter, r *http.Request, v any) bool {

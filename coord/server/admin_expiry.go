@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"time"
 
 	"github.com/lanmesh/lanmesh/coord/adminapi"
@@ -17,33 +16,33 @@ import (
 // never expire.
 const maxNodeKeyLifetime = 10 * 365 * 24 * time.Hour
 
-// adminSetNodeExpiry sets when a node's key expires (S12): "in" a
-// duration, "at" a time, or "off" (never). The hub's expiry timer takes
-// the node out of every netmap and relay at that instant (netmap.Hub).
-func (s *Server) adminSetNodeExpiry(w http.ResponseWriter, r *http.Request) {
-	var req adminapi.ExpiryRequest
-	if !readAdmin(w, r, &req) {
-		return
-	}
-	now := s.cfg.Now()
-	at, err := expiryTime(req, now)
-	if err != nil {
-		writeErr(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	n, err := s.findNode(r, r.PathValue("ref"))
-	if err != nil {
-		s.adminFail(w, err)
-		return
-	}
-	n, err = s.st.SetNodeExpiry(r.Context(), n.ID, at)
-	if err != nil {
-		s.adminFail(w, err)
-		return
-	}
-	s.hub.Changed() // re-arms the hub's expiry timer; an expired node leaves now
-	s.log.Info("node key expiry set by admin", "node", n.Name, "id", n.ID, "key_expiry", n.KeyExpiry)
-	writeJSON(w, http.StatusOK, s.apiNode(n, false))
+// SetNodeExpiry sets when a node's key expires (S12): "in" a duration,
+// "at" a time, or "off" (never). The hub's expiry timer takes the node
+// out of every netmap and relay at that instant (netmap.Hub).
+func (a *Admin) SetNodeExpiry(ctx context.Context, who Actor, ref string, req adminapi.ExpiryRequest) (adminapi.Node, error) {
+	var out adminapi.Node
+	err := a.do(ctx, who, "node.expiry", ref, func() (string, error) {
+		at, err := expiryTime(req, a.s.cfg.Now())
+		if err != nil {
+			return "", badRequest("%s", err)
+		}
+		n, err := a.s.findNode(ctx, ref)
+		if err != nil {
+			return "", err
+		}
+		n, err = a.s.st.SetNodeExpiry(ctx, n.ID, at)
+		if err != nil {
+			return "", err
+		}
+		a.s.hub.Changed() // re-arms the hub's expiry timer; an expired node leaves now
+		a.s.log.Info("node key expiry set by admin", "node", n.Name, "id", n.ID, "key_expiry", n.KeyExpiry, "by", who.String())
+		out = a.s.apiNode(n, false)
+		if at.IsZero() {
+			return "node " + n.Name + ": never expires", nil
+		}
+		return "node " + n.Name + ": expires " + at.UTC().Format(time.RFC3339), nil
+	})
+	return out, err
 }
 
 // expiryTime checks an ExpiryRequest: exactly one of In, At, Off.

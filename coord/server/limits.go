@@ -25,6 +25,12 @@ type Limits struct {
 	// Known machines are not counted. Default 2/s, burst 20.
 	RegisterRate  float64
 	RegisterBurst int
+	// AdminRate and AdminBurst: requests to the HTTPS admin API
+	// (/api/v1/admin/, API keys) per source address, counted before the
+	// key is looked up, so a client guessing keys costs coord a bounded
+	// number of store reads. Default 5/s, burst 50.
+	AdminRate  float64
+	AdminBurst int
 	// SourceTable bounds the addresses tracked per budget (least recently
 	// seen evicted). Default 16384.
 	SourceTable int
@@ -66,6 +72,7 @@ var DefaultLimits = Limits{
 	ChallengeRate: 20, ChallengeBurst: 60,
 	MachineChallengeRate: 1, MachineChallengeBurst: 10,
 	RegisterRate: 2, RegisterBurst: 20,
+	AdminRate: 5, AdminBurst: 50,
 	SourceTable:   16384,
 	KnownMachines: 65536, NoncesPerMachine: 16,
 	MaxConns: 2048, MaxConnsPerSource: 256,
@@ -107,6 +114,8 @@ func (l Limits) withDefaults() (Limits, error) {
 	i(&l.MachineChallengeBurst, d.MachineChallengeBurst, "machine challenge burst")
 	f(&l.RegisterRate, d.RegisterRate, "register rate")
 	i(&l.RegisterBurst, d.RegisterBurst, "register burst")
+	f(&l.AdminRate, d.AdminRate, "admin API rate")
+	i(&l.AdminBurst, d.AdminBurst, "admin API burst")
 	i(&l.SourceTable, d.SourceTable, "source table size")
 	i(&l.KnownMachines, d.KnownMachines, "known machines")
 	i(&l.NoncesPerMachine, d.NoncesPerMachine, "nonces per machine")

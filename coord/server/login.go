@@ -303,7 +303,7 @@ func (s *Server) handleCallback(w http.ResponseWriter, r *http.Request) {
 	}
 	c, err := r.Cookie(loginCookie)
 	if err != nil || subtle.ConstantTimeCompare([]byte(c.Value), []byte(state)) != 1 {
-		s.failLogin(pl, "login callback refused", "this login was started in another browser")
+		s.failLogin(r, pl, "", "login callback refused", "this login was started in another browser")
 		loginPage(w, http.StatusBadRequest, "Login refused", "This login was started in another browser. Run lanmesh up again and open the link here.")
 		return
 	}
@@ -313,7 +313,7 @@ func (s *Server) handleCallback(w http.ResponseWriter, r *http.Request) {
 	})
 	if err != nil {
 		msg := err.Error()
-		s.failLogin(pl, "login refused by provider", msg)
+		s.failLogin(r, pl, "", "login refused by provider", msg)
 		code := http.StatusBadGateway
 		if errors.Is(err, sdk.ErrBadCallback) || errors.Is(err, sdk.ErrRefused) {
 			code = http.StatusForbidden
@@ -329,7 +329,7 @@ func (s *Server) handleCallback(w http.ResponseWriter, r *http.Request) {
 			msg = "your user is disabled on this mesh"
 		}
 		s.log.Warn("login: user refused", "provider", pl.provider.Name(), "subject", id.Subject, "err", err)
-		s.failLogin(pl, "login refused", msg)
+		s.failLogin(r, pl, id.Subject, "login refused", msg)
 		loginPage(w, http.StatusForbidden, "Login refused", msg)
 		return
 	}
@@ -344,13 +344,15 @@ func (s *Server) handleCallback(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		_, msg := registerError(err)
 		s.log.Warn("login: register failed", "user", u.Name, "machine", pl.machine, "err", err)
-		s.failLogin(pl, "login register failed", msg)
+		s.failLogin(r, pl, u.Name, "login register failed", msg)
 		loginPage(w, http.StatusForbidden, "Login failed", msg)
 		return
 	}
 	s.hub.Changed()
 	s.machines.add(pl.machine, now) // registered: its nonces are tracked from now on
 	s.log.Info("login", "user", u.Name, "provider", pl.provider.Name(), "groups", len(u.Groups), "node", n.Name, "id", n.ID, "machine", pl.machine)
+	s.Audit(r.Context(), Actor{Kind: ActorUser, Name: u.Name, Source: r.RemoteAddr}, "login", n.Name,
+		fmt.Sprintf("provider %s, node id %d, %d groups", pl.provider.Name(), n.ID, len(u.Groups)), nil)
 	wn := netmap.ToWire(n, false)
 	s.logins.mu.Lock()
 	s.logins.finishLocked(pl, wire.LoginWaitResponse{Done: true, Node: &wn, User: u.Name})
@@ -358,8 +360,17 @@ func (s *Server) handleCallback(w http.ResponseWriter, r *http.Request) {
 	loginPage(w, http.StatusOK, "Logged in", fmt.Sprintf("You are logged in as %s; the device %s joined the mesh. You can close this window.", u.Name, n.Name))
 }
 
-func (s *Server) failLogin(pl *pendingLogin, logMsg, reason string) {
+// failLogin ends a pending login that failed at its callback and audits
+// it; who is the user or IdP subject if known. Callbacks that match no
+// pending login are logged but not audited: anyone can send them.
+func (s *Server) failLogin(r *http.Request, pl *pendingLogin, who, logMsg, reason string) {
 	s.log.Info(logMsg, "provider", pl.provider.Name(), "machine", pl.machine, "reason", reason)
+	action, target := "login", pl.req.Hostname
+	if pl.web != nil {
+		action, target = "weblogin", "web admin"
+	}
+	s.Audit(r.Context(), Actor{Kind: ActorUser, Name: who, Source: r.RemoteAddr}, action, target,
+		"provider "+pl.provider.Name(), &AdminError{Code: http.StatusForbidden, Msg: logMsg + ": " + reason})
 	s.logins.mu.Lock()
 	s.logins.finishLocked(pl, wire.LoginWaitResponse{Done: true, Error: "login failed: " + reason})
 	s.logins.mu.Unlock()
@@ -441,5 +452,6 @@ func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
 	}
 	s.hub.Changed()
 	s.log.Info("logout", "node", n.Name, "id", n.ID, "user", n.User)
+	s.Audit(r.Context(), Actor{Kind: ActorNode, Name: n.Name, Source: r.RemoteAddr}, "logout", n.Name, "user "+n.User, nil)
 	writeJSON(w, http.StatusOK, struct{}{})
 }

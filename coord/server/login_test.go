@@ -128,6 +128,10 @@ func TestLoginFlow(t *testing.T) {
 	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, "already used") {
 		t.Errorf("replayed callback: %d %s", resp.StatusCode, body)
 	}
+	// The login is in the audit log, by the person, from the browser.
+	if ev := lastEvent(t, tc.srv, "login"); ev.ActorKind != "user" || ev.Actor != "ann" || ev.Result != ResultOK || !strings.HasPrefix(ev.Source, "127.0.0.1:") || ev.Target == "" {
+		t.Errorf("login audit event: %+v", ev)
+	}
 	// S11: the IdP's secret never reaches the log.
 	if strings.Contains(logs.String(), "refresh-secret-xyz") {
 		t.Error("coord logged the identity's secret")
@@ -163,6 +167,10 @@ func TestLoginCallbackRefusals(t *testing.T) {
 			}
 			if tt.name == "wrong state" {
 				return // the real login is still pending
+			}
+			// A failed login with a pending login behind it is audited.
+			if ev := lastEvent(t, tc.srv, "login"); ev.Result != ResultRefused || ev.ActorKind != "user" || !strings.Contains(ev.Detail, tt.want) {
+				t.Errorf("failed login audit event: %+v", ev)
 			}
 			r, err := tc.client(mk).LoginWait(context.Background(), id)
 			if err == nil && (!r.Done || r.Error == "" || r.Node != nil) {

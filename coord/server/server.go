@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/lanmesh/lanmesh/coord/adminapi"
 	"github.com/lanmesh/lanmesh/coord/netmap"
 	"github.com/lanmesh/lanmesh/coord/store"
 	"github.com/lanmesh/lanmesh/derp"
@@ -50,6 +51,9 @@ type Config struct {
 	// its provider (refresh.go); default DefaultIdPRefreshInterval,
 	// negative turns the check off.
 	IdPRefreshInterval time.Duration
+	// Audit bounds the audit log (audit.go); zero fields take the
+	// defaults.
+	Audit AuditConfig
 }
 
 // Server is a running coord.
@@ -69,6 +73,8 @@ type Server struct {
 	derp     relayState // embedded relay and DERP map (derp.go)
 	logins   *logins    // pending interactive logins (login.go)
 	reaper   *reaper    // deletes disconnected ephemeral nodes (ephemeral.go)
+	audit    auditLog   // appends since the last prune (audit.go)
+	apiAuth  *ipLimiter // HTTPS admin API requests per source (apiauth.go)
 
 	policyMu sync.Mutex // one policy set at a time: check and store together
 
@@ -108,6 +114,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Audit, err = cfg.Audit.withDefaults(); err != nil {
+		return nil, err
+	}
 	if cfg.Domain != "" {
 		if err := cfg.Store.SetDomain(ctx, cfg.Domain); err != nil {
 			return nil, err
@@ -132,7 +141,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		done:     make(chan struct{}),
 		logins:   newLogins(),
 		reaper:   newReaper(),
+		apiAuth:  newIPLimiter(lim.AdminRate, float64(lim.AdminBurst), lim.SourceTable),
 	}
+	s.pruneAudit()
 	// Known machines get their own challenge budget from the start, so a
 	// restarted coord does not leave them behind an attacker's address.
 	nodes, err := cfg.Store.Nodes(ctx)
@@ -180,6 +191,7 @@ func (s *Server) Handler() http.Handler {
 	for pattern, h := range s.mounts {
 		mux.Handle(pattern, h)
 	}
+	mux.Handle(adminapi.RemotePrefix, s.remoteAdmin())
 	return s.deadlines(mux)
 }
 
@@ -208,7 +220,10 @@ func (s *Server) Serve(ctx context.Context, ln, adminLn net.Listener) error {
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
 	ln = connlimit.New(ln, s.lim.MaxConns, s.lim.MaxConnsPerSource)
-	as := &http.Server{Handler: s.AdminHandler(), ReadHeaderTimeout: 10 * time.Second}
+	as := &http.Server{Handler: s.AdminHandler(), ReadHeaderTimeout: 10 * time.Second,
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			return WithActor(ctx, Actor{Kind: ActorSocket, Name: socketPeer(c), Source: "unix socket"})
+		}}
 	errc := make(chan error, 2)
 	go s.refreshLoop(ctx)
 	go func() { errc <- hs.Serve(tls.NewListener(ln, hs.TLSConfig)) }()

@@ -77,7 +77,7 @@ func (s *Server) StartWebLogin(w http.ResponseWriter, r *http.Request, provider 
 	})
 	if err != nil {
 		s.log.Warn("web login: provider failed to begin", "provider", p.Name(), "err", err)
-		s.failLogin(pl, "web login failed", "the provider failed to begin")
+		s.failLogin(r, pl, "", "web login failed", "the provider failed to begin")
 		loginPage(w, http.StatusBadGateway, "The identity provider is unavailable", err.Error())
 		return
 	}
@@ -98,5 +98,6 @@ func (s *Server) completeWebLogin(w http.ResponseWriter, r *http.Request, pl *pe
 	delete(s.logins.byID, pl.id) // nobody waits for a web login's result
 	s.logins.mu.Unlock()
 	s.log.Info("web login", "user", u.Name, "provider", pl.provider.Name())
+	s.Audit(r.Context(), Actor{Kind: ActorUser, Name: u.Name, Source: r.RemoteAddr}, "weblogin", "web admin", "provider "+pl.provider.Name(), nil)
 	pl.web(w, r, u, pl.provider.Name())
 }

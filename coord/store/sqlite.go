@@ -141,6 +141,33 @@ CREATE INDEX identities_user ON identities(user_name);`,
 	8: `
 ALTER TABLE preauth_keys ADD COLUMN ephemeral INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE nodes ADD COLUMN ephemeral INTEGER NOT NULL DEFAULT 0;`,
+	// 9: the audit log of admin actions and logins (audit.go), and API
+	// keys for the remote admin API (apikeys.go; only a hash of each
+	// secret is kept).
+	9: `
+CREATE TABLE audit_events (
+	id INTEGER PRIMARY KEY AUTOINCREMENT,
+	time INTEGER NOT NULL,
+	actor_kind TEXT NOT NULL,
+	actor TEXT NOT NULL,
+	source TEXT NOT NULL,
+	action TEXT NOT NULL,
+	target TEXT NOT NULL,
+	result TEXT NOT NULL,
+	detail TEXT NOT NULL
+);
+CREATE INDEX audit_events_time ON audit_events(time);
+CREATE TABLE api_keys (
+	id TEXT PRIMARY KEY,
+	hash BLOB NOT NULL,
+	scope TEXT NOT NULL,
+	description TEXT NOT NULL,
+	created_by TEXT NOT NULL,
+	expiry INTEGER NOT NULL,
+	created INTEGER NOT NULL,
+	revoked INTEGER NOT NULL DEFAULT 0,
+	last_used INTEGER NOT NULL DEFAULT 0
+);`,
 }
 
 func (s *SQLite) migrate(ctx context.Context) error {

@@ -76,6 +76,24 @@ type Store interface {
 	Policy(ctx context.Context) (PolicyVersion, error)
 	PolicyHistory(ctx context.Context) ([]PolicyVersion, error)
 
+	// The audit log (audit.go): AppendAudit stores one event and returns
+	// it with its ID; AuditEvents reads them newest first; PruneAudit
+	// deletes events older than before (zero: none by age) and all but
+	// the newest keep (0: no cap), and says how many went.
+	AppendAudit(ctx context.Context, e AuditEvent) (AuditEvent, error)
+	AuditEvents(ctx context.Context, q AuditQuery) ([]AuditEvent, error)
+	PruneAudit(ctx context.Context, before time.Time, keep int) (int64, error)
+
+	// API keys for the remote admin API (apikeys.go). APIKey returns one
+	// with its hash (ErrNotFound if unknown); APIKeys lists all without;
+	// RevokeAPIKey makes one fail every later request (revoking twice
+	// keeps the first time); TouchAPIKey records a use.
+	CreateAPIKey(ctx context.Context, k APIKey) error
+	APIKey(ctx context.Context, id string) (APIKey, error)
+	APIKeys(ctx context.Context) ([]APIKey, error)
+	RevokeAPIKey(ctx context.Context, id string, now time.Time) (APIKey, error)
+	TouchAPIKey(ctx context.Context, id string, now time.Time) error
+
 	Close() error
 }
 

@@ -255,7 +255,7 @@ func TestMigrateV1(t *testing.T) {
 	}
 	// Roll the schema back to version 1 by hand, with one v1 node.
 	for _, q := range []string{
-		`DROP TABLE users`, `DROP TABLE policies`, `DROP INDEX nodes_user`, `DROP INDEX nodes_node_key`, `DROP TABLE identities`,
+		`DROP TABLE users`, `DROP TABLE policies`, `DROP INDEX nodes_user`, `DROP INDEX nodes_node_key`, `DROP TABLE identities`, `DROP TABLE audit_events`, `DROP TABLE api_keys`,
 		`ALTER TABLE nodes DROP COLUMN lan_hosts`, `ALTER TABLE preauth_keys DROP COLUMN user_name`,
 		`ALTER TABLE nodes DROP COLUMN home_region`, `ALTER TABLE preauth_keys DROP COLUMN revoked`,
 		`ALTER TABLE preauth_keys DROP COLUMN ephemeral`, `ALTER TABLE nodes DROP COLUMN ephemeral`,
@@ -302,7 +302,7 @@ func TestMigrateDuplicateNodeKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Back to schema 4, where nothing stopped the impostor taking the key.
-	for _, q := range []string{`DROP INDEX nodes_node_key`, `DROP TABLE identities`, `ALTER TABLE users DROP COLUMN idp_groups`,
+	for _, q := range []string{`DROP INDEX nodes_node_key`, `DROP TABLE identities`, `DROP TABLE audit_events`, `DROP TABLE api_keys`, `ALTER TABLE users DROP COLUMN idp_groups`,
 		`ALTER TABLE users DROP COLUMN admin`, `ALTER TABLE preauth_keys DROP COLUMN ephemeral`, `ALTER TABLE nodes DROP COLUMN ephemeral`,
 		`DELETE FROM schema_migrations WHERE version >= 5`,
 		`UPDATE nodes SET node_key = (SELECT node_key FROM nodes WHERE name = 'victim') WHERE name = 'impostor'`} {

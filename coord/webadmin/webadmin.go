@@ -165,7 +165,7 @@ func (a *App) checkPost(r *http.Request, s *session) error {
 
 // apiCtx carries the admin to coord's admin API (audited as them).
 func apiCtx(s *session, r *http.Request) context.Context {
-	return r.Context()
+	return server.WithActor(r.Context(), server.Actor{Kind: server.ActorWeb, Name: s.user, Source: r.RemoteAddr})
 }
 
 // page is what every template gets.

@@ -37,6 +37,8 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"NamesUnique", namesUnique},
 		{"NodeKeysUnique", nodeKeysUnique},
 		{"NodeKeyRaceOneWins", nodeKeyRaceOneWins},
+		{"AuditLog", auditLog},
+		{"APIKeys", apiKeys},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newStore(t)) })
 	}
