@@ -191,11 +191,33 @@ func (a *App) logout(w http.ResponseWriter, r *http.Request, s *session) {
 
 // Nodes.
 
+// nodeView is a node with the state of each advertised route.
+type nodeView struct {
+	adminapi.Node
+	Routes []adminapi.Route
+}
+
 func (a *App) nodesData(r *http.Request, s *session) (any, error) {
 	var nodes []adminapi.Node
-	err := a.api.Do(apiCtx(s, r), "GET", adminapi.PathNodes, nil, &nodes)
+	var routes []adminapi.Route
+	ctx := apiCtx(s, r)
+	if err := a.api.Do(ctx, "GET", adminapi.PathNodes, nil, &nodes); err != nil {
+		return nil, err
+	}
+	if err := a.api.Do(ctx, "GET", adminapi.PathRoutes, nil, &routes); err != nil {
+		return nil, err
+	}
 	sort.Slice(nodes, func(i, j int) bool { return nodes[i].Name < nodes[j].Name })
-	return nodes, err
+	out := make([]nodeView, len(nodes))
+	for i, n := range nodes {
+		out[i].Node = n
+		for _, rt := range routes {
+			if rt.NodeID == n.ID {
+				out[i].Routes = append(out[i].Routes, rt)
+			}
+		}
+	}
+	return out, nil
 }
 
 func (a *App) nodeAction(w http.ResponseWriter, r *http.Request, s *session) {
@@ -211,6 +233,15 @@ func (a *App) nodeAction(w http.ResponseWriter, r *http.Request, s *session) {
 	case "expire":
 		err = a.api.Do(ctx, "POST", adminapi.NodeExpirePath(ref), nil, nil)
 		msg = fmt.Sprintf("Node %s's key expired: it left every peer and must log in again.", ref)
+	case "expiry":
+		// "off", or a duration from now ("720h").
+		in := strings.TrimSpace(r.PostFormValue("in"))
+		req := adminapi.ExpiryRequest{In: in}
+		if in == "off" {
+			req = adminapi.ExpiryRequest{Off: true}
+		}
+		err = a.api.Do(ctx, "POST", adminapi.NodeExpiryPath(ref), req, nil)
+		msg = fmt.Sprintf("Node %s's key expiry set (%s).", ref, in)
 	case "delete":
 		if r.PostFormValue("confirm") != "yes" {
 			err = fmt.Errorf("tick the box to confirm deleting node %s", ref)
@@ -295,7 +326,8 @@ func (a *App) keysData(r *http.Request, s *session) (any, error) {
 }
 
 func (a *App) createKey(w http.ResponseWriter, r *http.Request, s *session) {
-	req := adminapi.CreateKeyRequest{User: r.PostFormValue("user"), Reusable: r.PostFormValue("reusable") == "yes", Expiry: strings.TrimSpace(r.PostFormValue("expiry"))}
+	req := adminapi.CreateKeyRequest{User: r.PostFormValue("user"), Reusable: r.PostFormValue("reusable") == "yes",
+		Ephemeral: r.PostFormValue("ephemeral") == "yes", Expiry: strings.TrimSpace(r.PostFormValue("expiry"))}
 	for _, t := range strings.FieldsFunc(r.PostFormValue("tags"), func(c rune) bool { return c == ',' || c == ' ' }) {
 		req.Tags = append(req.Tags, t)
 	}
