@@ -158,8 +158,14 @@ func forwardRules(mesh string) [][]expr.Any {
 
 func snatRules(mesh string) [][]expr.Any {
 	return [][]expr.Any{
-		// mesh -> LAN: LAN hosts need no route back into the mesh.
-		join(ifname(expr.MetaKeyIIFNAME, expr.CmpOpEq, mesh), ifname(expr.MetaKeyOIFNAME, expr.CmpOpNeq, mesh), masq()),
+		// mesh -> LAN: LAN hosts need no route back into the mesh. Not
+		// to loopback: a tunnel device's own encapsulated packets leave
+		// with the device as their input interface, and the kernel
+		// WireGuard backend sends them to the agent's loopback sockets;
+		// masquerading those would change their source, so the agent's
+		// connected socket would never see them (issue 17).
+		join(ifname(expr.MetaKeyIIFNAME, expr.CmpOpEq, mesh), ifname(expr.MetaKeyOIFNAME, expr.CmpOpNeq, mesh),
+			ifname(expr.MetaKeyOIFNAME, expr.CmpOpNeq, "lo"), masq()),
 		// LAN -> mesh: only forwarded traffic (the router's own packets have
 		// no input interface, so the iifname match fails for them).
 		join(ifname(expr.MetaKeyOIFNAME, expr.CmpOpEq, mesh), ifname(expr.MetaKeyIIFNAME, expr.CmpOpNeq, mesh), masq()),
