@@ -27,10 +27,11 @@ func main() {
 	}
 	bin := flag.String("bin", "bin", "directory with host builds and <os>_<arch>/ router builds (from `make build`)")
 	out := flag.String("out", "bench/results", "directory for the result tables")
-	only := flag.String("only", "size,throughput,firewall,dns,coordscale,connect,abuse", "comma-separated benchmarks to run: size, throughput, firewall, dns, coordscale, connect, abuse")
+	only := flag.String("only", "size,throughput,firewall,dns,coordscale,connect,abuse", "comma-separated benchmarks to run: size, throughput, firewall, dns, coordscale, connect, abuse, policycompat (needs -policy-dir)")
 	n := flag.Int("n", 5, "throughput: interleaved repetitions per data plane")
 	dur := flag.Duration("t", 10*time.Second, "throughput: duration of one iperf3 run")
 	abuseHold = flag.Duration("abuse-t", 30*time.Second, "abuse: how long the agents hold their netmap streams under the flood")
+	policyDir := flag.String("policy-dir", "", "policycompat: directory of policy files to check (NAME.expect.json sidecars hold recorded verdicts)")
 	modes := flag.String("modes", "", "throughput: comma-separated data planes (default all): plain, wireguard-go, lanmesh, relay")
 	flag.Usage = func() {
 		fmt.Fprintf(os.Stderr, "Usage: lanmesh-bench [flags]\n\nMeasures binary sizes against the router budget, LAN-to-LAN throughput\nagainst plain routing and stock wireguard-go, firewall updates, DNS\nqueries/s against dnsmasq, coord fan-out at scale and coord under a flood;\nwrites markdown under -out.\nExits non-zero when the router binary is over budget or a benchmark failed.\n\nExample:\n  sudo lanmesh-bench -bin bin -out bench/results -n 3 -t 5s\n\n")
@@ -40,11 +41,15 @@ func main() {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	policyCompatDir = *policyDir
 	if err := run(ctx, log, *bin, *out, *only, *modes, *n, *dur); err != nil {
 		fmt.Fprintf(os.Stderr, "lanmesh-bench: %v\n", err)
 		os.Exit(1)
 	}
 }
+
+// policyCompatDir is -policy-dir.
+var policyCompatDir string
 
 // abuseHold is -abuse-t.
 var abuseHold *time.Duration
@@ -55,9 +60,15 @@ func run(ctx context.Context, log *slog.Logger, bin, out, only, modes string, n 
 		switch s = strings.TrimSpace(s); s {
 		case "size", "throughput", "firewall", "dns", "coordscale", "connect", "abuse":
 			want[s] = true
+		case "policycompat":
+			// Not in the default set: it needs a corpus (-policy-dir).
+			if policyCompatDir == "" {
+				return fmt.Errorf("-only policycompat needs -policy-dir DIR (a directory of policy files)")
+			}
+			want[s] = true
 		case "":
 		default:
-			return fmt.Errorf("-only: unknown benchmark %q (want size, throughput, firewall, dns, coordscale, connect, abuse)", s)
+			return fmt.Errorf("-only: unknown benchmark %q (want size, throughput, firewall, dns, coordscale, connect, abuse, policycompat)", s)
 		}
 	}
 	absBin, err := filepath.Abs(bin)
@@ -140,6 +151,13 @@ func run(ctx context.Context, log *slog.Logger, bin, out, only, modes string, n 
 		for _, f := range res.Failed() {
 			failed = append(failed, "abuse: "+f)
 		}
+	}
+	if want["policycompat"] {
+		f, err := runPolicyCompat(log, out, policyCompatDir)
+		if err != nil {
+			return err
+		}
+		failed = append(failed, f...)
 	}
 	if len(failed) > 0 {
 		return fmt.Errorf("FAILED:\n  %s", strings.Join(failed, "\n  "))

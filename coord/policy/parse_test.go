@@ -47,7 +47,7 @@ func TestParseErrors(t *testing.T) {
 		{"approver prefix", `{"autoApprovers": {"routes": {"10.0.0.1/8": ["a@b"]}}}`, `autoApprovers.routes["10.0.0.1/8"]: "10.0.0.1/8" has host bits set`},
 		{"approver star", `{"autoApprovers": {"exitNode": ["*"]}}`, `autoApprovers.exitNode[0]: "*" is not allowed here`},
 		{"ssh action", `{"ssh": [{"action": "allow", "src": ["a@b"], "dst": ["autogroup:self"], "users": ["root"]}]}`, `ssh[0].action`},
-		{"ssh user", `{"ssh": [{"action": "accept", "src": ["a@b"], "dst": ["autogroup:self"], "users": ["Root;rm"]}]}`, `ssh[0].users[0]: ssh user "Root;rm"`},
+		{"ssh user", `{"ssh": [{"action": "accept", "src": ["a@b"], "dst": ["autogroup:self"], "users": [""]}]}`, `ssh[0].users[0]: ssh user "" is not valid`},
 		{"ssh dst", `{"ssh": [{"action": "accept", "src": ["a@b"], "dst": ["*"], "users": ["root"]}]}`, `ssh dst "*" must be`},
 		{"ssh checkPeriod", `{"ssh": [{"action": "accept", "src": ["a@b"], "dst": ["autogroup:self"], "users": ["root"], "checkPeriod": "1h"}]}`, `checkPeriod needs action "check"`},
 		{"test src network", `{"tests": [{"src": "10.0.0.0/8", "accept": ["1.2.3.4:22"]}]}`, `tests[0].src: test src "10.0.0.0/8" is a network`},

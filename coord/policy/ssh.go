@@ -14,37 +14,35 @@ const MaxCheckPeriod = 168 * time.Hour
 // connection asks the user again.
 const CheckAlways = time.Duration(-1)
 
-// sshUserOK reports whether u may be written in an SSH rule's users:
-// root, autogroup:nonroot, "=" (the login's own local part),
-// localpart:*@domain, or a login name of the target system (letters of
-// any script, digits, '_', '-', '.', and a trailing '$' as Samba allows).
-func sshUserOK(u string) error {
+// sshUser checks u, written in an SSH rule's users. Tailscale accepts
+// any non-empty name but "*": root, autogroup:nonroot, "=" (the login's
+// own local part), localpart:*@domain, or a login name of the target
+// system (letters of any script included). lanmesh accepts the same,
+// and returns a warning for a name no system account can have (with
+// whitespace, ':' or '/'), since such a rule can never match.
+func sshUser(u string) (warning string, err error) {
+	t := strings.TrimSpace(u)
 	switch {
-	case u == "":
-		return fmt.Errorf("ssh user \"\" is not valid; name a login such as \"root\" or \"autogroup:nonroot\"")
-	case u == "root", u == "autogroup:nonroot", u == "=":
-		return nil
-	case strings.HasPrefix(u, "localpart:"):
-		rest := u[len("localpart:"):]
-		dom, ok := strings.CutPrefix(rest, "*@")
+	case t == "":
+		return "", fmt.Errorf("ssh user %q is not valid; name a login such as \"root\" or \"autogroup:nonroot\"", u)
+	case t == "*":
+		return "", fmt.Errorf("ssh user \"*\" is not valid (as in Tailscale); name the logins, or use autogroup:nonroot")
+	case t == "root", t == "autogroup:nonroot", t == "=":
+		return "", nil
+	case strings.HasPrefix(t, "localpart:"):
+		dom, ok := strings.CutPrefix(t[len("localpart:"):], "*@")
 		if !ok || dom == "" || strings.ContainsAny(dom, "*@ /:") {
-			return fmt.Errorf("ssh user %q: write localpart:*@domain (the local part of the connecting user's login at that domain)", u)
+			// Tailscale accepts it as a plain name, which no account has.
+			return fmt.Sprintf("ssh user %q is not localpart:*@domain and can be no system account's name, so this entry never matches", u), nil
 		}
-		return nil
-	case strings.HasPrefix(u, "autogroup:"):
-		return fmt.Errorf("ssh user %q: the only autogroup for users is autogroup:nonroot", u)
+		return "", nil
 	}
-	if len(u) > 64 {
-		return fmt.Errorf("ssh user %q is longer than 64 bytes", u)
-	}
-	for i, r := range u {
-		ok := unicode.IsLetter(r) || unicode.IsDigit(r) || r == '_' || r == '.' ||
-			(r == '-' && i > 0) || (r == '$' && i == len(u)-1 && i > 0)
-		if !ok {
-			return fmt.Errorf("ssh user %q is not a valid login name, \"root\", \"autogroup:nonroot\" or \"localpart:*@domain\"", u)
+	for _, r := range t {
+		if unicode.IsSpace(r) || r == ':' || r == '/' || unicode.IsControl(r) {
+			return fmt.Sprintf("ssh user %q can be no system account's name, so this entry never matches", u), nil
 		}
 	}
-	return nil
+	return "", nil
 }
 
 // parseCheckPeriod reads a check rule's checkPeriod: a Go duration up
@@ -60,7 +58,9 @@ func parseCheckPeriod(s string) (time.Duration, error) {
 	switch {
 	case err != nil:
 		return 0, fmt.Errorf("checkPeriod %q is not a duration like \"12h\" or \"always\"", s)
-	case d <= 0:
+	case d == 0:
+		return CheckAlways, nil // Tailscale accepts 0: ask every time
+	case d < 0:
 		return 0, fmt.Errorf("checkPeriod %s must be a positive duration", d)
 	case d > MaxCheckPeriod:
 		return 0, fmt.Errorf("checkPeriod %s is above the maximum of 168h", d)
@@ -69,6 +69,7 @@ func parseCheckPeriod(s string) (time.Duration, error) {
 }
 
 func (v *validator) ssh(p path, r rawSSH) {
+	r.Action = strings.TrimSpace(r.Action) // Tailscale reads " accept" as accept
 	rule := SSHRule{Action: r.Action, Src: r.Src, Dst: r.Dst, Users: r.Users, AcceptEnv: r.AcceptEnv}
 	switch {
 	case r.Action == "":
@@ -132,8 +133,11 @@ func (v *validator) ssh(p path, r rawSSH) {
 	}
 	v.sshSecurity(p, r, srcSel, dstSel)
 	for i, u := range r.Users {
-		if err := sshUserOK(u); err != nil {
+		w, err := sshUser(u)
+		if err != nil {
 			v.fail(p.add("users").add(i), "%v", err)
+		} else if w != "" {
+			v.warn(p.add("users").add(i), "%s", w)
 		}
 	}
 	rule.src, rule.dst = srcSel, dstSel
