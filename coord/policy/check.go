@@ -187,7 +187,7 @@ func (c *Compiled) admits(src, dst netip.Addr, proto uint8, port uint16) (bool, 
 	for k, fr := range r.Filter.Inbound {
 		if fr.Match(src, dst, proto, port) {
 			if acl := r.inboundACL[k]; acl >= 0 {
-				return true, fmt.Sprintf(" by acls[%d]", acl)
+				return true, " by " + c.policy.rules()[acl].ruleName(acl)
 			}
 			return true, " by the default policy"
 		}

@@ -53,6 +53,7 @@ type node struct {
 // Everything in it is deterministic and sorted, so results can be
 // compared; Changed lists the nodes whose result differs.
 type Compiled struct {
+	policy  *Policy
 	nodes   []*node
 	byID    map[wire.NodeID]int
 	results []NodeResult
@@ -68,7 +69,7 @@ type NodeResult struct {
 	Sum [32]byte
 
 	peers      *peerSet
-	inboundACL []int // per Filter.Inbound rule: index in Policy.ACLs, -1 for the default policy
+	inboundACL []int // per Filter.Inbound rule: index in Policy.rules(), -1 for the default policy
 	forwardACL []int
 }
 

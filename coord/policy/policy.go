@@ -20,6 +20,7 @@ type Policy struct {
 	TagOwners     map[string][]string     // as written
 	Hosts         map[string]netip.Prefix // alias -> prefix
 	ACLs          []ACL
+	Grants        []Grant
 	AutoApprovers AutoApprovers
 	SSH           []SSHRule
 	Tests         []Test
@@ -46,6 +47,8 @@ type ACL struct {
 	src    []selector
 	dst    []dstEntry
 	protos []uint8
+	origin string     // "grants[1].ip[0]" for a grant's rule; "" for acls[i]
+	via    []selector // a grant's via: only these routers admit routed traffic
 }
 
 // AutoApprovers approves advertised routes without an admin's click.
@@ -95,13 +98,13 @@ type rawPolicy struct {
 	TagOwners     map[string][]string `json:"tagOwners"`
 	Hosts         map[string]string   `json:"hosts"`
 	ACLs          []rawACL            `json:"acls"`
+	Grants        []rawGrant          `json:"grants"`
 	AutoApprovers *rawAutoApprovers   `json:"autoApprovers"`
 	SSH           []rawSSH            `json:"ssh"`
 	Tests         []rawTest           `json:"tests"`
 
 	// Tailscale sections lanmesh does not compile yet: refused by name,
 	// never ignored, since each changes who may reach what.
-	Grants            unsupported `json:"grants" why:"grants (use acls for IP access)"`
 	NodeAttrs         unsupported `json:"nodeAttrs" why:"nodeAttrs"`
 	SSHTests          unsupported `json:"sshTests" why:"sshTests"`
 	Postures          unsupported `json:"postures" why:"device postures"`
@@ -266,6 +269,13 @@ func (v *validator) run(raw *rawPolicy) {
 	v.hosts(raw.Hosts)
 	for i, a := range raw.ACLs {
 		v.acl(path{"acls", i}, a)
+	}
+	if len(raw.Grants) > MaxACLs {
+		v.fail(path{"grants"}, "%d entries, more than the limit of %d", len(raw.Grants), MaxACLs)
+	} else {
+		for i, g := range raw.Grants {
+			v.grant(path{"grants", i}, g)
+		}
 	}
 	v.autoApprovers(raw.AutoApprovers)
 	for i, r := range raw.SSH {
@@ -762,6 +772,9 @@ func (v *validator) test(p path, r rawTest) {
 			sel, err := v.selectorAt(dp, host, ctxDst)
 			if err == nil && sel.kind != selUser && sel.kind != selTag && sel.kind != selHost && sel.kind != selPrefix {
 				err = fmt.Errorf("test destination %q must be a user, tag, host alias or IP", host)
+			}
+			if err == nil && sel.kind == selPrefix && strings.Contains(host, "/") {
+				err = fmt.Errorf("test destination %q is written as a CIDR; tests connect to one address: write it as an IP (as Tailscale requires)", host)
 			}
 			if err == nil && (sel.kind == selHost || sel.kind == selPrefix) && !sel.prefix.IsSingleIP() {
 				// As Tailscale: a test connects to one address.

@@ -32,6 +32,7 @@ type unit struct {
 	srcLit   []netip.Prefix
 	dst      dstEntry
 	protos   []uint8
+	via      []selector // routers that may admit routed traffic; nil: any
 
 	src       []netip.Prefix // unitPlain: shared by every node's rule
 	srcM      bitset         // nodes that may send (their addresses or LANs are in src)
@@ -52,8 +53,7 @@ func (p *Policy) units() []*unit {
 		}}
 	}
 	var out []*unit
-	for i := range p.ACLs {
-		a := &p.ACLs[i]
+	for i, a := range p.rules() {
 		var star bool
 		var ident []selector
 		var lit []netip.Prefix
@@ -70,7 +70,7 @@ func (p *Policy) units() []*unit {
 			}
 		}
 		for _, d := range a.dst {
-			u := &unit{acl: i, srcStar: star, srcIdent: ident, srcLit: lit, dst: d, protos: a.protos}
+			u := &unit{acl: i, srcStar: star, srcIdent: ident, srcLit: lit, dst: d, protos: a.protos, via: a.via}
 			if d.sel.kind == selSelf {
 				u.kind = unitSelf
 			}
@@ -87,7 +87,7 @@ func Compile(p *Policy, in []Node) (*Compiled, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Compiled{nodes: nodes, byID: byID, results: make([]NodeResult, len(nodes))}
+	c := &Compiled{policy: p, nodes: nodes, byID: byID, results: make([]NodeResult, len(nodes))}
 	units := p.units()
 	n := len(nodes)
 
@@ -294,6 +294,28 @@ func (u *unit) ownerKey(nd *node) string {
 // dstFor returns the part of u's destination that lives on nd: its own
 // addresses or inside the routes it serves.
 func (u *unit) dstFor(nd *node) []netip.Prefix {
+	if len(u.via) > 0 && !anyMatches(u.via, nd) {
+		return u.ownDst(nd) // not a via router: its routes are not this rule's way in
+	}
+	return u.allDst(nd)
+}
+
+// ownDst is the part of u's destination on nd's own addresses.
+func (u *unit) ownDst(nd *node) []netip.Prefix {
+	var out []netip.Prefix
+	for _, d := range u.allDst(nd) {
+		if overlapsAny(d, nd.addrs) {
+			for _, a := range nd.addrs {
+				if x, ok := intersect(d, a); ok {
+					out = append(out, x)
+				}
+			}
+		}
+	}
+	return slices.Clip(normalize(out))
+}
+
+func (u *unit) allDst(nd *node) []netip.Prefix {
 	s := &u.dst.sel
 	switch s.kind {
 	case selAll:
