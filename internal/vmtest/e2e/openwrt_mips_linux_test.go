@@ -149,6 +149,17 @@ func TestOpenWrtMIPSRouter(t *testing.T) {
 	if st.Self.Name != mipsRouter {
 		t.Errorf("VM joined as %q, want %q (join.hostname)", st.Self.Name, mipsRouter)
 	}
+	if _, err := v1.ServeTCP(8080, "v1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.A1.ServeTCP(8081, "a1"); err != nil {
+		t.Fatal(err)
+	}
+	// Before coord approves the routes nothing carries a1's packets to
+	// v1: what connects below goes through the mesh.
+	if res := s.A1.ProbeTCP(mipsV1IP+":8080", 3*time.Second); res.Outcome == testbed.Connected {
+		t.Fatalf("a1 reached v1 before the MIPS router's route was approved: %v", res)
+	}
 	for _, rt := range [][2]string{{"router-a", testbed.LANA}, {mipsRouter, mipsLAN}} {
 		if res, err := coord.Admin(ctx, "routes", "approve", rt[0], rt[1]); err != nil {
 			t.Fatalf("approve %s %s: %v %s", rt[0], rt[1], err, res.Stderr)
@@ -157,12 +168,6 @@ func TestOpenWrtMIPSRouter(t *testing.T) {
 
 	// a1 -> v1: across router-a, the mesh and the MIPS router's forwarding
 	// into its LAN (SNAT on, the shipped default).
-	if _, err := v1.ServeTCP(8080, "v1"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.A1.ServeTCP(8081, "a1"); err != nil {
-		t.Fatal(err)
-	}
 	t0 = time.Now()
 	probe(t, s.A1, mipsV1IP+":8080", "v1", 3*time.Minute)
 	t.Logf("a1 -> v1 (on the MIPS router's LAN) through the mesh: first connection %v after the route approvals", time.Since(t0).Round(time.Millisecond))
