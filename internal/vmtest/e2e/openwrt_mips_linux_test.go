@@ -186,6 +186,13 @@ func TestOpenWrtMIPSRouter(t *testing.T) {
 	if p := st.Peer("router-a"); p != nil {
 		t.Logf("VM -> router-a: path %s, rx %d tx %d bytes", p.Path, p.RxBytes, p.TxBytes)
 	}
+	// Flash: /etc/lanmesh holds the key file and state.json only; the
+	// netmap cache is in RAM (the shipped cache_dir).
+	if out, err := r.Run(ctx, "ls /etc/lanmesh; ls /tmp/lanmesh"); err != nil {
+		t.Fatal(err)
+	} else if f := strings.Fields(out); !slices.Equal(f, []string{"authkey", "state.json", "netmap.json"}) {
+		t.Errorf("/etc/lanmesh then /tmp/lanmesh hold %q, want authkey state.json, then netmap.json", f)
+	}
 	if rss, err := r.AgentRSS(ctx); err == nil {
 		t.Logf("VM agent RSS after the test traffic: %.1f MiB (bench/results/router.md has the measured bench)", float64(rss)/(1<<20))
 	}
