@@ -186,7 +186,10 @@ func WritePackageReport(w io.Writer, rows []PackageRow, err error) {
 		fmt.Fprintf(w, "Not measured: %v\n", err)
 		return
 	}
-	fmt.Fprintf(w, "Installable `.ipk` files (gzip). Goal: the `lanmesh` package for mipsel_24kc at most %s.\n\n", MiB(PackageGoal))
+	fmt.Fprintf(w, "Installable `.ipk` files. Goal: the `lanmesh` package for mipsel_24kc at most %s "+
+		"(it holds the binary above, web page included, plus the init script, UCI config and uci-defaults). "+
+		"internal/opkg compresses every archive with `gzip -9 -n`, as OpenWrt's ipkg-build uses the host's gzip: "+
+		"Go's compress/gzip, which nfpm uses, made the mipsel_24kc package about 75 KB larger (4.22 MB at its default level), over the goal.\n\n", MiB(PackageGoal))
 	t := Table{Header: []string{"package file", "size", "bytes", "goal"}}
 	for _, r := range rows {
 		goal := "-"
