@@ -200,9 +200,9 @@ func (e *KeyExpiredError) Error() string {
 	return fmt.Sprintf("auth key expired at %s", e.At.UTC().Format(time.RFC3339))
 }
 
-// NodeExpiredError says a node key expired and needs an auth key to renew.
+// NodeExpiredError says a node key expired: a login or an auth key renews it.
 type NodeExpiredError struct{ At time.Time }
 
 func (e *NodeExpiredError) Error() string {
-	return fmt.Sprintf("node key expired at %s: register again with an auth key", e.At.UTC().Format(time.RFC3339))
+	return fmt.Sprintf("node key expired at %s: log in again (lanmesh login) or register with an auth key (lanmesh up --auth-key)", e.At.UTC().Format(time.RFC3339))
 }

@@ -16,9 +16,22 @@ type Status struct {
 	Self         StatusNode   `json:"self"`
 	Peers        []StatusNode `json:"peers"`
 	WireGuard    struct {
-		Backend string `json:"backend"` // "kernel" or "userspace"
-		Reason  string `json:"reason"`
+		Backend string   `json:"backend"` // "kernel" or "userspace"
+		Reason  string   `json:"reason"`
+		Peers   []string `json:"peers"` // keys read from the WireGuard device
 	} `json:"wireguard"`
+	NeedsReauth bool   `json:"needs_reauth"`
+	AuthURL     string `json:"auth_url"`
+}
+
+// DevicePeer reports whether the WireGuard device has a peer with key k.
+func (s *Status) DevicePeer(k string) bool {
+	for _, p := range s.WireGuard.Peers {
+		if p == k {
+			return true
+		}
+	}
+	return false
 }
 
 type StatusCoord struct {
