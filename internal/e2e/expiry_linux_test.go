@@ -70,7 +70,9 @@ func browserLogin(t *testing.T, h *testbed.Host, loginURL, user, pass string) {
 	t.Helper()
 	jar, _ := cookiejar.New(nil)
 	c := &http.Client{Jar: jar, Timeout: 20 * time.Second, Transport: &http.Transport{
-		DialContext:     func(ctx context.Context, network, addr string) (net.Conn, error) { return h.DialContext(ctx, network, addr) },
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return h.DialContext(ctx, network, addr)
+		},
 		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, // coord's self-signed test certificate
 	}}
 	resp, err := c.Get(loginURL)
