@@ -19,10 +19,6 @@ import (
 	"github.com/lanmesh/lanmesh/internal/wire"
 )
 
-func admin(g *globals) *adminapi.Client {
-	return adminapi.NewClient(filepath.Join(g.stateDir, "admin.sock"))
-}
-
 // listFlag collects repeatable, comma-separated values.
 type listFlag []string
 

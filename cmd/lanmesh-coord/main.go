@@ -11,6 +11,8 @@ import (
 	"io"
 	"os"
 	"strings"
+
+	"github.com/lanmesh/lanmesh/coord/adminapi"
 )
 
 const defaultStateDir = "/var/lib/lanmesh-coord"
@@ -27,23 +29,28 @@ type command struct {
 
 type globals struct {
 	stateDir string
+	remote   remoteFlags      // remote.go
+	client   *adminapi.Client // set by connect with --server
 	stdout   io.Writer
+	stderr   io.Writer
 }
 
 var commands = []*command{serveCmd, usersCreateCmd, usersListCmd, usersDeleteCmd,
 	usersDisableCmd, usersEnableCmd, usersRenameCmd, usersRoleCmd, keysCreateCmd, keysListCmd, keysRevokeCmd, keysDeleteCmd,
 	nodesListCmd, nodesRenameCmd, nodesExpireCmd, nodesExpiryCmd, nodesDeleteCmd, routesListCmd, routesApproveCmd,
-	policyCheckCmd, policySetCmd, policyGetCmd, policyHistoryCmd, policyCmd, fingerprintCmd}
+	policyCheckCmd, policySetCmd, policyGetCmd, policyHistoryCmd, policyCmd, fingerprintCmd,
+	auditListCmd, apikeysCreateCmd, apikeysListCmd, apikeysRevokeCmd}
 
 func main() {
 	os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	g := &globals{stdout: stdout}
+	g := &globals{stdout: stdout, stderr: stderr}
+	g.initFlags()
 	top := flag.NewFlagSet("lanmesh-coord", flag.ContinueOnError)
 	top.SetOutput(stderr)
-	top.StringVar(&g.stateDir, "state-dir", envOr("LANMESH_COORD_STATE_DIR", defaultStateDir), "state directory (env LANMESH_COORD_STATE_DIR)")
+	addGlobalFlags(top, g)
 	top.Usage = func() { topUsage(stderr, top) }
 	if err := top.Parse(args); err != nil {
 		return exitCode(err)
@@ -61,14 +68,25 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	fs := flag.NewFlagSet("lanmesh-coord "+cmd.name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&g.stateDir, "state-dir", g.stateDir, "state directory")
+	addGlobalFlags(fs, g)
 	runFn := cmd.setup(fs)
 	fs.Usage = func() { cmdUsage(stderr, cmd, fs) }
 	pos, err := parseInterleaved(fs, rest)
 	if err != nil {
 		return exitCode(err)
 	}
-	if err := runFn(ctx, g, pos); err != nil {
+	err = nil
+	if cmd == serveCmd {
+		if g.remote.server != "" && os.Getenv("LANMESH_SERVER") != g.remote.server {
+			err = usageError{"--server is for admin commands against a remote coord; serve runs this one (its URL is --server-url)"}
+		}
+	} else {
+		err = g.connect()
+	}
+	if err == nil {
+		err = runFn(ctx, g, pos)
+	}
+	if err != nil {
 		var ue usageError
 		if errors.As(err, &ue) {
 			fmt.Fprintf(stderr, "lanmesh-coord %s: %v\n\n", cmd.name, err)
@@ -124,7 +142,7 @@ func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
 }
 
 func topUsage(w io.Writer, top *flag.FlagSet) {
-	fmt.Fprint(w, "lanmesh-coord: the lanmesh coordination server and its admin commands.\n\nUsage: lanmesh-coord [--state-dir DIR] COMMAND [flags]\n\nCommands:\n")
+	fmt.Fprint(w, "lanmesh-coord: the lanmesh coordination server and its admin commands.\n\nUsage: lanmesh-coord [--state-dir DIR | --server URL --api-key-file FILE] COMMAND [flags]\n\nCommands:\n")
 	for _, c := range commands {
 		fmt.Fprintf(w, "  %-18s %s\n", c.name, c.summary)
 	}

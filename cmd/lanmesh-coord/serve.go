@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/lanmesh/lanmesh/coord/adminapi"
 	"github.com/lanmesh/lanmesh/coord/server"
 	"github.com/lanmesh/lanmesh/coord/store"
 	"github.com/lanmesh/lanmesh/coord/webadmin"
@@ -57,6 +58,18 @@ var serveCmd = &command{
 		fs.IntVar(&lim.ChallengeBurst, "challenge-burst", lim.ChallengeBurst, "burst for --challenge-rate")
 		fs.Float64Var(&lim.RegisterRate, "register-rate", lim.RegisterRate, "signed requests per second per source address from machines coord does not know (first registrations); known machines are not counted")
 		fs.IntVar(&lim.RegisterBurst, "register-burst", lim.RegisterBurst, "burst for --register-rate")
+		fs.Float64Var(&lim.AdminRate, "admin-api-rate", lim.AdminRate, "requests per second per source address to the HTTPS admin API (/api/v1/admin/, API keys), counted before the key is checked")
+		fs.IntVar(&lim.AdminBurst, "admin-api-burst", lim.AdminBurst, "burst for --admin-api-rate")
+		auditCfg := server.AuditConfig{Retention: server.DefaultAuditRetention, MaxEvents: server.DefaultAuditMaxEvents}
+		fs.Func("audit-retention", "audit events older than this are deleted: days (365d) or a duration (8760h) (default 365d)", func(v string) error {
+			d, err := adminapi.ParseExpiry(v)
+			if err != nil {
+				return err
+			}
+			auditCfg.Retention = d
+			return nil
+		})
+		fs.IntVar(&auditCfg.MaxEvents, "audit-max-events", auditCfg.MaxEvents, "the audit log keeps at most this many events (the oldest go first)")
 		var pf pluginFlags
 		fs.StringVar(&pf.dir, "plugins-dir", defaultPluginsDir, "directory of plugin executables (docs/plugins.md)")
 		fs.StringVar(&pf.config, "plugins-config", "", "JSON file saying which plugins run, with their settings; unset: none (docs/plugins.md)")
@@ -99,6 +112,9 @@ var serveCmd = &command{
 			if err := checkLimitFlags(lim, rf); err != nil {
 				return err
 			}
+			if auditCfg.MaxEvents <= 0 {
+				return usageError{"--audit-max-events must be positive"}
+			}
 			level := slog.LevelWarn
 			if *verbose {
 				level = slog.LevelDebug
@@ -108,7 +124,7 @@ var serveCmd = &command{
 			if err != nil {
 				return err
 			}
-			return serve(ctx, g, log, *listen, *serverURL, *domain, *certFile, *keyFile, lifetimes{key: *keyExpiry, ephemeral: *ephemeral, refresh: *refresh}, token, rf, lim, pf, wf)
+			return serve(ctx, g, log, *listen, *serverURL, *domain, *certFile, *keyFile, lifetimes{key: *keyExpiry, ephemeral: *ephemeral, refresh: *refresh, audit: auditCfg}, token, rf, lim, pf, wf)
 		}
 	},
 }
@@ -124,6 +140,7 @@ func checkLimitFlags(lim server.Limits, rf relayFlags) error {
 		{"max-streams", float64(lim.MaxStreams)}, {"max-streams-per-node", float64(lim.MaxStreamsPerNode)},
 		{"challenge-rate", lim.ChallengeRate}, {"challenge-burst", float64(lim.ChallengeBurst)},
 		{"register-rate", lim.RegisterRate}, {"register-burst", float64(lim.RegisterBurst)},
+		{"admin-api-rate", lim.AdminRate}, {"admin-api-burst", float64(lim.AdminBurst)},
 		{"derp-queue-bytes", float64(rf.queueBytes)}, {"derp-max-handshakes", float64(rf.maxHandshakes)},
 		{"derp-max-handshakes-per-source", float64(rf.maxHandshakesPerSource)},
 	} {
@@ -148,6 +165,7 @@ type webFlags struct {
 // IdP identities.
 type lifetimes struct {
 	key, ephemeral, refresh time.Duration
+	audit                   server.AuditConfig // how long audit events are kept
 }
 
 func serve(ctx context.Context, g *globals, log *slog.Logger, listen, serverURL, domain, certFile, keyFile string, lt lifetimes, derpToken string, rf relayFlags, lim server.Limits, pf pluginFlags, wf webFlags) error {
@@ -180,7 +198,7 @@ func serve(ctx context.Context, g *globals, log *slog.Logger, listen, serverURL,
 	}
 	defer stopPlugins()
 	srv, err := server.New(ctx, server.Config{Store: st, Cert: cert, Logger: log, Domain: domain, KeyLifetime: lt.key, DerpToken: derpToken, Limits: lim,
-		LoginProviders: providers, PublicURL: serverURL, EphemeralTimeout: lt.ephemeral, IdPRefreshInterval: lt.refresh})
+		LoginProviders: providers, PublicURL: serverURL, EphemeralTimeout: lt.ephemeral, IdPRefreshInterval: lt.refresh, Audit: lt.audit})
 	if err != nil {
 		return err
 	}
