@@ -27,14 +27,14 @@ func main() {
 	}
 	bin := flag.String("bin", "bin", "directory with host builds and <os>_<arch>/ router builds (from `make build`)")
 	out := flag.String("out", "bench/results", "directory for the result tables")
-	only := flag.String("only", "size,throughput,firewall,dns,coordscale,connect,abuse", "comma-separated benchmarks to run: size, throughput, firewall, dns, coordscale, connect, abuse, policycompat (needs -policy-dir)")
+	only := flag.String("only", "size,throughput,firewall,dns,coordscale,connect,abuse,router,vm", "comma-separated benchmarks to run: size, throughput, firewall, dns, coordscale, connect, abuse, router (MIPS VM), vm (kernel vs userspace backend in VMs), policycompat (needs -policy-dir)")
 	n := flag.Int("n", 5, "throughput: interleaved repetitions per data plane")
 	dur := flag.Duration("t", 10*time.Second, "throughput: duration of one iperf3 run")
 	abuseHold = flag.Duration("abuse-t", 30*time.Second, "abuse: how long the agents hold their netmap streams under the flood")
 	policyDir := flag.String("policy-dir", "", "policycompat: directory of policy files to check (NAME.expect.json sidecars hold recorded verdicts)")
 	modes := flag.String("modes", "", "throughput: comma-separated data planes (default all): plain, wireguard-go, lanmesh, relay")
 	flag.Usage = func() {
-		fmt.Fprintf(os.Stderr, "Usage: lanmesh-bench [flags]\n\nMeasures binary sizes against the router budget, LAN-to-LAN throughput\nagainst plain routing and stock wireguard-go, firewall updates, DNS\nqueries/s against dnsmasq, coord fan-out at scale and coord under a flood;\nwrites markdown under -out.\nExits non-zero when the router binary is over budget or a benchmark failed.\n\nExample:\n  sudo lanmesh-bench -bin bin -out bench/results -n 3 -t 5s\n\n")
+		fmt.Fprintf(os.Stderr, "Usage: lanmesh-bench [flags]\n\nMeasures binary sizes against the router budget, LAN-to-LAN throughput\nagainst plain routing and stock wireguard-go, firewall updates, DNS\nqueries/s against dnsmasq, coord fan-out at scale, coord under a flood, the\npackaged agent in a MIPS router VM against stock wireguard-go (router) and\nthe kernel vs userspace backend in x86-64 and MIPS VMs (vm);\nwrites markdown under -out.\nExits non-zero when the router binary is over budget or a benchmark failed.\n\nExample:\n  sudo lanmesh-bench -bin bin -out bench/results -n 3 -t 5s\n  sudo lanmesh-bench -bin bin -only router,vm -vm-n 3 -vm-t 10s\n\n")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
@@ -58,7 +58,7 @@ func run(ctx context.Context, log *slog.Logger, bin, out, only, modes string, n 
 	want := map[string]bool{}
 	for _, s := range strings.Split(only, ",") {
 		switch s = strings.TrimSpace(s); s {
-		case "size", "throughput", "firewall", "dns", "coordscale", "connect", "abuse":
+		case "size", "throughput", "firewall", "dns", "coordscale", "connect", "abuse", "router", "vm":
 			want[s] = true
 		case "policycompat":
 			// Not in the default set: it needs a corpus (-policy-dir).
@@ -68,7 +68,7 @@ func run(ctx context.Context, log *slog.Logger, bin, out, only, modes string, n 
 			want[s] = true
 		case "":
 		default:
-			return fmt.Errorf("-only: unknown benchmark %q (want size, throughput, firewall, dns, coordscale, connect, abuse, policycompat)", s)
+			return fmt.Errorf("-only: unknown benchmark %q (want size, throughput, firewall, dns, coordscale, connect, abuse, router, vm, policycompat)", s)
 		}
 	}
 	absBin, err := filepath.Abs(bin)
@@ -123,7 +123,8 @@ func run(ctx context.Context, log *slog.Logger, bin, out, only, modes string, n 
 			if err := bench.WriteThroughputReport(&md, res); err != nil {
 				return err
 			}
-			if err := writeResult(out, "throughput.md", md.Bytes()); err != nil {
+			// The VM section (-only vm) of the file stays.
+			if err := writeThroughput(out, md.Bytes(), nil); err != nil {
 				return err
 			}
 			log.Info("bench: throughput written", "file", filepath.Join(out, "throughput.md"))
@@ -158,6 +159,11 @@ func run(ctx context.Context, log *slog.Logger, bin, out, only, modes string, n 
 			return err
 		}
 		failed = append(failed, f...)
+	}
+	vf, err := runVMBenches(ctx, log, out, want, absBin)
+	failed = append(failed, vf...)
+	if err != nil {
+		return err
 	}
 	if len(failed) > 0 {
 		return fmt.Errorf("FAILED:\n  %s", strings.Join(failed, "\n  "))

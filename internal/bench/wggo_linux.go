@@ -20,13 +20,9 @@ const wireGoModule = "golang.zx2c4.com/wireguard"
 // lanmesh's go.mod requires, into dir. `go install pkg@version` builds
 // outside this module, so the project's go.mod is never touched.
 func buildWireGo(ctx context.Context, dir string) (bin, version string, err error) {
-	out, err := exec.CommandContext(ctx, "go", "list", "-m", "-f", "{{.Version}}", wireGoModule).Output()
+	version, err = wireGoVersion(ctx)
 	if err != nil {
-		return "", "", fmt.Errorf("find %s in go.mod (run from the repository): %w", wireGoModule, err)
-	}
-	version = strings.TrimSpace(string(out))
-	if version == "" {
-		return "", "", fmt.Errorf("%s has no version in go.mod", wireGoModule)
+		return "", "", err
 	}
 	cmd := exec.CommandContext(ctx, "go", "install", wireGoModule+"@"+version)
 	cmd.Dir = dir
@@ -35,6 +31,20 @@ func buildWireGo(ctx context.Context, dir string) (bin, version string, err erro
 		return "", "", fmt.Errorf("go install %s@%s: %w\n%s", wireGoModule, version, err, b)
 	}
 	return filepath.Join(dir, "wireguard"), version, nil
+}
+
+// wireGoVersion is the version of wireguard-go that lanmesh's go.mod
+// requires.
+func wireGoVersion(ctx context.Context) (string, error) {
+	out, err := exec.CommandContext(ctx, "go", "list", "-m", "-f", "{{.Version}}", wireGoModule).Output()
+	if err != nil {
+		return "", fmt.Errorf("find %s in go.mod (run from the repository): %w", wireGoModule, err)
+	}
+	version := strings.TrimSpace(string(out))
+	if version == "" {
+		return "", fmt.Errorf("%s has no version in go.mod", wireGoModule)
+	}
+	return version, nil
 }
 
 // startWireGo runs stock wireguard-go on both routers with its default TUN
