@@ -102,7 +102,7 @@ func (r *vmRig) close() { r.w.Close() }
 // vmSite is a NAT box on the internet with a tap for one guest: the
 // guest is .2 on the tap's /24, the NAT box .1.
 type vmSite struct {
-	nat           *testbed.Host
+	nat            *testbed.Host
 	gw, guest, if_ string
 }
 
