@@ -239,7 +239,7 @@ func (r *vmRig) routerRun(ctx context.Context, opt VMOptions, pkg map[string][]b
 		return fail(err)
 	}
 	log.Info("bench: router: booting the MIPS guest")
-	vm, err := vmtest.Boot(ctx, vmtest.Options{Name: "vm-router", Arch: vmtest.MIPSLE, Host: site.nat, Tap: site.if_,
+	vm, err := vmtest.Boot(ctx, vmtest.Options{Name: "vm-router", Arch: vmtest.MIPSLE, Host: site.nat, Tap: site.tap,
 		Modules: vmModules, Files: files})
 	if err != nil {
 		return fail(err)
@@ -305,7 +305,9 @@ func (r *vmRig) routerRun(ctx context.Context, opt VMOptions, pkg map[string][]b
 	if err != nil {
 		return fail(err)
 	}
-	if _, err := vm.Run(ctx, fmt.Sprintf("i=0; until [ -S /var/run/wireguard/wg0.sock ]; do i=$((i+1)); [ $i -ge 300 ] && exit 1; sleep 0.1; done; "+
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	if _, err := vm.Run(wctx, fmt.Sprintf("i=0; until [ -S /var/run/wireguard/wg0.sock ]; do i=$((i+1)); [ $i -ge 120 ] && exit 1; sleep 0.5; done; "+
 		"wg set wg0 private-key /etc/wggo/key peer %s endpoint %s:%d allowed-ips %s/32 persistent-keepalive 25 && "+
 		"ip addr add %s/24 dev wg0 && ip link set wg0 up", hostKey.Public().String(), testbed.WANA, wgGoPort, wgGoHostIP, wgGoGuestIP)); err != nil {
 		return fail(fmt.Errorf("guest wireguard-go: %w; its log:\n%s", err, wggo.logTail(ctx)))

@@ -103,7 +103,7 @@ func (r *vmRig) close() { r.w.Close() }
 // guest is .2 on the tap's /24, the NAT box .1.
 type vmSite struct {
 	nat            *testbed.Host
-	gw, guest, if_ string
+	gw, guest, tap string
 }
 
 func (r *vmRig) addSite(name string, n int) (*vmSite, error) {
@@ -118,8 +118,8 @@ func (r *vmRig) addSite(name string, n int) (*vmSite, error) {
 	if err := nat.AddRoute("default", testbed.InternetGW); err != nil {
 		return nil, err
 	}
-	site := &vmSite{nat: nat, gw: fmt.Sprintf("198.19.%d.1", 110+n), guest: fmt.Sprintf("198.19.%d.2", 110+n), if_: "lan0"}
-	if err := nat.AddTap(site.if_, site.gw+"/24"); err != nil {
+	site := &vmSite{nat: nat, gw: fmt.Sprintf("198.19.%d.1", 110+n), guest: fmt.Sprintf("198.19.%d.2", 110+n), tap: "lan0"}
+	if err := nat.AddTap(site.tap, site.gw+"/24"); err != nil {
 		return nil, err
 	}
 	return site, nil
@@ -143,7 +143,9 @@ func startGuest(ctx context.Context, vm *vmtest.VM, name, cmdline string) (*gues
 	pidFile := "/run/" + name + ".pid"
 	script := fmt.Sprintf("rm -f %[1]s; setsid sh -c 'echo $$ >%[1]s; exec %[2]s' </dev/null >/tmp/%[3]s.log 2>&1 &\n"+
 		"i=0; while [ ! -s %[1]s ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done; cat %[1]s", pidFile, cmdline, name)
-	out, err := vm.Run(ctx, script)
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	out, err := vm.Run(cctx, script)
 	if err != nil {
 		return nil, fmt.Errorf("start %s in the guest: %w", name, err)
 	}
@@ -180,7 +182,9 @@ func (p *guestProc) logTail(ctx context.Context) string {
 
 // stop sends SIGTERM and waits up to 30 s for the process to exit.
 func (p *guestProc) stop(ctx context.Context) error {
-	_, err := p.vm.Run(ctx, fmt.Sprintf("kill %[1]d; i=0; while [ -d /proc/%[1]d ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done; [ ! -d /proc/%[1]d ]", p.pid))
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	_, err := p.vm.Run(cctx, fmt.Sprintf("kill %[1]d; i=0; while [ -d /proc/%[1]d ] && [ $i -lt 120 ]; do sleep 0.5; i=$((i+1)); done; [ ! -d /proc/%[1]d ]", p.pid))
 	if err != nil {
 		return fmt.Errorf("stop %s in the guest: %w", p.name, err)
 	}
@@ -233,15 +237,17 @@ const sinkPort = 5301
 // for d: busybox nc reading /dev/zero in the guest, a Go sink on the far
 // end that counts what arrives. The rate is measured at the receiver,
 // from its first byte to d later. The guest process p's VmRSS is sampled
-// halfway and its VmHWM read after (reset before).
+// halfway and its VmHWM read after (reset before); p nil measures none.
 func transfer(ctx context.Context, vm *vmtest.VM, p *guestProc, sinkHost *testbed.Host, dst string, d time.Duration) (bps float64, rss, hwm int64, err error) {
 	ln, err := sinkHost.Listen("tcp", net.JoinHostPort(dst, strconv.Itoa(sinkPort)))
 	if err != nil {
 		return 0, 0, 0, fmt.Errorf("sink on %s: %w", sinkHost.Name, err)
 	}
 	defer ln.Close()
-	if err := p.resetPeak(ctx); err != nil {
-		return 0, 0, 0, err
+	if p != nil {
+		if err := p.resetPeak(ctx); err != nil {
+			return 0, 0, 0, err
+		}
 	}
 	// The guest stops nc itself if the sink never closes.
 	secs := int((d + 30*time.Second).Seconds())
@@ -263,24 +269,36 @@ func transfer(ctx context.Context, vm *vmtest.VM, p *guestProc, sinkHost *testbe
 		return 0, 0, 0, fmt.Errorf("transfer ended early: %v", r.err)
 	case <-time.After(d/2 + time.Second):
 	}
-	rss, _, err = p.memory(ctx)
-	if err != nil {
-		return 0, 0, 0, err
+	if p != nil {
+		if rss, _, err = p.memory(ctx); err != nil {
+			return 0, 0, 0, err
+		}
 	}
 	r := <-done
 	if r.err != nil {
 		log, _, _ := vm.Exec(ctx, "cat /tmp/nc.log")
 		return 0, 0, 0, fmt.Errorf("%w (guest nc: %s)", r.err, strings.TrimSpace(log))
 	}
-	_, hwm, err = p.memory(ctx)
-	if err != nil {
+	if p != nil {
+		if _, hwm, err = p.memory(ctx); err != nil {
+			return 0, 0, 0, err
+		}
+	}
+	// The sink has its window: stop the sender, and wait for it so runs
+	// never overlap.
+	if err := stopGuestNC(ctx, vm); err != nil {
 		return 0, 0, 0, err
 	}
-	// nc sees the sink close and exits; wait for it so runs never overlap.
-	if _, err := vm.Run(ctx, "i=0; while pidof nc >/dev/null && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done; ! pidof nc >/dev/null || { killall nc; false; }"); err != nil {
-		return 0, 0, 0, fmt.Errorf("guest nc did not exit after the sink closed: %w", err)
-	}
 	return r.bps, rss, hwm, nil
+}
+
+func stopGuestNC(ctx context.Context, vm *vmtest.VM) error {
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	if _, err := vm.Run(cctx, "killall -q nc; i=0; while pidof nc >/dev/null; do i=$((i+1)); [ $i -ge 100 ] && exit 1; sleep 0.5; done; true"); err != nil {
+		return fmt.Errorf("guest nc still running after kill: %w", err)
+	}
+	return nil
 }
 
 // sinkOnce accepts one connection on ln (waiting at most accept) and
@@ -327,7 +345,9 @@ func sinkOnce(ln net.Listener, d, accept time.Duration) (float64, error) {
 
 // guestPing pings dst from the guest until one reply comes (up to tries).
 func guestPing(ctx context.Context, vm *vmtest.VM, dst string, tries int) error {
-	_, err := vm.Run(ctx, fmt.Sprintf("i=0; until ping -c 1 -W 5 %[1]s >/dev/null; do i=$((i+1)); [ $i -ge %[2]d ] && exit 1; sleep 1; done", dst, tries))
+	cctx, cancel := context.WithTimeout(ctx, time.Duration(tries)*10*time.Second)
+	defer cancel()
+	_, err := vm.Run(cctx, fmt.Sprintf("i=0; until ping -c 1 -W 5 %[1]s >/dev/null; do i=$((i+1)); [ $i -ge %[2]d ] && exit 1; sleep 1; done", dst, tries))
 	if err != nil {
 		return fmt.Errorf("guest cannot ping %s: %w", dst, err)
 	}

@@ -22,13 +22,13 @@ func archTitle(a vmtest.Arch) string {
 }
 
 // RunVM measures lanmesh's kernel and userspace WireGuard backends in the
-// same guest boot, one guest per architecture: the agent joins with one
-// backend, idles, moves Reps transfers of Duration to router-b (a
-// userspace agent on the host), stops, and the other backend does the
-// same as a second node. The backends run one after the other, not
-// interleaved: both use the agent's one nftables table, so they cannot
-// share a guest at once, and a restart per transfer would cost a join
-// under TCG each time.
+// same guest boot, one guest per architecture: the agent joins with each
+// backend (as two nodes), is measured idle, and moves Reps transfers of
+// Duration to router-b (a userspace agent on the host). Both use the agent's one nftables table and
+// device name, so they cannot run in a guest at once: each transfer
+// starts its backend's agent (joined once) and stops it after, and the
+// two backends' transfers alternate, so drift of the loaded host hits
+// both alike.
 func RunVM(ctx context.Context, opt VMOptions) (*VMResult, error) {
 	if err := opt.check("vm"); err != nil {
 		return nil, err
@@ -43,8 +43,9 @@ func RunVM(ctx context.Context, opt VMOptions) (*VMResult, error) {
 			"behind an easy-NAT box of the namespace testbed. The far end of every transfer is router-b, a userspace lanmesh agent " +
 			"in a host namespace: it runs natively while the guest is emulated, so the guest is the bottleneck and the numbers " +
 			"measure the guest's cost. A transfer is busybox `nc` in the guest sending /dev/zero over the mesh to a TCP sink on " +
-			"router-b's mesh address, timed at the receiver. The agent runs with `--backend kernel`, then (as a second node) " +
-			"`--backend userspace`, in the same boot; `lanmesh status --json` confirms the backend. Memory is the agent's " +
+			"router-b's mesh address, timed at the receiver. The agent runs with `--backend kernel` and (as a second node) " +
+			"`--backend userspace`, in the same boot; the agents take turns (one transfer each, agent stopped in between; they share " +
+			"the nftables table and device name), and `lanmesh status --json` confirms the backend. Memory is the agent's " +
 			"/proc/PID/status in the guest: idle = joined, tunnel up, " + idleSettle.String() + " later; during transfer = " +
 			"VmRSS sampled halfway and VmHWM (reset before each transfer), max over transfers. With the kernel backend the " +
 			"data plane is in the kernel, so the agent's RSS is control plane only."}
@@ -99,7 +100,7 @@ func (r *vmRig) backendRun(ctx context.Context, opt VMOptions, arch vmtest.Arch,
 	}
 	mods := append([]string{"wireguard"}, vmModules...)
 	opt.Log.Info("bench: vm: booting", "arch", arch)
-	vm, err := vmtest.Boot(ctx, vmtest.Options{Name: "vm-" + string(arch), Arch: arch, Host: site.nat, Tap: site.if_,
+	vm, err := vmtest.Boot(ctx, vmtest.Options{Name: "vm-" + string(arch), Arch: arch, Host: site.nat, Tap: site.tap,
 		Modules: mods, Lanmesh: bin, Files: files})
 	if err != nil {
 		return fail(err)
@@ -111,77 +112,88 @@ func (r *vmRig) backendRun(ctx context.Context, opt VMOptions, arch vmtest.Arch,
 	if err := site.netUp(ctx, vm); err != nil {
 		return fail(err)
 	}
-	for _, b := range backends {
-		name := PlaneUserspace
-		if b == "kernel" {
-			name = PlaneKernel
+	bas := []*guestBackend{{b: "kernel", plane: VMPlane{Name: PlaneKernel}}, {b: "userspace", plane: VMPlane{Name: PlaneUserspace}}}
+	for rep := 1; rep <= opt.Reps; rep++ {
+		for _, ba := range bas {
+			if err := r.backendRep(ctx, opt, vm, ba, rep); err != nil {
+				opt.Log.Error("bench: vm: run failed", "vm", vm.Name, "backend", ba.b, "rep", rep, "err", err)
+				ba.plane.Errs = append(ba.plane.Errs, fmt.Sprintf("run %d: %v", rep, err))
+			}
 		}
-		p := r.measureBackend(ctx, opt, vm, b)
-		p.Name = name
-		run.Planes = append(run.Planes, p)
+	}
+	for _, ba := range bas {
+		run.Planes = append(run.Planes, ba.plane)
 	}
 	return run
 }
 
 const guestSock = "/run/lanmesh.sock"
 
-// measureBackend runs one agent with backend b in vm through join, idle
-// and the transfers, and stops it.
-func (r *vmRig) measureBackend(ctx context.Context, opt VMOptions, vm *vmtest.VM, b string) VMPlane {
-	p := VMPlane{}
-	fail := func(err error) VMPlane {
-		opt.Log.Error("bench: vm: backend failed", "vm", vm.Name, "backend", b, "err", err)
-		p.Errs = append(p.Errs, err.Error())
-		return p
-	}
+// guestBackend is one node of the guest, running one backend.
+type guestBackend struct {
+	b      string
+	plane  VMPlane
+	joined bool
+}
+
+// backendRep starts the agent with backend ba.b (joining the first time,
+// then measuring it idle), moves one transfer to router-b, and stops it,
+// so the two backends' transfers interleave.
+func (r *vmRig) backendRep(ctx context.Context, opt VMOptions, vm *vmtest.VM, ba *guestBackend, rep int) (err error) {
+	b, p := ba.b, &ba.plane
 	agent, err := startGuest(ctx, vm, "agent-"+b, fmt.Sprintf("lanmesh agent --backend %s --state-dir /var/lib/lanmesh-%s --socket %s --log-level warn", b, b, guestSock))
 	if err != nil {
-		return fail(err)
+		return err
 	}
 	defer func() {
-		if err := agent.stop(ctx); err != nil && len(p.Errs) == 0 {
-			p.Errs = append(p.Errs, err.Error())
+		if serr := agent.stop(ctx); serr != nil && err == nil {
+			err = serr
 		}
 	}()
+	withLog := func(err error) error { return fmt.Errorf("%w; agent log:\n%s", err, agent.logTail(ctx)) }
 	if _, err := waitGuestStatus(ctx, vm, "lanmesh", guestSock, "local API", 2*time.Minute, func(*testbed.Status) bool { return true }); err != nil {
-		return fail(fmt.Errorf("%w; agent log:\n%s", err, agent.logTail(ctx)))
+		return withLog(err)
 	}
-	if _, err := vm.Run(ctx, fmt.Sprintf("lanmesh --socket %s up --login-server %s --auth-key file:/etc/lanmesh/authkey-%s --hostname vm-%s --timeout 90s", guestSock, r.coord.URL, b, b)); err != nil {
-		return fail(fmt.Errorf("%w; agent log:\n%s", err, agent.logTail(ctx)))
+	if !ba.joined {
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		_, err := vm.Run(cctx, fmt.Sprintf("lanmesh --socket %s up --login-server %s --auth-key file:/etc/lanmesh/authkey-%s --hostname vm-%s --timeout 90s", guestSock, r.coord.URL, b, b))
+		cancel()
+		if err != nil {
+			return withLog(err)
+		}
+		ba.joined = true
 	}
 	st, err := waitGuestStatus(ctx, vm, "lanmesh", guestSock, "router-b in the netmap", 2*time.Minute, func(s *testbed.Status) bool {
-		return s.Peer("router-b") != nil && s.Peer("router-b").IPv4() != ""
+		return s.BackendState == "Running" && s.Peer("router-b") != nil && s.Peer("router-b").IPv4() != ""
 	})
 	if err != nil {
-		return fail(err)
+		return withLog(err)
 	}
 	if st.WireGuard.Backend != b {
-		return fail(fmt.Errorf("agent runs the %q backend (%s), want %s", st.WireGuard.Backend, st.WireGuard.Reason, b))
-	}
-	dst := st.Peer("router-b").IPv4()
-	if err := guestPing(ctx, vm, dst, 30); err != nil {
-		return fail(fmt.Errorf("%w; agent log:\n%s", err, agent.logTail(ctx)))
+		return fmt.Errorf("agent runs the %q backend (%s), want %s", st.WireGuard.Backend, st.WireGuard.Reason, b)
 	}
 	p.Note = fmt.Sprintf("status: backend %s (%s)", st.WireGuard.Backend, st.WireGuard.Reason)
-	time.Sleep(idleSettle)
-	if p.IdleRSS, p.IdleHWM, err = agent.memory(ctx); err != nil {
-		return fail(err)
+	dst := st.Peer("router-b").IPv4()
+	if err := guestPing(ctx, vm, dst, 30); err != nil {
+		return withLog(err)
 	}
-	opt.Log.Info("bench: vm: idle", "vm", vm.Name, "backend", b, "rss", MiB(p.IdleRSS), "hwm", MiB(p.IdleHWM))
-	for rep := 1; rep <= opt.Reps; rep++ {
-		bps, rss, hwm, err := transfer(ctx, vm, agent, r.s.RouterB, dst, opt.Duration)
-		if err != nil {
-			opt.Log.Error("bench: vm: transfer failed", "vm", vm.Name, "backend", b, "rep", rep, "err", err)
-			p.Errs = append(p.Errs, fmt.Sprintf("transfer %d: %v", rep, err))
-			continue
+	if p.IdleRSS == 0 {
+		time.Sleep(idleSettle)
+		if p.IdleRSS, p.IdleHWM, err = agent.memory(ctx); err != nil {
+			return err
 		}
-		opt.Log.Info("bench: vm: transfer", "vm", vm.Name, "backend", b, "rep", rep, "mbit_s", mbps(bps), "rss", MiB(rss), "hwm", MiB(hwm))
-		p.addLoad(bps, rss, hwm)
+		opt.Log.Info("bench: vm: idle", "vm", vm.Name, "backend", b, "rss", MiB(p.IdleRSS), "hwm", MiB(p.IdleHWM))
 	}
+	bps, rss, hwm, err := transfer(ctx, vm, agent, r.s.RouterB, dst, opt.Duration)
+	if err != nil {
+		return err
+	}
+	opt.Log.Info("bench: vm: transfer", "vm", vm.Name, "backend", b, "rep", rep, "mbit_s", mbps(bps), "rss", MiB(rss), "hwm", MiB(hwm))
+	p.addLoad(bps, rss, hwm)
 	if st, err := guestStatus(ctx, vm, "lanmesh", guestSock); err == nil && st.Peer("router-b") != nil {
 		p.Path = strings.TrimSpace(st.Peer("router-b").Path)
 	}
-	return p
+	return nil
 }
 
 // vmMachine describes the QEMU machine of arch for the reports.
