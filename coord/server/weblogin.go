@@ -17,7 +17,8 @@ import (
 
 // WebLoginDone receives the user a browser login ended with (already
 // recorded by LoginIdentity, so never a disabled one) and answers the
-// browser.
+// browser. Only the page knows whether it lets the user in, so it audits
+// the login (action "weblogin"); failures before it are audited here.
 type WebLoginDone func(w http.ResponseWriter, r *http.Request, u store.User, provider string)
 
 // ProviderInfo names a login provider for a login page.
@@ -98,6 +99,5 @@ func (s *Server) completeWebLogin(w http.ResponseWriter, r *http.Request, pl *pe
 	delete(s.logins.byID, pl.id) // nobody waits for a web login's result
 	s.logins.mu.Unlock()
 	s.log.Info("web login", "user", u.Name, "provider", pl.provider.Name())
-	s.Audit(r.Context(), Actor{Kind: ActorUser, Name: u.Name, Source: r.RemoteAddr}, "weblogin", "web admin", "provider "+pl.provider.Name(), nil)
 	pl.web(w, r, u, pl.provider.Name())
 }

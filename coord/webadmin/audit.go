@@ -1,28 +1,31 @@
 package webadmin
 
 import (
+	"context"
 	"net/http"
 	"net/url"
-	"time"
+
+	"github.com/lanmesh/lanmesh/coord/adminapi"
+	"github.com/lanmesh/lanmesh/coord/server"
 )
 
-// auditEvent is one event of coord's audit log as its admin API lists it.
-type auditEvent struct {
-	ID        int64     `json:"id"`
-	Time      time.Time `json:"time"`
-	ActorKind string    `json:"actor_kind"`
-	Actor     string    `json:"actor"`
-	Source    string    `json:"source"`
-	Action    string    `json:"action"`
-	Target    string    `json:"target,omitempty"`
-	Result    string    `json:"result"`
-	Detail    string    `json:"detail,omitempty"`
+// The audit log page reads coord's audit store through the admin API;
+// the admin's own changes are audited there by the API (actor web:USER).
+// Sign-ins, sign-outs and refused forms are audited here, as only the
+// web admin knows how they ended.
+
+func (a *App) auditEvents(r *http.Request, s *session, q url.Values) ([]adminapi.AuditEvent, error) {
+	var evs []adminapi.AuditEvent
+	err := a.api.Do(apiCtx(s, r), "GET", adminapi.PathAudit+"?"+q.Encode(), nil, &evs)
+	return evs, err
 }
 
-const pathAudit = "/admin/v1/audit"
-
-func (a *App) auditEvents(r *http.Request, s *session, q url.Values) ([]auditEvent, error) {
-	var evs []auditEvent
-	err := a.api.Do(apiCtx(s, r), "GET", pathAudit+"?"+q.Encode(), nil, &evs)
-	return evs, err
+// audit records one web admin event; refused is the reason it was
+// refused ("" when it went through).
+func (a *App) audit(ctx context.Context, kind server.ActorKind, user, source, action, target, detail, refused string) {
+	var err error
+	if refused != "" {
+		err = &server.AdminError{Code: http.StatusForbidden, Msg: refused}
+	}
+	a.cfg.Server.Audit(ctx, server.Actor{Kind: kind, Name: user, Source: source}, action, target, detail, err)
 }

@@ -124,6 +124,7 @@ func (a *App) post(fn func(w http.ResponseWriter, r *http.Request, s *session)) 
 		}
 		if err := a.checkPost(r, s); err != nil {
 			a.log.Warn("web admin: state change refused", "user", s.user, "path", r.URL.Path, "reason", err)
+			a.audit(r.Context(), server.ActorWeb, s.user, r.RemoteAddr, "web.post", r.URL.Path, "", err.Error())
 			a.refuse(w, http.StatusForbidden, "Request refused", "Nothing was changed: "+err.Error()+".")
 			return
 		}
@@ -168,6 +169,7 @@ func (a *App) loginDone(w http.ResponseWriter, r *http.Request, u store.User, pr
 	}
 	if reason == "" {
 		a.log.Info("web admin: login refused, not an admin", "user", u.Name, "provider", provider)
+		a.audit(r.Context(), server.ActorUser, u.Name, r.RemoteAddr, "weblogin", "web admin", "provider "+provider, "not an admin")
 		a.refuse(w, http.StatusForbidden, "Not an admin",
 			fmt.Sprintf("You are logged in as %s, but %s is not an admin of this mesh. An admin can grant the role: lanmesh-coord users role %s admin.", u.Name, u.Name, u.Name))
 		return
@@ -176,6 +178,7 @@ func (a *App) loginDone(w http.ResponseWriter, r *http.Request, u store.User, pr
 	http.SetCookie(w, &http.Cookie{Name: cookieName, Value: id, Path: "/", MaxAge: int(a.cfg.MaxAge.Seconds()),
 		Secure: true, HttpOnly: true, SameSite: http.SameSiteStrictMode})
 	a.log.Info("web admin: signed in", "user", u.Name, "provider", provider, "as", reason)
+	a.audit(r.Context(), server.ActorUser, u.Name, r.RemoteAddr, "weblogin", "web admin", "provider "+provider+", admin by "+reason, "")
 	// A page, not a redirect: after the IdP's cross-site redirect the
 	// browser would not send the SameSite=Strict cookie on a redirect
 	// chain that started at another site; a navigation from this page does.
@@ -186,6 +189,7 @@ func (a *App) logout(w http.ResponseWriter, r *http.Request, s *session) {
 	a.sessions.end(s)
 	http.SetCookie(w, &http.Cookie{Name: cookieName, Value: "", Path: "/", MaxAge: -1, Secure: true, HttpOnly: true, SameSite: http.SameSiteStrictMode})
 	a.log.Info("web admin: signed out", "user", s.user)
+	a.audit(r.Context(), server.ActorWeb, s.user, r.RemoteAddr, "weblogout", "web admin", "", "")
 	a.render(w, http.StatusOK, "message.html", page{Title: "Signed out", Message: "You are signed out; the session has ended on coord."})
 }
 
@@ -425,7 +429,7 @@ func (a *App) policyPost(w http.ResponseWriter, r *http.Request, s *session) {
 // Audit log.
 
 type auditData struct {
-	Events []auditEvent
+	Events []adminapi.AuditEvent
 	Actor  string
 	Before int64 // the next page's ?before=, 0: none
 }

@@ -193,6 +193,30 @@ func TestStateChangeChecks(t *testing.T) {
 	if !strings.Contains(page.Body.String(), "renamed to renamed") {
 		t.Errorf("the nodes page does not confirm the rename: %.600s", page.Body.String())
 	}
+	// The audit log has the rename as web:alice from the browser's
+	// address, and each refused form with a session (not the ones with
+	// no session or a foreign host: anyone can send those).
+	evs, err := f.st.AuditEvents(context.Background(), store.AuditQuery{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var renames, refused int
+	for _, e := range evs {
+		switch {
+		case e.Action == "node.rename" && e.ActorKind == "web" && e.Actor == "alice" && e.Result == "ok" && e.Source != "":
+			renames++
+		case e.Action == "web.post" && e.ActorKind == "web" && e.Result == "refused" && e.Target == path:
+			refused++
+		}
+	}
+	if renames != 1 || refused != 8 {
+		t.Errorf("audit: %d renames by web:alice (want 1), %d refused posts (want 8): %+v", renames, refused, evs)
+	}
+	// The audit page lists them.
+	page = f.do(req{method: "GET", path: "/admin/audit", cookie: c})
+	if page.Code != 200 || !strings.Contains(page.Body.String(), "node.rename") || !strings.Contains(page.Body.String(), "web.post") {
+		t.Errorf("audit page: %d %.800s", page.Code, page.Body.String())
+	}
 }
 
 // TestSessionLimits (S12): sessions end server-side after the idle time
@@ -278,6 +302,16 @@ func TestLoginCookie(t *testing.T) {
 	f.app.loginDone(w, r, bob, "local")
 	if w.Code != http.StatusForbidden || len(w.Result().Cookies()) != 0 || !strings.Contains(w.Body.String(), "lanmesh-coord users role bob admin") {
 		t.Errorf("non-admin login: %d %v %s", w.Code, w.Result().Cookies(), w.Body.String())
+	}
+	evs, _ := f.st.AuditEvents(context.Background(), store.AuditQuery{})
+	got := map[string]string{}
+	for _, e := range evs {
+		if e.Action == "weblogin" {
+			got[e.Actor] = e.Result
+		}
+	}
+	if got["alice"] != "ok" || got["bob"] != "refused" {
+		t.Errorf("audited web logins: %v", got)
 	}
 }
 
