@@ -224,8 +224,18 @@ func (a *App) nodesData(r *http.Request, s *session) (any, error) {
 	return out, nil
 }
 
+// label names the node in messages: its name as the page showed it,
+// else the ID from the path.
+func label(r *http.Request, ref string) string {
+	if l := r.PostFormValue("label"); l != "" {
+		return l
+	}
+	return ref
+}
+
 func (a *App) nodeAction(w http.ResponseWriter, r *http.Request, s *session) {
 	ref := r.PathValue("ref")
+	lbl := label(r, ref)
 	ctx := apiCtx(s, r)
 	var err error
 	var msg string
@@ -233,10 +243,10 @@ func (a *App) nodeAction(w http.ResponseWriter, r *http.Request, s *session) {
 	case "rename":
 		name := strings.TrimSpace(r.PostFormValue("name"))
 		err = a.api.Do(ctx, "POST", adminapi.NodeRenamePath(ref), adminapi.RenameRequest{Name: name}, nil)
-		msg = fmt.Sprintf("Node %s renamed to %s.", ref, name)
+		msg = fmt.Sprintf("Node %s renamed to %s.", lbl, name)
 	case "expire":
 		err = a.api.Do(ctx, "POST", adminapi.NodeExpirePath(ref), nil, nil)
-		msg = fmt.Sprintf("Node %s's key expired: it left every peer and must log in again.", ref)
+		msg = fmt.Sprintf("Node %s's key expired: it left every peer and must log in again.", lbl)
 	case "expiry":
 		// "off", or a duration from now ("720h").
 		in := strings.TrimSpace(r.PostFormValue("in"))
@@ -245,14 +255,14 @@ func (a *App) nodeAction(w http.ResponseWriter, r *http.Request, s *session) {
 			req = adminapi.ExpiryRequest{Off: true}
 		}
 		err = a.api.Do(ctx, "POST", adminapi.NodeExpiryPath(ref), req, nil)
-		msg = fmt.Sprintf("Node %s's key expiry set (%s).", ref, in)
+		msg = fmt.Sprintf("Node %s's key expiry set (%s).", lbl, in)
 	case "delete":
 		if r.PostFormValue("confirm") != "yes" {
-			err = fmt.Errorf("tick the box to confirm deleting node %s", ref)
+			err = fmt.Errorf("tick the box to confirm deleting node %s", lbl)
 			break
 		}
 		err = a.api.Do(ctx, "DELETE", adminapi.NodePath(ref), nil, nil)
-		msg = fmt.Sprintf("Node %s deleted.", ref)
+		msg = fmt.Sprintf("Node %s deleted.", lbl)
 	default:
 		http.NotFound(w, r)
 		return
@@ -307,7 +317,7 @@ func (a *App) routesData(r *http.Request, s *session) (any, error) {
 func (a *App) approveRoute(w http.ResponseWriter, r *http.Request, s *session) {
 	node, route := r.PostFormValue("node"), r.PostFormValue("route")
 	err := a.api.Do(apiCtx(s, r), "POST", adminapi.PathRoutesApprove, adminapi.ApproveRequest{Node: node, Routes: []string{route}}, nil)
-	a.done(w, r, s, "routes", fmt.Sprintf("Route %s of %s approved.", route, node), err)
+	a.done(w, r, s, "routes", fmt.Sprintf("Route %s of %s approved.", route, label(r, node)), err)
 }
 
 // Keys.

@@ -493,6 +493,28 @@ func TestWebAdminInChromium(t *testing.T) {
 		t.Fatalf("audit page: %v", err)
 	}
 	shoot(t, b, "admin-audit.png")
+	var auditText string
+	chromedp.Run(b, chromedp.Text(`table#audit`, &auditText))
+	for _, want := range []string{"node.rename", "routes.approve", "preauthkey.create", "policy.set", "web.post", "weblogin"} {
+		if !strings.Contains(auditText, want) {
+			t.Errorf("the audit page lacks %s: %s", want, auditText)
+		}
+	}
+	evs, err := c.st.AuditEvents(ctx, store.AuditQuery{Actor: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	byWeb := map[string]bool{}
+	for _, e := range evs {
+		if e.ActorKind == "web" && strings.HasPrefix(e.Source, "127.0.0.1:") {
+			byWeb[e.Action+" "+e.Result] = true
+		}
+	}
+	for _, want := range []string{"node.rename ok", "routes.approve ok", "preauthkey.create ok", "policy.set refused", "web.post refused"} {
+		if !byWeb[want] {
+			t.Errorf("no audit event %q by web:alice from the browser's address: %v", want, byWeb)
+		}
+	}
 
 	// Sign out: the cookie no longer works, even replayed.
 	if err := chromedp.Run(b, chromedp.Navigate(admin+"nodes"), chromedp.WaitVisible(`#logout`), chromedp.Click(`#logout`), chromedp.WaitVisible(`#message`)); err != nil {
