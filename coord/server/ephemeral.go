@@ -96,6 +96,8 @@ func (s *Server) reapEphemeral(id int64) {
 		}
 		s.hub.Changed()
 		s.log.Info("ephemeral node deleted after disconnecting", "node", n.Name, "id", id, "timeout", s.cfg.EphemeralTimeout)
+		s.Audit(ctx, Actor{Kind: ActorSystem, Name: "ephemeral", Source: "coord"}, "node.delete", n.Name,
+			"ephemeral node disconnected for "+s.cfg.EphemeralTimeout.String(), nil)
 		return
 	}
 }

@@ -149,6 +149,10 @@ func TestEphemeralNodeDeleted(t *testing.T) {
 	if nodeExists(t, tc, "ci") || !nodeExists(t, tc, "keep") {
 		t.Error("want ci deleted and keep kept")
 	}
+	// coord's own deletion is in the audit log.
+	if e := lastEvent(t, srv, "node.delete"); e.ActorKind != "system" || e.Actor != "ephemeral" || e.Target != "ci" || e.Result != ResultOK {
+		t.Errorf("ephemeral deletion audit event: %+v", e)
+	}
 }
 
 func nodeExists(t *testing.T, tc *testCoord, name string) bool {
@@ -273,6 +277,9 @@ func TestIdPRefreshDisablesRefusedUser(t *testing.T) {
 		if u.Name == "ann" && !u.Disabled {
 			t.Error("ann not disabled")
 		}
+	}
+	if e := lastEvent(t, tc.srv, "user.disable"); e.ActorKind != "system" || e.Actor != "idp-refresh" || e.Target != "ann" {
+		t.Errorf("refresh disable audit event: %+v", e)
 	}
 	// Disabled users are not asked again.
 	if r := tc.srv.RefreshIdentities(ctx); r.Checked+r.Disabled+r.Failed != 0 {

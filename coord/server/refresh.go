@@ -98,6 +98,8 @@ func (s *Server) RefreshIdentities(ctx context.Context) RefreshResult {
 			changed = true
 			s.hub.Changed() // at once, not after the whole pass
 			s.log.Warn("IdP refused the refresh: user disabled, their nodes left the mesh", "user", u.Name, "provider", id.Provider, "reason", err)
+			s.Audit(ctx, Actor{Kind: ActorSystem, Name: "idp-refresh", Source: "coord"}, "user.disable", u.Name,
+				"provider "+id.Provider+" refused the refresh", nil)
 		case err != nil:
 			res.Failed++
 			s.log.Warn("IdP refresh failed; user kept, retried at the next check", "user", id.User, "provider", id.Provider, "err", err)
