@@ -17,7 +17,7 @@ var probeNet = netip.MustParsePrefix("240.0.0.0/4")
 // and tags named in tests get a probe node each, so a test about a user
 // with no device yet still means something.
 func Check(p *Policy, nodes []Node) error {
-	if p == nil || len(p.Tests) == 0 {
+	if p == nil || len(p.Tests)+len(p.SSHTests) == 0 {
 		_, err := Compile(p, nodes)
 		return err
 	}
@@ -43,6 +43,7 @@ func Check(p *Policy, nodes []Node) error {
 		}
 		return false
 	}
+	standIn := map[netip.Addr]bool{}
 	addProbe := func(s selector) {
 		key := s.name
 		if s.kind == selHost || s.kind == selPrefix {
@@ -69,6 +70,7 @@ func Check(p *Policy, nodes []Node) error {
 				return
 			}
 			n.Addresses = []netip.Prefix{s.prefix}
+			standIn[a] = true
 			all = append(all, n)
 			minID--
 			probes[key] = a
@@ -85,19 +87,24 @@ func Check(p *Policy, nodes []Node) error {
 	// Address probes first, so a user probe never takes an address a
 	// test names.
 	for pass := 0; pass < 2; pass++ {
+		var sels []selector
 		for i := range p.Tests {
 			t := &p.Tests[i]
-			sels := []selector{t.src}
+			sels = append(sels, t.src)
 			for _, d := range t.accept {
 				sels = append(sels, d.sel)
 			}
 			for _, d := range t.deny {
 				sels = append(sels, d.sel)
 			}
-			for _, s := range sels {
-				if isAddr := s.kind == selHost || s.kind == selPrefix; isAddr == (pass == 0) {
-					addProbe(s)
-				}
+		}
+		for i := range p.SSHTests {
+			sels = append(sels, p.SSHTests[i].src)
+			sels = append(sels, p.SSHTests[i].dst...)
+		}
+		for _, s := range sels {
+			if isAddr := s.kind == selHost || s.kind == selPrefix; isAddr == (pass == 0) {
+				addProbe(s)
 			}
 		}
 	}
@@ -105,7 +112,7 @@ func Check(p *Policy, nodes []Node) error {
 	if err != nil {
 		return err
 	}
-	var errs []*Error
+	errs := p.runSSHTests(c, probes, standIn)
 	for i := range p.Tests {
 		t := &p.Tests[i]
 		src := probes[t.src.name]

@@ -24,6 +24,8 @@ type Policy struct {
 	AutoApprovers AutoApprovers
 	SSH           []SSHRule
 	Tests         []Test
+	SSHTests      []SSHTest
+	NodeAttrs     []NodeAttr
 
 	// Warnings are findings that do not refuse the policy: Tailscale
 	// settings accepted without effect, normalized prefixes.
@@ -102,11 +104,11 @@ type rawPolicy struct {
 	AutoApprovers *rawAutoApprovers   `json:"autoApprovers"`
 	SSH           []rawSSH            `json:"ssh"`
 	Tests         []rawTest           `json:"tests"`
+	SSHTests      []rawSSHTest        `json:"sshTests"`
+	NodeAttrs     []rawNodeAttr       `json:"nodeAttrs"`
 
 	// Tailscale sections lanmesh does not compile yet: refused by name,
 	// never ignored, since each changes who may reach what.
-	NodeAttrs         unsupported `json:"nodeAttrs" why:"nodeAttrs"`
-	SSHTests          unsupported `json:"sshTests" why:"sshTests"`
 	Postures          unsupported `json:"postures" why:"device postures"`
 	DefaultSrcPosture unsupported `json:"defaultSrcPosture" why:"device postures"`
 	IPSets            unsupported `json:"ipsets" why:"ipsets (use hosts for single prefixes)"`
@@ -258,7 +260,8 @@ func (v *validator) run(raw *rawPolicy) {
 	for _, lim := range []struct {
 		name   string
 		n, max int
-	}{{"acls", len(raw.ACLs), MaxACLs}, {"tests", len(raw.Tests), MaxTests}, {"ssh", len(raw.SSH), MaxSSH}} {
+	}{{"acls", len(raw.ACLs), MaxACLs}, {"tests", len(raw.Tests), MaxTests}, {"ssh", len(raw.SSH), MaxSSH},
+		{"sshTests", len(raw.SSHTests), MaxTests}, {"nodeAttrs", len(raw.NodeAttrs), MaxACLs}} {
 		if lim.n > lim.max {
 			v.fail(path{lim.name}, "%d entries, more than the limit of %d", lim.n, lim.max)
 			return
@@ -283,6 +286,12 @@ func (v *validator) run(raw *rawPolicy) {
 	}
 	for i, t := range raw.Tests {
 		v.test(path{"tests", i}, t)
+	}
+	for i, t := range raw.SSHTests {
+		v.sshTest(path{"sshTests", i}, t)
+	}
+	for i, a := range raw.NodeAttrs {
+		v.nodeAttr(path{"nodeAttrs", i}, a)
 	}
 }
 

@@ -38,6 +38,7 @@ type PolicyCompatResult struct {
 	WronglyAccepted  []string // recorded refused, lanmesh accepted (file: recorded message)
 	WronglyRefused   []string // recorded accepted, lanmesh refused (file: lanmesh's first error)
 	Warned           int      // accepted with at least one warning
+	StrictRefused    int      // recorded refused, and refused by policy check --strict
 	RefusedByExample map[string]string
 }
 
@@ -78,7 +79,7 @@ func RunPolicyCompat(dir string) (*PolicyCompatResult, error) {
 		}
 		rel, _ := filepath.Rel(dir, f)
 		res.Files++
-		errs, warns, crash := checkPolicyFile(rel, b)
+		errs, warns, notPortable, crash := checkPolicyFile(rel, b)
 		if crash != "" {
 			res.Crashed = append(res.Crashed, rel+": "+crash)
 			continue
@@ -116,6 +117,9 @@ func RunPolicyCompat(dir string) (*PolicyCompatResult, error) {
 			} else {
 				res.BothRefused++
 			}
+			if !accepted || notPortable > 0 {
+				res.StrictRefused++
+			}
 		default:
 			res.Expected-- // a server error records no verdict
 		}
@@ -125,7 +129,7 @@ func RunPolicyCompat(dir string) (*PolicyCompatResult, error) {
 
 // checkPolicyFile does what `policy check` does; a panic is reported,
 // never propagated.
-func checkPolicyFile(name string, b []byte) (errs []string, warns int, crash string) {
+func checkPolicyFile(name string, b []byte) (errs []string, warns, notPortable int, crash string) {
 	defer func() {
 		if r := recover(); r != nil {
 			crash = fmt.Sprint(r)
@@ -148,7 +152,7 @@ func checkPolicyFile(name string, b []byte) (errs []string, warns int, crash str
 			errs = append(errs, msg)
 		}
 	}
-	return errs, len(d.Warnings), ""
+	return errs, len(d.Warnings), len(d.NotPortable), ""
 }
 
 func asPolicyError(err error, out **policy.Error) bool {
@@ -223,6 +227,7 @@ func WritePolicyCompatReport(w io.Writer, res *PolicyCompatResult, env Env, comm
 		t := Table{Header: []string{"recorded verdict", "documents", "lanmesh agrees", "share"}}
 		t.Add("accepted", fmt.Sprint(res.ExpectAccepted), fmt.Sprint(res.BothAccepted), pct(res.BothAccepted, res.ExpectAccepted))
 		t.Add("refused", fmt.Sprint(res.ExpectRefused), fmt.Sprint(res.BothRefused), pct(res.BothRefused, res.ExpectRefused))
+		t.Add("refused (lanmesh with --strict)", fmt.Sprint(res.ExpectRefused), fmt.Sprint(res.StrictRefused), pct(res.StrictRefused, res.ExpectRefused))
 		if _, err := t.WriteTo(&b); err != nil {
 			return err
 		}
