@@ -119,4 +119,3 @@ func (p *Policy) NodeAttrsFor(n Node) []string {
 	sort.Strings(out)
 	return out
 }
-
