@@ -166,11 +166,28 @@ func TestOpenWrtMIPSRouter(t *testing.T) {
 		}
 	}
 
+	t0 = time.Now()
+	// The approvals reach both routers (netmap), then packets flow:
+	// timed apart, so a slow run says which part was slow.
+	if _, err := a.WaitStatus(ctx, "router-a sees the MIPS router's approved "+mipsLAN, func(st *testbed.Status) bool {
+		p := st.Peer(mipsRouter)
+		return p != nil && p.HasRoute(mipsLAN)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.WaitStatus(ctx, 2*time.Minute, "router-a's approved route in the VM", func(st *testbed.Status) bool {
+		p := st.Peer("router-a")
+		return p != nil && p.HasRoute(testbed.LANA)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("route approvals in both routers' netmaps after %v", time.Since(t0).Round(time.Millisecond))
+
 	// a1 -> v1: across router-a, the mesh and the MIPS router's forwarding
 	// into its LAN (SNAT on, the shipped default).
 	t0 = time.Now()
 	probe(t, s.A1, mipsV1IP+":8080", "v1", 3*time.Minute)
-	t.Logf("a1 -> v1 (on the MIPS router's LAN) through the mesh: first connection %v after the route approvals", time.Since(t0).Round(time.Millisecond))
+	t.Logf("a1 -> v1 (on the MIPS router's LAN) through the mesh: first connection %v after that", time.Since(t0).Round(time.Millisecond))
 	// v1 -> a1: the MIPS router accepted router-a's route (join.accept_routes).
 	t0 = time.Now()
 	probe(t, v1, testbed.A1IP+":8081", "a1", 2*time.Minute)
