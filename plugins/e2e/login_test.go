@@ -66,6 +66,12 @@ type coordUnderTest struct {
 // plugins' log lines.
 func startCoord(t *testing.T, ln net.Listener, pluginsDir, pluginsConfig string, logs *syncBuf) coordUnderTest {
 	t.Helper()
+	return startCoordWith(t, ln, pluginsDir, pluginsConfig, logs, nil)
+}
+
+// startCoordWith is startCoord with tune run on the server's config.
+func startCoordWith(t *testing.T, ln net.Listener, pluginsDir, pluginsConfig string, logs *syncBuf, tune func(*server.Config)) coordUnderTest {
+	t.Helper()
 	dir := t.TempDir()
 	ctx := context.Background()
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -100,7 +106,11 @@ func startCoord(t *testing.T, ln net.Listener, pluginsDir, pluginsConfig string,
 		t.Fatal(err)
 	}
 	url := "https://" + ln.Addr().String()
-	srv, err := server.New(ctx, server.Config{Store: st, Cert: cert, Logger: log, LoginProviders: providers, PublicURL: url, KeepAlive: 500 * time.Millisecond})
+	scfg := server.Config{Store: st, Cert: cert, Logger: log, LoginProviders: providers, PublicURL: url, KeepAlive: 500 * time.Millisecond}
+	if tune != nil {
+		tune(&scfg)
+	}
+	srv, err := server.New(ctx, scfg)
 	if err != nil {
 		t.Fatal(err)
 	}
