@@ -26,7 +26,10 @@ type Config struct {
 	ListenPort int    `koanf:"listen_port"`
 	// Backend is the WireGuard implementation: auto (the kernel's when it
 	// has WireGuard, else userspace), kernel or userspace.
-	Backend        string   `koanf:"backend"`
+	Backend string `koanf:"backend"`
+	// WireGuardUAPI serves the userspace device's UAPI socket,
+	// /var/run/wireguard/<tun_name>.sock (wireguard-go's text protocol).
+	WireGuardUAPI  bool     `koanf:"wireguard_uapi"`
 	MTU            int      `koanf:"mtu"`
 	LogLevel       string   `koanf:"log_level"`
 	MemoryLimitMiB int      `koanf:"memory_limit_mib"` // 0: no limit
@@ -301,6 +304,7 @@ func bind(c *Config) map[string]any {
 		"tun_name":                        &c.TUNName,
 		"listen_port":                     &c.ListenPort,
 		"backend":                         &c.Backend,
+		"wireguard_uapi":                  &c.WireGuardUAPI,
 		"mtu":                             &c.MTU,
 		"log_level":                       &c.LogLevel,
 		"memory_limit_mib":                &c.MemoryLimitMiB,

@@ -130,6 +130,7 @@ func New(o Options) (*Daemon, error) {
 		Backend:            cfg.Backend,
 		Offloads:           engine.Offloads{TUN: cfg.Offloads.TUN, UDPGSO: cfg.Offloads.UDPGSO, UDPGRO: cfg.Offloads.UDPGRO},
 		MaxInflightPackets: cfg.MaxInflightPackets,
+		UAPISocket:         cfg.WireGuardUAPI,
 	}, log.With("part", "engine"))
 	if err != nil {
 		return nil, fmt.Errorf("open engine: %w", err)

@@ -58,6 +58,10 @@ type Options struct {
 	// MaxInflightPackets bounds packets held in the data plane per
 	// direction (memory stays bounded; wireguard-go's pools do not).
 	MaxInflightPackets int
+	// UAPISocket serves the userspace device's UAPI socket,
+	// /var/run/wireguard/<TUNName>.sock, to read the device with the UAPI
+	// text protocol (off by default; ignored by the kernel backend).
+	UAPISocket bool
 }
 
 // Offloads switches kernel offloads; each also falls back by itself when

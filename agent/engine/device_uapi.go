@@ -2,12 +2,15 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strings"
 
 	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/device"
+	"golang.zx2c4.com/wireguard/ipc"
 	"golang.zx2c4.com/wireguard/tun"
 
 	"github.com/lanmesh/lanmesh/internal/key"
@@ -18,7 +21,8 @@ import (
 // peers by node key, so a peer's endpoint is its key unless a change
 // names a UDP address.
 type uapiDevice struct {
-	dev *device.Device
+	dev  *device.Device
+	uapi net.Listener // the UAPI socket (Options.UAPISocket), or nil
 }
 
 var _ Device = (*uapiDevice)(nil)
@@ -39,6 +43,37 @@ func newUAPIDevice(t tun.Device, bind conn.Bind, port uint16, log *slog.Logger) 
 		return nil, fmt.Errorf("bring WireGuard device up: %w", err)
 	}
 	return &uapiDevice{dev: wg}, nil
+}
+
+// serveUAPI opens wireguard-go's UAPI socket for the device,
+// /var/run/wireguard/NAME.sock (root only), so the device itself can be
+// read with the UAPI text protocol: what WireGuard really has, not the
+// netmap. (`wg show` and wgctrl cannot parse it: the endpoints are node
+// keys.)
+func (d *uapiDevice) serveUAPI(name string, log *slog.Logger) error {
+	f, err := ipc.UAPIOpen(name)
+	if err != nil {
+		return fmt.Errorf("open the UAPI socket for %s (wireguard_uapi): %w; another process may own /var/run/wireguard/%s.sock, or pick another tun_name", name, err, name)
+	}
+	l, err := ipc.UAPIListen(name, f)
+	if err != nil {
+		f.Close()
+		return fmt.Errorf("listen on the UAPI socket for %s: %w", name, err)
+	}
+	d.uapi = l
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				if !errors.Is(err, net.ErrClosed) {
+					log.Debug("wireguard UAPI socket closed", "err", err)
+				}
+				return
+			}
+			go d.dev.IpcHandle(c)
+		}
+	}()
+	return nil
 }
 
 func deviceLogger(l *slog.Logger) *device.Logger {
@@ -84,6 +119,9 @@ func (d *uapiDevice) Peers() ([]PeerStatus, error) {
 }
 
 func (d *uapiDevice) Close() error {
+	if d.uapi != nil {
+		d.uapi.Close()
+	}
 	d.dev.Close() // closes the TUN (the link goes) and the Bind's sockets
 	return nil
 }

@@ -198,6 +198,11 @@ func (e *engine) setupUserspace() (err error) {
 			e.dev.Close()
 		}
 	}()
+	if o.UAPISocket {
+		if err = dev.serveUAPI(o.TUNName, e.log); err != nil {
+			return fmt.Errorf("engine: %w", err)
+		}
+	}
 	if e.router, err = router.New(o.TUNName, o.MTU, e.log); err != nil {
 		return fmt.Errorf("engine: %w", err)
 	}

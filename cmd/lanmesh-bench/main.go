@@ -27,14 +27,16 @@ func main() {
 	}
 	bin := flag.String("bin", "bin", "directory with host builds and <os>_<arch>/ router builds (from `make build`)")
 	out := flag.String("out", "bench/results", "directory for the result tables")
-	only := flag.String("only", "size,throughput,firewall,dns,coordscale,connect,abuse,router,vm", "comma-separated benchmarks to run: size, throughput, firewall, dns, coordscale, connect, abuse, router (MIPS VM), vm (kernel vs userspace backend in VMs), policycompat (needs -policy-dir)")
+	only := flag.String("only", "size,throughput,firewall,dns,coordscale,connect,abuse,router,vm,revocation", "comma-separated benchmarks to run: size, throughput, firewall, dns, coordscale, connect, abuse, router (MIPS VM), vm (kernel vs userspace backend in VMs), revocation (root; 50 agents), policycompat (needs -policy-dir)")
 	n := flag.Int("n", 5, "throughput: interleaved repetitions per data plane")
 	dur := flag.Duration("t", 10*time.Second, "throughput: duration of one iperf3 run")
 	abuseHold = flag.Duration("abuse-t", 30*time.Second, "abuse: how long the agents hold their netmap streams under the flood")
 	policyDir := flag.String("policy-dir", "", "policycompat: directory of policy files to check (NAME.expect.json sidecars hold recorded verdicts)")
+	revNodes = flag.Int("revocation-nodes", 50, "revocation: agents in the testbed (two routers, the rest laptops)")
+	revRuns = flag.Int("revocation-runs", 5, "revocation: users deleted one after the other (3 nodes each), one measurement each")
 	modes := flag.String("modes", "", "throughput: comma-separated data planes (default all): plain, wireguard-go, lanmesh, relay")
 	flag.Usage = func() {
-		fmt.Fprintf(os.Stderr, "Usage: lanmesh-bench [flags]\n\nMeasures binary sizes against the router budget, LAN-to-LAN throughput\nagainst plain routing and stock wireguard-go, firewall updates, DNS\nqueries/s against dnsmasq, coord fan-out at scale, coord under a flood, the\npackaged agent in a MIPS router VM against stock wireguard-go (router) and\nthe kernel vs userspace backend in x86-64 and MIPS VMs (vm);\nwrites markdown under -out.\nExits non-zero when the router binary is over budget or a benchmark failed.\n\nExample:\n  sudo lanmesh-bench -bin bin -out bench/results -n 3 -t 5s\n  sudo lanmesh-bench -bin bin -only router,vm -vm-n 3 -vm-t 10s\n\n")
+		fmt.Fprintf(os.Stderr, "Usage: lanmesh-bench [flags]\n\nMeasures binary sizes against the router budget, LAN-to-LAN throughput\nagainst plain routing and stock wireguard-go, firewall updates, DNS\nqueries/s against dnsmasq, coord fan-out at scale, coord under a flood, the\npackaged agent in a MIPS router VM against stock wireguard-go (router) and\nthe kernel vs userspace backend in x86-64 and MIPS VMs (vm), and how fast\ndeleting a user reaches every peer's WireGuard device and the relay\n(revocation); writes markdown under -out.\nExits non-zero when the router binary is over budget or a benchmark failed.\n\nExample:\n  sudo lanmesh-bench -bin bin -out bench/results -n 3 -t 5s\n  sudo lanmesh-bench -bin bin -only router,vm -vm-n 3 -vm-t 10s\n\n")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
@@ -54,11 +56,14 @@ var policyCompatDir string
 // abuseHold is -abuse-t.
 var abuseHold *time.Duration
 
+// revNodes and revRuns are -revocation-nodes and -revocation-runs.
+var revNodes, revRuns *int
+
 func run(ctx context.Context, log *slog.Logger, bin, out, only, modes string, n int, dur time.Duration) error {
 	want := map[string]bool{}
 	for _, s := range strings.Split(only, ",") {
 		switch s = strings.TrimSpace(s); s {
-		case "size", "throughput", "firewall", "dns", "coordscale", "connect", "abuse", "router", "vm":
+		case "size", "throughput", "firewall", "dns", "coordscale", "connect", "abuse", "router", "vm", "revocation":
 			want[s] = true
 		case "policycompat":
 			// Not in the default set: it needs a corpus (-policy-dir).
@@ -68,7 +73,7 @@ func run(ctx context.Context, log *slog.Logger, bin, out, only, modes string, n 
 			want[s] = true
 		case "":
 		default:
-			return fmt.Errorf("-only: unknown benchmark %q (want size, throughput, firewall, dns, coordscale, connect, abuse, router, vm, policycompat)", s)
+			return fmt.Errorf("-only: unknown benchmark %q (want size, throughput, firewall, dns, coordscale, connect, abuse, router, vm, revocation, policycompat)", s)
 		}
 	}
 	absBin, err := filepath.Abs(bin)
@@ -151,6 +156,16 @@ func run(ctx context.Context, log *slog.Logger, bin, out, only, modes string, n 
 		log.Info("bench: abuse written", "file", filepath.Join(out, "abuse.md"))
 		for _, f := range res.Failed() {
 			failed = append(failed, "abuse: "+f)
+		}
+	}
+	if want["revocation"] {
+		res := bench.RunRevocation(ctx, bench.RevocationOptions{BinDir: absBin, Nodes: *revNodes, Runs: *revRuns, Log: log})
+		if err := writeReport(out, "revocation.md", func(b *bytes.Buffer) error { return bench.WriteRevocationReport(b, res) }); err != nil {
+			return err
+		}
+		log.Info("bench: revocation written", "file", filepath.Join(out, "revocation.md"))
+		for _, f := range res.Failed() {
+			failed = append(failed, "revocation: "+f)
 		}
 	}
 	if want["policycompat"] {

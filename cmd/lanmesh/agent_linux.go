@@ -20,7 +20,7 @@ import (
 )
 
 func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs, _ := newFlags("agent", "agent [--config FILE] [--uci FILE|none] [--state-dir DIR] [--tun NAME] [--port N] [--backend auto|kernel|userspace]",
+	fs, _ := newFlags("agent", "agent [--config FILE] [--uci FILE|none] [--state-dir DIR] [--tun NAME] [--port N] [--backend auto|kernel|userspace] [--wg-uapi]",
 		"lanmesh agent --config /etc/lanmesh.yaml --state-dir /var/lib/lanmesh", stderr)
 	file := fs.String("config", "", "YAML config file")
 	uciFile := fs.String("uci", "", "UCI config file (default "+config.DefaultUCI+" when it exists; none: off)")
@@ -28,6 +28,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.String("tun", config.Defaults().TUNName, "mesh interface name")
 	fs.Int("port", config.Defaults().ListenPort, "WireGuard UDP port (0 picks one)")
 	fs.String("backend", config.Defaults().Backend, "WireGuard backend: auto (kernel when it has WireGuard, else userspace), kernel or userspace")
+	fs.Bool("wg-uapi", false, "serve the userspace WireGuard device's UAPI socket /var/run/wireguard/TUN.sock (wireguard-go's text protocol, root only)")
 	fs.String("log-level", config.Defaults().LogLevel, "debug, info, warn or error")
 	fs.String("netmap-cache-max-age", config.Defaults().NetmapCacheMaxAge, "oldest netmap cache restored at start (0: never); peers with expired keys are never restored")
 	pos, err := parse(fs, args)
@@ -39,7 +40,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return errUsage
 	}
 	// Only flags the user set override the file and env.
-	keys := map[string]string{"state-dir": "state_dir", "tun": "tun_name", "port": "listen_port", "backend": "backend", "socket": "socket", "log-level": "log_level", "netmap-cache-max-age": "netmap_cache_max_age"}
+	keys := map[string]string{"state-dir": "state_dir", "tun": "tun_name", "port": "listen_port", "backend": "backend", "wg-uapi": "wireguard_uapi", "socket": "socket", "log-level": "log_level", "netmap-cache-max-age": "netmap_cache_max_age"}
 	var flags []config.Flag
 	fs.Visit(func(f *flag.Flag) {
 		if k, ok := keys[f.Name]; ok {

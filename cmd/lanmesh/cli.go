@@ -18,7 +18,7 @@ import (
 )
 
 func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs, sock := newFlags("up", "up --login-server URL [--auth-key KEY|file:PATH|- | --auth-key-file PATH | --login-provider NAME] [--advertise-routes CIDR,...] [--accept-routes] [--snat-subnet-routes=true] [--hostname NAME] [--advertise-exit-node] [--exit-node NAME|IP [--exit-node-allow-lan-access]] [--coord-fingerprint FP] [--force-reauth] [--timeout 30s]",
+	fs, sock := newFlags("up", "up --login-server URL [--auth-key KEY|file:PATH|- | --auth-key-file PATH | --login-provider NAME [--qr]] [--advertise-routes CIDR,...] [--accept-routes] [--snat-subnet-routes=true] [--hostname NAME] [--advertise-exit-node] [--exit-node NAME|IP [--exit-node-allow-lan-access]] [--coord-fingerprint FP] [--force-reauth] [--timeout 30s]",
 		"lanmesh up --login-server https://coord.example:443 --auth-key file:/etc/lanmesh/authkey --advertise-routes 192.168.1.0/24", stderr)
 	login := fs.String("login-server", "", "coord's URL (https://host[:port])")
 	authKey := fs.String("auth-key", "", "pre-auth key from \"lanmesh-coord keys create\" (used once, never stored); file:PATH reads it from a file, - from stdin; default $"+authKeyEnv+" (keeps it out of ps)")
@@ -34,6 +34,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	timeout := fs.Duration("timeout", 30*time.Second, "how long to wait for the first netmap")
 	provider := fs.String("login-provider", "", "without an auth key: coord's identity provider to log in with (default: coord's first)")
 	forceReauth := fs.Bool("force-reauth", false, "re-authenticate with a new node key (rotation): logs in again (or registers --auth-key); the node keeps its addresses and name, peers get the new key, coord and relays refuse the old one")
+	qrFlag := fs.Bool("qr", false, "without an auth key: also print the login URL as a QR code (default: only when stdout is a terminal)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -89,7 +90,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			if req.Hostname != nil {
 				lreq.Hostname = *req.Hostname
 			}
-			if err := interactiveLogin(ctx, localapi.NewClient(*sock), lreq, 10*time.Minute, stdout); err != nil {
+			if err := interactiveLogin(ctx, localapi.NewClient(*sock), lreq, 10*time.Minute, showQR(fs, *qrFlag, stdout), stdout); err != nil {
 				return err
 			}
 		}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"net/netip"
@@ -14,13 +15,14 @@ import (
 )
 
 func runLogin(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs, sock := newFlags("login", "login [--login-server URL --coord-fingerprint FP] [--provider NAME] [--hostname NAME] [--timeout 10m]",
+	fs, sock := newFlags("login", "login [--login-server URL --coord-fingerprint FP] [--provider NAME] [--hostname NAME] [--timeout 10m] [--qr]",
 		"lanmesh login --login-server https://coord.example:443 --coord-fingerprint sha256:...", stderr)
 	server := fs.String("login-server", "", "coord's URL (default: the one this node joined)")
 	fp := fs.String("coord-fingerprint", "", "pin of coord's certificate (lanmesh-coord fingerprint); default: the stored one")
 	provider := fs.String("provider", "", "coord's identity provider to log in with (default: coord's first)")
 	host := fs.String("hostname", "", "name to register with (default: the host name)")
 	timeout := fs.Duration("timeout", 10*time.Minute, "how long to wait for the login in the browser")
+	qrFlag := fs.Bool("qr", false, "also print the login URL as a QR code (default: only when stdout is a terminal)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -30,7 +32,7 @@ func runLogin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return errUsage
 	}
 	c := localapi.NewClient(*sock)
-	if err := interactiveLogin(ctx, c, localapi.LoginRequest{LoginServer: *server, CoordFingerprint: *fp, Provider: *provider, Hostname: *host}, *timeout, stdout); err != nil {
+	if err := interactiveLogin(ctx, c, localapi.LoginRequest{LoginServer: *server, CoordFingerprint: *fp, Provider: *provider, Hostname: *host}, *timeout, showQR(fs, *qrFlag, stdout), stdout); err != nil {
 		return err
 	}
 	uctx, cancel := context.WithTimeout(ctx, 40*time.Second)
@@ -43,16 +45,35 @@ func runLogin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return nil
 }
 
-// interactiveLogin prints coord's login URL and waits until the user has
-// logged in at the identity provider (or the login fails or times out).
-func interactiveLogin(ctx context.Context, c *localapi.Client, req localapi.LoginRequest, timeout time.Duration, stdout io.Writer) error {
+// showQR is --qr when it was given, else whether stdout is a terminal.
+func showQR(fs *flag.FlagSet, qrFlag bool, stdout io.Writer) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == "qr" })
+	if set {
+		return qrFlag
+	}
+	return isTerminal(stdout)
+}
+
+// interactiveLogin prints coord's login URL (and, with withQR, the URL as
+// a QR code for a phone) and waits until the user has logged in at the
+// identity provider (or the login fails or times out).
+func interactiveLogin(ctx context.Context, c *localapi.Client, req localapi.LoginRequest, timeout time.Duration, withQR bool, stdout io.Writer) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	lr, err := c.Login(ctx, req)
 	if err != nil {
 		return userErr(err)
 	}
-	fmt.Fprintf(stdout, "To log in, open this URL in a browser:\n\n\t%s\n\nWaiting for the login (until %s)...\n", lr.URL, lr.ExpiresAt.Local().Format("15:04:05"))
+	fmt.Fprintf(stdout, "To log in, open this URL in a browser:\n\n\t%s\n\n", lr.URL)
+	if withQR {
+		if q, err := qrText(lr.URL); err == nil {
+			fmt.Fprintf(stdout, "or scan this QR code:\n\n%s\n", q)
+		} else {
+			fmt.Fprintf(stdout, "(no QR code: %v)\n\n", err)
+		}
+	}
+	fmt.Fprintf(stdout, "Waiting for the login (until %s)...\n", lr.ExpiresAt.Local().Format("15:04:05"))
 	for {
 		r, err := c.LoginWait(ctx, lr.ID)
 		if err != nil {
