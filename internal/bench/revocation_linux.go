@@ -82,6 +82,11 @@ func RunRevocation(ctx context.Context, opt RevocationOptions) (res *RevocationR
 	}
 	tok := make([]byte, 16)
 	rand.Read(tok)
+	// The UAPI sockets live in /var/run/wireguard, shared by every
+	// namespace: a run-unique prefix keeps two runs on one machine apart.
+	idb := make([]byte, 3)
+	rand.Read(idb)
+	tunPrefix := "w" + hex.EncodeToString(idb)
 	cfgDir := filepath.Join(w.Dir, "revocation")
 	if err := os.MkdirAll(cfgDir, 0o700); err != nil {
 		return fail(err)
@@ -102,7 +107,7 @@ func RunRevocation(ctx context.Context, opt RevocationOptions) (res *RevocationR
 	}
 	m, err := testbed.StartMeshWith(sctx, s, func(f string, a ...any) { log.Debug(fmt.Sprintf(f, a...)) }, testbed.MeshOptions{
 		CoordArgs: []string{"--derp=false", "--derp-map", mapFile, "--derp-token-file", tokFile},
-		AgentArgs: map[string][]string{"router-a": {"--wg-uapi", "--tun", "lm-ra"}, "router-b": {"--wg-uapi", "--tun", "lm-rb"}},
+		AgentArgs: map[string][]string{"router-a": {"--wg-uapi", "--tun", tunPrefix + "ra"}, "router-b": {"--wg-uapi", "--tun", tunPrefix + "rb"}},
 		BeforeJoin: func(ctx context.Context, c *testbed.Coord) error {
 			for _, u := range append([]string{"staff"}, users...) {
 				if _, err := c.Admin(ctx, "users", "create", u); err != nil {
@@ -133,7 +138,7 @@ func RunRevocation(ctx context.Context, opt RevocationOptions) (res *RevocationR
 			return fail(err)
 		}
 	}
-	nodes := []*revNode{{name: "router-a", tun: "lm-ra", user: "admin", a: m.A, authKey: m.Keys["router-a"]}, {name: "router-b", tun: "lm-rb", user: "admin", a: m.B, authKey: m.Keys["router-b"]}}
+	nodes := []*revNode{{name: "router-a", tun: tunPrefix + "ra", user: "admin", a: m.A, authKey: m.Keys["router-a"]}, {name: "router-b", tun: tunPrefix + "rb", user: "admin", a: m.B, authKey: m.Keys["router-b"]}}
 	var mu sync.Mutex
 	var joinErrs []string
 	next := make(chan int)
@@ -146,12 +151,12 @@ func RunRevocation(ctx context.Context, opt RevocationOptions) (res *RevocationR
 				if j := i - 3; j < opt.Runs*opt.NodesPerUser {
 					user = users[j/opt.NodesPerUser]
 				}
-				a, k, err := addRoutedLaptop(sctx, m, s, name, i, user)
+				a, k, err := addRoutedLaptop(sctx, m, s, name, tunPrefix+name, i, user)
 				mu.Lock()
 				if err != nil {
 					joinErrs = append(joinErrs, err.Error())
 				} else {
-					nodes = append(nodes, &revNode{name: name, tun: "lm-" + name, user: user, a: a, authKey: k})
+					nodes = append(nodes, &revNode{name: name, tun: tunPrefix + name, user: user, a: a, authKey: k})
 				}
 				mu.Unlock()
 			}
@@ -216,9 +221,9 @@ func RunRevocation(ctx context.Context, opt RevocationOptions) (res *RevocationR
 // addRoutedLaptop is testbed's AddLaptop with the laptop's address as a
 // /32 behind the internet's gateway (198.18.0.1), so it needs a
 // neighbour entry for the gateway only: a namespace of its own at
-// 198.18.3.n running `lanmesh agent --wg-uapi --tun lm-NAME`, joined with
+// 198.18.3.n running `lanmesh agent --wg-uapi --tun TUN`, joined with
 // a key of user.
-func addRoutedLaptop(ctx context.Context, m *testbed.Mesh, s *testbed.Standard, name string, n int, user string) (*testbed.Agent, string, error) {
+func addRoutedLaptop(ctx context.Context, m *testbed.Mesh, s *testbed.Standard, name, tun string, n int, user string) (*testbed.Agent, string, error) {
 	h, err := s.World.AddHost(name)
 	if err != nil {
 		return nil, "", err
@@ -236,7 +241,7 @@ func addRoutedLaptop(ctx context.Context, m *testbed.Mesh, s *testbed.Standard, 
 	if err != nil {
 		return nil, "", fmt.Errorf("create auth key for %s: %w", name, err)
 	}
-	a, err := testbed.StartAgent(ctx, h, name, "--wg-uapi", "--tun", "lm-"+name)
+	a, err := testbed.StartAgent(ctx, h, name, "--wg-uapi", "--tun", tun)
 	if err != nil {
 		return nil, "", fmt.Errorf("start agent %s: %w", name, err)
 	}
