@@ -37,7 +37,7 @@ type globals struct {
 
 var commands = []*command{serveCmd, usersCreateCmd, usersListCmd, usersDeleteCmd,
 	usersDisableCmd, usersEnableCmd, usersRenameCmd, usersRoleCmd, keysCreateCmd, keysListCmd, keysRevokeCmd, keysDeleteCmd,
-	nodesListCmd, nodesRenameCmd, nodesExpireCmd, nodesExpiryCmd, nodesDeleteCmd, routesListCmd, routesApproveCmd,
+	nodesListCmd, nodesRenameCmd, nodesExpireCmd, nodesExpiryCmd, nodesTagCmd, nodesDeleteCmd, routesListCmd, routesApproveCmd,
 	policyCheckCmd, policySetCmd, policyGetCmd, policyHistoryCmd, policyCmd, fingerprintCmd,
 	auditListCmd, apikeysCreateCmd, apikeysListCmd, apikeysRevokeCmd}
 

@@ -62,6 +62,9 @@ func (s *Server) AdminHandler() http.Handler {
 	mux.HandleFunc("POST "+adminapi.PathUsers+"/{name}/role", handle(s, func(ctx context.Context, who Actor, r *http.Request, in adminapi.RoleRequest) (adminapi.User, error) {
 		return a.SetUserRole(ctx, who, r.PathValue("name"), in.Role)
 	}))
+	mux.HandleFunc("POST "+adminapi.PathNodes+"/{ref}/tags", handle(s, func(ctx context.Context, who Actor, r *http.Request, in adminapi.TagsRequest) (adminapi.Node, error) {
+		return a.SetNodeTags(ctx, who, r.PathValue("ref"), in.Tags)
+	}))
 	mux.HandleFunc("POST "+adminapi.PathNodes+"/{ref}/expiry", handle(s, func(ctx context.Context, who Actor, r *http.Request, in adminapi.ExpiryRequest) (adminapi.Node, error) {
 		return a.SetNodeExpiry(ctx, who, r.PathValue("ref"), in)
 	}))

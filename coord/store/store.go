@@ -36,6 +36,9 @@ type Store interface {
 	// ExpireNode sets the node key's expiry to now: the node leaves every
 	// netmap and must register again with an auth key.
 	ExpireNode(ctx context.Context, id int64, now time.Time) (Node, error)
+	// SetNodeTags replaces a node's tags (at least one) and turns its
+	// key expiry off, as tagged devices' keys do not expire.
+	SetNodeTags(ctx context.Context, id int64, tags []string) (Node, error)
 	// SetNodeExpiry sets when the node key expires; the zero time means
 	// never. A time in the past expires it now (as ExpireNode).
 	SetNodeExpiry(ctx context.Context, id int64, at time.Time) (Node, error)

@@ -256,6 +256,10 @@ func (a *App) nodeAction(w http.ResponseWriter, r *http.Request, s *session) {
 		}
 		err = a.api.Do(ctx, "POST", adminapi.NodeExpiryPath(ref), req, nil)
 		msg = fmt.Sprintf("Node %s's key expiry set (%s).", lbl, in)
+	case "tags":
+		tags := strings.FieldsFunc(r.PostFormValue("tags"), func(c rune) bool { return c == ',' || c == ' ' })
+		err = a.api.Do(ctx, "POST", adminapi.NodeTagsPath(ref), adminapi.TagsRequest{Tags: tags}, nil)
+		msg = fmt.Sprintf("Node %s now has tags %s (its key no longer expires).", lbl, strings.Join(tags, ", "))
 	case "delete":
 		if r.PostFormValue("confirm") != "yes" {
 			err = fmt.Errorf("tick the box to confirm deleting node %s", lbl)

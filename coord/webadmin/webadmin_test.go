@@ -429,3 +429,49 @@ func TestPagesRender(t *testing.T) {
 func itoa(i int64) string { return strconvItoa(i) }
 
 func strconvItoa(i int64) string { return strconv.FormatInt(i, 10) }
+
+// TestNodeTags: an admin tags a node on the Nodes page (audited); tags
+// the policy does not declare and an empty list are refused with the
+// reason; tagging turns the key expiry off.
+func TestNodeTags(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	n := f.addNode("bob", "nas")
+	if n.KeyExpiry.IsZero() {
+		t.Fatal("test node has no key expiry")
+	}
+	if _, err := f.st.SetPolicy(ctx, `{"tagOwners": {"tag:server": ["alice@example.com"]}, "acls": [{"action": "accept", "src": ["*"], "dst": ["*:*"]}]}`, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	c, s := f.signIn("alice")
+	post := func(tags string) string {
+		w := f.do(req{method: "POST", path: "/admin/nodes/" + itoa(n.ID) + "/tags", cookie: c, form: url.Values{"csrf": {s.csrf}, "tags": {tags}, "label": {"nas"}}})
+		if w.Code != http.StatusSeeOther {
+			t.Fatalf("tags %q: %d", tags, w.Code)
+		}
+		return f.do(req{method: "GET", path: "/admin/nodes", cookie: c}).Body.String()
+	}
+	if page := post("tag:other"); !strings.Contains(page, `tag \&#34;tag:other\&#34; is not in the policy&#39;s tagOwners`) && !strings.Contains(page, "is not in the policy") {
+		t.Errorf("undeclared tag: %.1500s", page)
+	}
+	if page := post(" , "); !strings.Contains(page, "no tags given") {
+		t.Errorf("empty tags: %.1500s", page)
+	}
+	if page := post("tag:server"); !strings.Contains(page, "now has tags tag:server") {
+		t.Errorf("good tags: %.1500s", page)
+	}
+	nodes, _ := f.st.Nodes(ctx)
+	if len(nodes) != 1 || strings.Join(nodes[0].Tags, ",") != "tag:server" || !nodes[0].KeyExpiry.IsZero() {
+		t.Fatalf("node after tagging: tags %v, key expiry %v", nodes[0].Tags, nodes[0].KeyExpiry)
+	}
+	evs, _ := f.st.AuditEvents(ctx, store.AuditQuery{Actor: "alice"})
+	results := map[string]int{}
+	for _, e := range evs {
+		if e.Action == "node.tags" {
+			results[e.Result]++
+		}
+	}
+	if results["ok"] != 1 || results["refused"] != 2 {
+		t.Errorf("audited node.tags: %v", results)
+	}
+}

@@ -332,7 +332,7 @@ func TestWebAdminInChromium(t *testing.T) {
 	}
 	laptop := joinNode(t, c, "bob", "bob-laptop")
 	router := joinNode(t, c, "alice", "home-router", netip.MustParsePrefix("192.168.50.0/24"))
-	joinNode(t, c, "alice", "nas")
+	nas := joinNode(t, c, "alice", "nas")
 
 	// Sign in as alice through the local plugin's form.
 	admin := c.url + "/admin/"
@@ -392,6 +392,23 @@ func TestWebAdminInChromium(t *testing.T) {
 	for _, n := range nodes {
 		if wire.NodeID(n.ID) == laptop && n.Name != "bobs-laptop" {
 			t.Fatalf("after the rename in the browser (%q) the node is %q", flash, n.Name)
+		}
+	}
+
+	// Tag the NAS (no policy is set: any well-formed tag goes).
+	nasRow := fmt.Sprintf(`#node-%d`, nas)
+	if err := chromedp.Run(b,
+		chromedp.SetValue(nasRow+` input.tags-in`, "tag:server"),
+		chromedp.Click(nasRow+` button.settags`),
+		chromedp.WaitVisible(`#flash`),
+		chromedp.Text(`#flash`, &flash),
+	); err != nil {
+		t.Fatalf("tags: %v", err)
+	}
+	nodes, _ = c.st.Nodes(ctx)
+	for _, n := range nodes {
+		if wire.NodeID(n.ID) == nas && (strings.Join(n.Tags, ",") != "tag:server" || !n.KeyExpiry.IsZero()) {
+			t.Fatalf("after tagging in the browser (%q) the NAS has tags %v, key expiry %v", flash, n.Tags, n.KeyExpiry)
 		}
 	}
 
@@ -510,7 +527,7 @@ func TestWebAdminInChromium(t *testing.T) {
 			byWeb[e.Action+" "+e.Result] = true
 		}
 	}
-	for _, want := range []string{"node.rename ok", "routes.approve ok", "preauthkey.create ok", "policy.set refused", "web.post refused"} {
+	for _, want := range []string{"node.rename ok", "node.tags ok", "routes.approve ok", "preauthkey.create ok", "policy.set refused", "web.post refused"} {
 		if !byWeb[want] {
 			t.Errorf("no audit event %q by web:alice from the browser's address: %v", want, byWeb)
 		}
