@@ -43,7 +43,7 @@ func TestPolicyCheckOffline(t *testing.T) {
     {"action": "accept", "dst": ["web:80"]},
     {"action": "accept", "src": ["tag:nope"], "dst": ["nass:80"]},
   ],
-  "postures": {},
+  "sshTests": [{"src": "a@example.com", "dst": ["a@example.com"], "accept": ["root"], "srcPostureAttrs": {}}],
   "tests": [{"src": "a@example.com", "deny": ["100.64.0.5:80"]}],
 }`)
 	out, code = cli(t, dir, "policy", "check", bad)
@@ -52,7 +52,7 @@ func TestPolicyCheckOffline(t *testing.T) {
 		`bad.hujson:3:34: acls[0].dst[0]: unknown host alias "web"`,
 		`bad.hujson:4:34: acls[1].src[0]: unknown tag "tag:nope"`,
 		`bad.hujson:4:55: acls[1].dst[0]: unknown host alias "nass"`,
-		`bad.hujson:6:3: postures: not supported yet`,
+		`bad.hujson:6:87: sshTests[0].srcPostureAttrs: not supported yet`,
 		`policy refused (5 errors)`,
 	} {
 		if !strings.Contains(out, want) {

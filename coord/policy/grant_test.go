@@ -2,6 +2,7 @@ package policy
 
 import (
 	"encoding/json"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -145,5 +146,60 @@ func TestGrantVia(t *testing.T) {
 	}
 	if has(r6, "198.19.1.0/24") || !has(r6, "100.64.0.6/32") {
 		t.Errorf("non-via router admits the LAN or lost its own address: %+v", r6.Filter.Inbound)
+	}
+}
+
+// TestIPSets: an ipset is the prefixes its operations leave, in order;
+// as a dst it compiles as the same prefixes written out.
+func TestIPSets(t *testing.T) {
+	nodes := meshNodes()
+	p := mustParse(t, "{"+owners+`, "ipsets": {
+		"ipset:lans": ["add lan1", "add 198.19.2.0/24", "remove printer"],
+		"ipset:more": ["ipset:lans", "198.19.99.0/24"],
+	}, "acls": [{"action": "accept", "src": ["bob@example.com"], "dst": ["ipset:lans:443"], "proto": "tcp"}]}`)
+	if got := fmt.Sprint(p.IPSets["ipset:lans"]); !strings.Contains(got, "198.19.1.0/28") || strings.Contains(got, "198.19.1.20/32") || !strings.Contains(got, "198.19.2.0/24") {
+		t.Errorf("ipset:lans = %s", got)
+	}
+	c := mustCompile(t, p, nodes)
+	checkFlows(t, c, []flow{
+		{"100.64.0.2", "198.19.1.21", wire.ProtoTCP, 443, true},
+		{"100.64.0.2", "198.19.1.20", wire.ProtoTCP, 443, false}, // removed
+		{"100.64.0.2", "198.19.2.5", wire.ProtoTCP, 443, true},
+	})
+	for in, want := range map[string]string{
+		`{"ipset:a": ["ipset:b"], "ipset:b": ["ipset:a"]}`: `ipset cycle`,
+		`{"ipset:a": ["tag:x"]}`:                           `tags, users and groups are not allowed`,
+		`{"ipset:a": ["add ipset:nope"]}`:                  `unknown ipset "ipset:nope"`,
+	} {
+		if _, err := Parse("i.hujson", []byte(`{"ipsets": `+in+`}`)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: got %v, want %q", in, err, want)
+		}
+	}
+}
+
+// TestPostures: no lanmesh node shows a posture, so a rule that needs
+// one admits no one (never fails open), and defaultSrcPosture applies
+// to every rule without its own.
+func TestPostures(t *testing.T) {
+	nodes := meshNodes()
+	base := owners + `, "postures": {"posture:mac": ["node:os == 'macos'"]}`
+	p := mustParse(t, "{"+base+`, "acls": [
+		{"action": "accept", "src": ["bob@example.com"], "dst": ["alice@example.com:22"], "srcPosture": ["posture:mac"]},
+		{"action": "accept", "src": ["bob@example.com"], "dst": ["alice@example.com:80"]}]}`)
+	checkFlows(t, mustCompile(t, p, nodes), []flow{
+		{"100.64.0.2", "100.64.0.1", wire.ProtoTCP, 22, false},
+		{"100.64.0.2", "100.64.0.1", wire.ProtoTCP, 80, true},
+	})
+	p = mustParse(t, "{"+base+`, "defaultSrcPosture": ["posture:mac"], "grants": [
+		{"src": ["bob@example.com"], "dst": ["alice@example.com"], "ip": ["*"]}]}`)
+	checkFlows(t, mustCompile(t, p, nodes), []flow{{"100.64.0.2", "100.64.0.1", wire.ProtoTCP, 80, false}})
+	for in, want := range map[string]string{
+		`"postures": {"posture:a": ["os is linux"]}`:                                                   `must be ATTRIBUTE OP VALUE`,
+		`"acls": [{"action": "accept", "src": ["*"], "dst": ["*:*"], "srcPosture": ["posture:nope"]}]`: `unknown posture "posture:nope"`,
+		`"postures": {"mac": ["node:os == 'macos'"]}`:                                                  `posture name "mac"`,
+	} {
+		if _, err := Parse("p.hujson", []byte(`{`+in+`}`)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: got %v, want %q", in, err, want)
+		}
 	}
 }

@@ -29,9 +29,10 @@ type Grant struct {
 	// does not change it).
 	Via []string
 
-	rules []ACL // the network part, as ACLs
-	src   []selector
-	dst   []selector
+	rules   []ACL // the network part, as ACLs
+	posture bool  // requires a device posture: admits no one
+	src     []selector
+	dst     []selector
 }
 
 type rawGrant struct {
@@ -41,7 +42,7 @@ type rawGrant struct {
 	App map[string]rawJSON `json:"app"`
 	Via []string           `json:"via"`
 
-	SrcPosture unsupported `json:"srcPosture" why:"device postures"`
+	SrcPosture []string `json:"srcPosture"`
 }
 
 // parseGrantIP reads one entry of a grant's ip list: "*" (every port
@@ -68,6 +69,7 @@ func parseGrantIP(s string) (proto string, ports []wire.PortRange, err error) {
 
 func (v *validator) grant(p path, r rawGrant) {
 	g := Grant{Src: r.Src, Dst: r.Dst, IP: r.IP, Via: r.Via}
+	g.posture = v.postureRefs(p.add("srcPosture"), r.SrcPosture) || r.SrcPosture == nil && v.p.defaultPosture
 	// Empty src or dst lists are accepted, as Tailscale does (the grant
 	// then matches nothing); missing ones are not.
 	v.required(p, "src", len(r.Src)+boolInt(r.Src != nil))
@@ -156,7 +158,7 @@ func (v *validator) grant(p path, r rawGrant) {
 			v.fail(ip, "%v", err)
 			continue
 		}
-		a := ACL{Action: "accept", Src: r.Src, Proto: proto, src: g.src, via: via, origin: fmt.Sprintf("grants[%d].ip[%d]", p[1], i)}
+		a := ACL{Action: "accept", Src: r.Src, Proto: proto, src: g.src, via: via, posture: g.posture, origin: fmt.Sprintf("grants[%d].ip[%d]", p[1], i)}
 		protos, portless, err := parseProto(proto)
 		if err != nil {
 			v.fail(ip, "%v", err)
@@ -169,7 +171,9 @@ func (v *validator) grant(p path, r rawGrant) {
 		a.protos = protos
 		for _, d := range g.dst {
 			a.Dst = append(a.Dst, d.name)
-			a.dst = append(a.dst, dstEntry{sel: d, ports: ports})
+			for _, s := range expandIPSet(d) {
+				a.dst = append(a.dst, dstEntry{sel: s, ports: ports})
+			}
 		}
 		g.rules = append(g.rules, a)
 	}
@@ -234,7 +238,7 @@ func (c *Compiled) PeerCaps(dst wire.NodeID) map[wire.NodeID]map[string][]json.R
 	out := map[wire.NodeID]map[string][]json.RawMessage{}
 	for gi := range c.policy.Grants {
 		g := &c.policy.Grants[gi]
-		if len(g.App) == 0 || !g.selectsDst(d) {
+		if len(g.App) == 0 || g.posture || !g.selectsDst(d) {
 			continue
 		}
 		for _, s := range c.nodes {
@@ -273,6 +277,10 @@ func (g *Grant) selectsDst(n *node) bool {
 			if overlapsAny(s.prefix, n.addrs) {
 				return true
 			}
+		case selIPSet:
+			if overlapsSome(s.set, n.addrs) {
+				return true
+			}
 		default:
 			if s.matchesNode(n) {
 				return true
@@ -301,6 +309,10 @@ func (g *Grant) selectsSrc(s, d *node) bool {
 			return true
 		case selHost, selPrefix:
 			if overlapsAny(sel.prefix, s.addrs) {
+				return true
+			}
+		case selIPSet:
+			if overlapsSome(sel.set, s.addrs) {
 				return true
 			}
 		default:

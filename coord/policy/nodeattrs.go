@@ -103,7 +103,8 @@ func (p *Policy) NodeAttrsFor(n Node) []string {
 		for j := range a.target {
 			s := &a.target[j]
 			hit := s.matchesNode(nd) || s.kind == selAll ||
-				(s.kind == selHost || s.kind == selPrefix) && overlapsAny(s.prefix, nd.addrs)
+				(s.kind == selHost || s.kind == selPrefix) && overlapsAny(s.prefix, nd.addrs) ||
+				s.kind == selIPSet && overlapsSome(s.set, nd.addrs)
 			if hit {
 				for _, at := range a.Attr {
 					set[strings.TrimSpace(at)] = true

@@ -17,7 +17,7 @@ func TestParseErrors(t *testing.T) {
 		{"unknown alias after comment", "// comment\n{\"hosts\": {\"nas\": \"198.19.1.10\"}, /* x */ \"acls\": [{\"action\": \"accept\", \"src\": [\"nas\"], \"dst\": [\"nass:22\"]}]}",
 			`p.hujson:2:97: acls[0].dst[0]: unknown host alias "nass"`},
 		{"unknown field", "{\n  \"acls\": [],\n  \"aclz\": []\n}", `p.hujson:3:3: unknown field "aclz"`},
-		{"known unsupported", "{\n  \"acls\": [],\n  \"postures\": {}\n}", `p.hujson:3:3: postures: not supported yet`},
+		{"known unsupported", "{\n  \"acls\": [],\n  \"tests\": [{\"src\": \"a@b\", \"accept\": [\"1.2.3.4:1\"], \"srcPostureAttrs\": {}}]\n}", `p.hujson:3:53: tests[0].srcPostureAttrs: not supported yet`},
 		{"unknown acl field", `{"acls": [{"action": "accept", "src": ["*"], "dst": ["*:*"], "portz": []}]}`, `p.hujson:1:62: acls[0]: unknown field "portz"`},
 		{"legacy and new", `{"acls": [{"action": "accept", "src": ["*"], "dst": ["*:*"], "ports": []}]}`, `p.hujson:1:71: acls[0].ports: both "dst" and its legacy name "ports"`},
 		{"duplicate key", "{\"hosts\": {\"a\": \"1.2.3.4\",\n \"a\": \"1.2.3.5\"}}", `p.hujson:2:2: hosts: duplicate key "a"`},

@@ -19,6 +19,8 @@ type Policy struct {
 	Groups        map[string][]string     // as written
 	TagOwners     map[string][]string     // as written
 	Hosts         map[string]netip.Prefix // alias -> prefix
+	IPSets        map[string][]netip.Prefix
+	Postures      map[string][]string
 	ACLs          []ACL
 	Grants        []Grant
 	AutoApprovers AutoApprovers
@@ -35,6 +37,8 @@ type Policy struct {
 	// refuses a policy that has any.
 	NotPortable []*Error
 
+	defaultPosture bool // defaultSrcPosture is set
+
 	src        *source
 	groupUsers map[string]map[string]bool // group -> flattened users
 }
@@ -49,8 +53,11 @@ type ACL struct {
 	src    []selector
 	dst    []dstEntry
 	protos []uint8
-	origin string     // "grants[1].ip[0]" for a grant's rule; "" for acls[i]
-	via    []selector // a grant's via: only these routers admit routed traffic
+	origin string // "grants[1].ip[0]" for a grant's rule; "" for acls[i]
+	// posture: the rule requires a device posture, which no lanmesh
+	// node can show, so it admits no one.
+	posture bool
+	via     []selector // a grant's via: only these routers admit routed traffic
 }
 
 // AutoApprovers approves advertised routes without an admin's click.
@@ -74,6 +81,7 @@ type SSHRule struct {
 	AcceptEnv   []string
 
 	src, dst []selector
+	posture  bool // requires a device posture: matches no one
 }
 
 // Test is one of the policy's own tests: src must reach every accept
@@ -99,6 +107,7 @@ type rawPolicy struct {
 	Groups        map[string][]string `json:"groups"`
 	TagOwners     map[string][]string `json:"tagOwners"`
 	Hosts         map[string]string   `json:"hosts"`
+	IPSets        map[string][]string `json:"ipsets"`
 	ACLs          []rawACL            `json:"acls"`
 	Grants        []rawGrant          `json:"grants"`
 	AutoApprovers *rawAutoApprovers   `json:"autoApprovers"`
@@ -109,9 +118,8 @@ type rawPolicy struct {
 
 	// Tailscale sections lanmesh does not compile yet: refused by name,
 	// never ignored, since each changes who may reach what.
-	Postures          unsupported `json:"postures" why:"device postures"`
-	DefaultSrcPosture unsupported `json:"defaultSrcPosture" why:"device postures"`
-	IPSets            unsupported `json:"ipsets" why:"ipsets (use hosts for single prefixes)"`
+	Postures          map[string][]string `json:"postures"`
+	DefaultSrcPosture []string            `json:"defaultSrcPosture"`
 
 	// Tailnet-wide settings that do not change who may reach what.
 	RandomizeClientPort noEffect `json:"randomizeClientPort" why:"lanmesh agents pick their own WireGuard port"`
@@ -129,7 +137,7 @@ type rawACL struct {
 	Users []string `json:"users"`
 	Ports []string `json:"ports"`
 
-	SrcPosture unsupported `json:"srcPosture" why:"device postures"`
+	SrcPosture []string `json:"srcPosture"`
 }
 
 type rawAutoApprovers struct {
@@ -146,7 +154,7 @@ type rawSSH struct {
 	CheckPeriod string   `json:"checkPeriod"`
 	AcceptEnv   []string `json:"acceptEnv"`
 
-	SrcPosture unsupported `json:"srcPosture" why:"device postures"`
+	SrcPosture []string `json:"srcPosture"`
 }
 
 type rawTest struct {
@@ -270,6 +278,8 @@ func (v *validator) run(raw *rawPolicy) {
 	v.groups(raw.Groups)
 	v.tagOwners(raw.TagOwners)
 	v.hosts(raw.Hosts)
+	v.ipsets(raw.IPSets)
+	v.postures(raw.Postures, raw.DefaultSrcPosture)
 	for i, a := range raw.ACLs {
 		v.acl(path{"acls", i}, a)
 	}
@@ -509,6 +519,7 @@ func (v *validator) acl(p path, r rawACL) {
 		r.Dst, dstKey = r.Ports, "ports"
 	}
 	a := ACL{Action: r.Action, Src: r.Src, Dst: r.Dst, Proto: r.Proto}
+	a.posture = v.postureRefs(p.add("srcPosture"), r.SrcPosture) || r.SrcPosture == nil && v.p.defaultPosture
 	switch {
 	case !v.present(p.add("action")):
 		v.fail(p, "missing \"action\" (write \"action\": \"accept\")")
@@ -554,7 +565,9 @@ func (v *validator) acl(p path, r rawACL) {
 			continue
 		}
 		hasSelf = hasSelf || sel.kind == selSelf
-		a.dst = append(a.dst, dstEntry{sel: sel, ports: pr})
+		for _, s := range expandIPSet(sel) {
+			a.dst = append(a.dst, dstEntry{sel: s, ports: pr})
+		}
 	}
 	if hasSelf {
 		for i, s := range a.src {

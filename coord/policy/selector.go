@@ -27,6 +27,7 @@ const (
 	selRole                         // autogroup:admin, autogroup:owner, ...: untagged devices of users with the role
 	selNone                         // autogroup:shared: lanmesh has no sharing, so no device
 	selDangerAll                    // autogroup:danger-all (src only): every address
+	selIPSet                        // ipset:x: a set of prefixes
 )
 
 // selector is one resolved entry of a src or dst list.
@@ -36,6 +37,7 @@ type selector struct {
 	users  map[string]bool // selGroup: flattened members
 	prefix netip.Prefix    // selHost, selPrefix
 	domain string          // selDomain: "@example.com"; selRole: the role
+	set    []netip.Prefix  // selIPSet
 }
 
 // selContext says where a selector appears; some only make sense in one.
@@ -94,6 +96,15 @@ func (v *validator) selector(s string, ctx selContext) (selector, error) {
 			return sel, fmt.Errorf("%q: write user:*@domain for every user at a domain", s)
 		}
 		sel.kind, sel.domain = selDomain, "@"+strings.ToLower(dom)
+	case strings.HasPrefix(s, "ipset:"):
+		set, ok := v.p.IPSets[s]
+		if !ok {
+			if v.bad[s] {
+				return sel, errEchoed
+			}
+			return sel, fmt.Errorf("unknown ipset %q", s)
+		}
+		sel.kind, sel.set = selIPSet, set
 	case strings.HasPrefix(s, "group:"):
 		users, ok := v.p.groupUsers[s]
 		if !ok {

@@ -141,6 +141,7 @@ func (v *validator) ssh(p path, r rawSSH) {
 		}
 	}
 	rule.src, rule.dst = srcSel, dstSel
+	rule.posture = v.postureRefs(p.add("srcPosture"), r.SrcPosture) || r.SrcPosture == nil && v.p.defaultPosture
 	v.p.SSH = append(v.p.SSH, rule)
 }
 

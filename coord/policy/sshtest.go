@@ -96,6 +96,9 @@ func (v *validator) sshTest(p path, r rawSSHTest) {
 func (p *Policy) sshVerdict(src, dst *node, login string) (allowed, check bool) {
 	for i := range p.SSH {
 		r := &p.SSH[i]
+		if r.posture {
+			continue
+		}
 		if !sshMatchesSrc(r, src) || !sshMatchesDst(r, src, dst) || !sshUserMatches(r.Users, src, login) {
 			continue
 		}

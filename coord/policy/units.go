@@ -54,6 +54,9 @@ func (p *Policy) units() []*unit {
 	}
 	var out []*unit
 	for i, a := range p.rules() {
+		if a.posture {
+			continue // no lanmesh node shows a posture: admits no one
+		}
 		var star bool
 		var ident []selector
 		var lit []netip.Prefix
@@ -65,6 +68,8 @@ func (p *Policy) units() []*unit {
 				lit = append(lit, s.prefix)
 			case s.kind == selDangerAll:
 				lit = append(lit, allIPv4, allIPv6)
+			case s.kind == selIPSet:
+				lit = append(lit, s.set...)
 			default:
 				ident = append(ident, s)
 			}
