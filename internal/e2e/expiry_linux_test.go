@@ -232,3 +232,53 @@ func TestKeyExpiry(t *testing.T) {
 	waitPing(t, m.A1, testbed.B1IP, 20*time.Second)
 	noSecretsInLogs(t, m.World, append(secretsOf(t, m, k), annPass))
 }
+
+// TestEphemeralNode: a laptop joins with an ephemeral key ("keys create
+// --ephemeral") on a coord with --ephemeral-inactivity-timeout 3s. It is
+// kept while connected (longer than the timeout), and once its agent
+// disconnects ("lanmesh down") coord deletes it: it leaves router-a's
+// WireGuard device and "nodes list".
+func TestEphemeralNode(t *testing.T) {
+	t.Parallel()
+	m := meshWith(t, testbed.StandardOptions{}, testbed.MeshOptions{CoordArgs: []string{"--ephemeral-inactivity-timeout", "3s"}})
+	ctx := withTimeout(t, 2*time.Minute)
+	ci, err := m.AddLaptop(ctx, "ci", 7, []string{"--ephemeral"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := ci.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ciKey := st.Self.Key
+	if _, err := m.A.WaitStatus(ctx, "ci in router-a's device", func(s *testbed.Status) bool { return s.DevicePeer(ciKey) }); err != nil {
+		t.Fatal(err)
+	}
+	nodes, err := m.Coord.Admin(ctx, "nodes", "list")
+	if err != nil || !strings.Contains(nodes.Stdout, "(ephemeral)") {
+		t.Fatalf("nodes list does not mark ci ephemeral: %v\n%s", err, nodes.Stdout)
+	}
+	time.Sleep(5 * time.Second) // connected for longer than the timeout
+	if st, err := m.A.Status(ctx); err != nil || !st.DevicePeer(ciKey) {
+		t.Fatalf("the connected ephemeral node was deleted (%v)", err)
+	}
+	if _, err := ci.CLI(ctx, "down"); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	_, err = m.A.WaitStatus(wctx, "ci gone from router-a's device", func(s *testbed.Status) bool { return !s.DevicePeer(ciKey) })
+	cancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(start)
+	t.Logf("ephemeral node gone from router-a's device %s after lanmesh down (timeout 3 s)", fmtMs(took))
+	if took < 2500*time.Millisecond {
+		t.Errorf("deleted %v after disconnecting, before the 3 s timeout", took)
+	}
+	nodes, err = m.Coord.Admin(ctx, "nodes", "list", "--json")
+	if err != nil || strings.Contains(nodes.Stdout, `"name": "ci"`) {
+		t.Errorf("ci still listed after its deletion: %v\n%s", err, nodes.Stdout)
+	}
+}
