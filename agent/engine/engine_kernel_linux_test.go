@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"bytes"
+	"log/slog"
 	"os/exec"
 	"strings"
 	"testing"
@@ -9,18 +11,22 @@ import (
 // TestBackendChoice: userspace is taken when asked for; auto takes the
 // kernel when it can make a wireguard link and otherwise falls back with
 // the reason in Backend(); kernel without the module is an error that says
-// so; an unknown backend is refused. (The kernel path itself runs in the
-// VM: internal/vmtest/e2e TestKernelNode.)
+// so; an unknown backend is refused. Without the module (this machine's
+// own kernel has none) the fallback logs a warning that says so. (The
+// kernel path itself runs in the VM: internal/vmtest/e2e TestKernelMesh.)
 func TestBackendChoice(t *testing.T) {
 	requireRoot(t)
 	probe := newNS(t)
 	hasWG := exec.Command("ip", "-n", probe, "link", "add", "wgprobe", "type", "wireguard").Run() == nil
 
+	var logs bytes.Buffer
 	start := func(backend string) (Engine, error) {
 		ns := newNS(t)
 		var e Engine
 		var err error
-		if nerr := inNS(ns, func() { e, err = New(Options{Backend: backend}, testLogger(t)) }); nerr != nil {
+		logs.Reset()
+		log := slog.New(slog.NewTextHandler(&logs, nil))
+		if nerr := inNS(ns, func() { e, err = New(Options{Backend: backend}, log) }); nerr != nil {
 			t.Fatal(nerr)
 		}
 		if err == nil {
@@ -50,6 +56,10 @@ func TestBackendChoice(t *testing.T) {
 		t.Errorf("auto without kernel WireGuard: backend %q (%s)", b, why)
 	}
 	t.Logf("auto: %s (%s)", b, why)
+	const fallback = `level=WARN msg="kernel WireGuard unavailable, falling back to userspace WireGuard (wireguard-go)"`
+	if !hasWG && (!strings.Contains(logs.String(), fallback) || !strings.Contains(logs.String(), `err="the kernel has no WireGuard`)) {
+		t.Errorf("auto without kernel WireGuard: no %q in the log:\n%s", fallback, logs.String())
+	}
 
 	_, err = start(BackendKernel)
 	if hasWG && err != nil {
