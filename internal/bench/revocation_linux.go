@@ -251,17 +251,14 @@ func addRoutedLaptop(ctx context.Context, m *testbed.Mesh, s *testbed.Standard, 
 	return a, k, nil
 }
 
-// uapiClient reads WireGuard devices over their UAPI sockets
-// (/var/run/wireguard/NAME.sock, the agent's --wg-uapi). wgctrl cannot
-// be used: it parses each peer's endpoint as host:port, and lanmesh's
-// endpoints are node keys (magicsock picks the path).
-type uapiClient struct{}
-
-func (uapiClient) Close() error { return nil }
-
 // deviceKeys asks the device tun for its configuration ("get=1") and
 // returns its peers' public keys.
-func deviceKeys(_ uapiClient, tun string) (map[wgtypes.Key]bool, error) {
+//
+// The device is read over its UAPI socket (/var/run/wireguard/TUN.sock,
+// the agent's --wg-uapi). wgctrl cannot be used: it parses each peer's
+// endpoint as host:port, and lanmesh's endpoints are node keys (magicsock
+// picks the path).
+func deviceKeys(tun string) (map[wgtypes.Key]bool, error) {
 	c, err := net.DialTimeout("unix", filepath.Join("/var/run/wireguard", tun+".sock"), 2*time.Second)
 	if err != nil {
 		return nil, fmt.Errorf("read WireGuard device %s: %w", tun, err)
@@ -309,15 +306,10 @@ func missing(self *revNode, nodes []*revNode, have map[wgtypes.Key]bool) []strin
 
 // waitDevices waits until every device holds every other node.
 func waitDevices(ctx context.Context, nodes []*revNode, limit time.Duration) error {
-	c, err := uapiClient{}, error(nil)
-	if err != nil {
-		return fmt.Errorf("wgctrl: %w", err)
-	}
-	defer c.Close()
 	deadline := time.Now().Add(limit)
 	for _, n := range nodes {
 		for {
-			have, err := deviceKeys(c, n.tun)
+			have, err := deviceKeys(n.tun)
 			var miss []string
 			if err == nil {
 				if miss = missing(n, nodes, have); len(miss) == 0 {
@@ -388,17 +380,9 @@ func revokeOnce(ctx context.Context, m *testbed.Mesh, d *testbed.Derp, s *testbe
 	deadline := start.Add(opt.Deadline)
 	for _, o := range observers {
 		wg.Go(func() {
-			c, err := uapiClient{}, error(nil)
-			if err != nil {
-				mu.Lock()
-				run.Errs = append(run.Errs, fmt.Sprintf("wgctrl: %v", err))
-				mu.Unlock()
-				return
-			}
-			defer c.Close()
 			var last error
 			for {
-				have, err := deviceKeys(c, o.tun)
+				have, err := deviceKeys(o.tun)
 				now := time.Since(start)
 				if err == nil {
 					held := 0
@@ -469,19 +453,13 @@ func revokeOnce(ctx context.Context, m *testbed.Mesh, d *testbed.Derp, s *testbe
 	for _, v := range victims {
 		v.gone = true // for missing(); the caller stops them
 	}
-	c, err := uapiClient{}, error(nil)
-	if err != nil {
-		run.Errs = append(run.Errs, fmt.Sprintf("wgctrl: %v", err))
-	} else {
-		for _, o := range observers {
-			have, err := deviceKeys(c, o.tun)
-			if err != nil {
-				run.Errs = append(run.Errs, err.Error())
-			} else if miss := missing(o, nodes, have); len(miss) > 0 {
-				run.Errs = append(run.Errs, fmt.Sprintf("%s's device lost peers of other users: %v", o.name, miss))
-			}
+	for _, o := range observers {
+		have, err := deviceKeys(o.tun)
+		if err != nil {
+			run.Errs = append(run.Errs, err.Error())
+		} else if miss := missing(o, nodes, have); len(miss) > 0 {
+			run.Errs = append(run.Errs, fmt.Sprintf("%s's device lost peers of other users: %v", o.name, miss))
 		}
-		c.Close()
 	}
 	o := observers[len(observers)-1]
 	if b64, _, err := o.a.PrivateKey(o.pubB64); err != nil {
