@@ -330,12 +330,17 @@ type entry struct {
 	data []byte
 }
 
+// maxUnpackedBytes bounds what readTGZ inflates (a package holds one
+// binary of about 12 MiB), so a crafted archive cannot exhaust memory.
+const maxUnpackedBytes = 64 << 20
+
 func readTGZ(b []byte) ([]entry, error) {
 	zr, err := gzip.NewReader(bytes.NewReader(b))
 	if err != nil {
 		return nil, err
 	}
-	tr := tar.NewReader(zr)
+	lr := &io.LimitedReader{R: zr, N: maxUnpackedBytes + 1}
+	tr := tar.NewReader(lr)
 	var out []entry
 	for {
 		h, err := tr.Next()
@@ -348,6 +353,9 @@ func readTGZ(b []byte) ([]entry, error) {
 		d, err := io.ReadAll(tr)
 		if err != nil {
 			return nil, err
+		}
+		if lr.N <= 0 {
+			return nil, fmt.Errorf("archive unpacks to more than %d bytes", maxUnpackedBytes)
 		}
 		out = append(out, entry{name: h.Name, hdr: *h, data: d})
 	}

@@ -52,6 +52,14 @@ func Read(file string) (*Package, error) {
 	if err != nil {
 		return nil, err
 	}
+	return Parse(file, b)
+}
+
+// Parse reads the bytes of an .ipk; name is for errors.
+func Parse(file string, b []byte) (*Package, error) {
+	if len(b) > maxPackageBytes {
+		return nil, fmt.Errorf("%s: %d bytes, more than any lanmesh package (%d)", file, len(b), maxPackageBytes)
+	}
 	outer, err := readTGZ(b)
 	if err != nil {
 		return nil, fmt.Errorf("%s: not a gzipped tar (an OpenWrt 24.10 .ipk): %w", file, err)

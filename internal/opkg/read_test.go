@@ -3,6 +3,7 @@ package opkg
 import (
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -59,4 +60,28 @@ func TestOnlyAndRead(t *testing.T) {
 	if _, err := Read(filepath.Join(o.Feed, "lanmesh", "files", "lanmesh.config")); err == nil {
 		t.Error("Read accepted a file that is no .ipk")
 	}
+}
+
+// FuzzParse: no input makes Parse panic, and what it accepts has a
+// control file.
+func FuzzParse(f *testing.F) {
+	bins := f.TempDir()
+	if err := os.MkdirAll(filepath.Join(bins, "linux_mipsle"), 0o755); err == nil {
+		_ = os.WriteFile(filepath.Join(bins, "linux_mipsle", "lanmesh"), []byte("bin"), 0o755)
+		_, file, _, _ := runtime.Caller(0)
+		paths, err := Build(Options{Feed: filepath.Join(filepath.Dir(file), "..", "..", "firmware", "openwrt"), BinDir: bins,
+			OutDir: f.TempDir(), Version: "1", Release: "1", Only: []string{"mipsel_24kc"}})
+		if err == nil {
+			if b, err := os.ReadFile(paths[0]); err == nil {
+				f.Add(b)
+			}
+		}
+	}
+	f.Add([]byte{0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p, err := Parse("fuzz.ipk", b)
+		if err == nil && p.Control == "" {
+			t.Fatal("accepted a package without a control file")
+		}
+	})
 }
