@@ -398,6 +398,10 @@ func TestWebAdminInChromium(t *testing.T) {
 	// Tag the NAS (no policy is set: any well-formed tag goes).
 	nasRow := fmt.Sprintf(`#node-%d`, nas)
 	if err := chromedp.Run(b,
+		// A fresh page first: the rename's message must not be taken
+		// for this one's.
+		chromedp.Navigate(admin+"nodes"),
+		chromedp.WaitVisible(nasRow+` input.tags-in`),
 		chromedp.SetValue(nasRow+` input.tags-in`, "tag:server"),
 		chromedp.Click(nasRow+` button.settags`),
 		chromedp.WaitVisible(`#flash`),
