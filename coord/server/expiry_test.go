@@ -2,9 +2,12 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"net/url"
 	"strings"
 	"sync/atomic"
@@ -287,5 +290,50 @@ func TestIdPRefreshDisablesRefusedUser(t *testing.T) {
 	}
 	if strings.Contains(logs.String(), "rotated-secret") || strings.Contains(logs.String(), "refresh-secret-xyz") {
 		t.Error("S11: an identity's secret reached coord's log")
+	}
+}
+
+// A rotated node key (lanmesh up --force-reauth: a new node key for the
+// same machine) replaces the old one everywhere at once: peers get the
+// new key, a netmap request with the old key is refused
+// (node_key_mismatch) and relays are told the old key is not allowed.
+func TestKeyRotationRefusesOldKey(t *testing.T) {
+	tc := startCoord(t, t.TempDir(), "", &syncBuf{})
+	ak := tc.newKey(true)
+	a := tc.join("a", ak)
+	b := tc.join("b", ak)
+	as := a.openMap(wire.MapRequest{})
+	as.waitFor(t, "a's full map", func(m *wire.MapMessage) bool { return m.Full })
+	ctx := context.Background()
+	old := b.nk
+	nk := key.NewNode().Public()
+	rr, err := b.c.Register(ctx, wire.RegisterRequest{AuthKey: ak.WithoutFingerprint(), NodeKey: nk, Hostname: "b"})
+	if err != nil || rr.Node.ID != b.self.ID || rr.Node.Addresses[0] != b.self.Addresses[0] {
+		t.Fatalf("rotation: %+v %v", rr.Node, err)
+	}
+	as.waitFor(t, "a gets b's new key", func(m *wire.MapMessage) bool {
+		return peerIn(m.PeersChanged, b.self.ID, func(p wire.Node) bool { return p.Key == nk })
+	})
+	err = b.c.Map(ctx, wire.MapRequest{NodeKey: old}, func(*wire.MapMessage) error { return nil })
+	var se *controlclient.StatusError
+	if !errors.As(err, &se) || se.Reason != wire.ReasonNodeKeyMismatch {
+		t.Fatalf("map with the old key: %v, want reason %s", err, wire.ReasonNodeKeyMismatch)
+	}
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}, Timeout: 5 * time.Second}
+	allowed := func(k key.NodePublic) bool {
+		body, _ := json.Marshal(derpVerifyRequest{NodeKey: k})
+		req, _ := http.NewRequest("POST", tc.url+PathDerpVerify, strings.NewReader(string(body)))
+		req.Header.Set("Authorization", "Bearer "+testDerpToken)
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var vr derpVerifyResponse
+		json.NewDecoder(resp.Body).Decode(&vr)
+		return vr.Allowed
+	}
+	if allowed(old) || !allowed(nk) {
+		t.Errorf("relay verify: old key allowed %v, new key allowed %v; want false, true", allowed(old), allowed(nk))
 	}
 }
