@@ -44,8 +44,8 @@ func Check(p *Policy, nodes []Node) error {
 		return false
 	}
 	standIn := map[netip.Addr]bool{}
-	addProbe := func(s selector) {
-		key := s.name
+	addProbe := func(s selector, role string) {
+		key := role + s.name
 		if s.kind == selHost || s.kind == selPrefix {
 			key = s.prefix.String()
 		}
@@ -87,15 +87,17 @@ func Check(p *Policy, nodes []Node) error {
 	// Address probes first, so a user probe never takes an address a
 	// test names.
 	for pass := 0; pass < 2; pass++ {
-		var sels []selector
+		// A test's destination identity gets a stand-in of its own, so
+		// "tag:web -> tag:web:443" is judged between two devices.
+		var sels, dsts []selector
 		for i := range p.Tests {
 			t := &p.Tests[i]
 			sels = append(sels, t.src)
 			for _, d := range t.accept {
-				sels = append(sels, d.sel)
+				dsts = append(dsts, d.sel)
 			}
 			for _, d := range t.deny {
-				sels = append(sels, d.sel)
+				dsts = append(dsts, d.sel)
 			}
 		}
 		for i := range p.SSHTests {
@@ -104,7 +106,12 @@ func Check(p *Policy, nodes []Node) error {
 		}
 		for _, s := range sels {
 			if isAddr := s.kind == selHost || s.kind == selPrefix; isAddr == (pass == 0) {
-				addProbe(s)
+				addProbe(s, "")
+			}
+		}
+		for _, s := range dsts {
+			if isAddr := s.kind == selHost || s.kind == selPrefix; isAddr == (pass == 0) {
+				addProbe(s, "dst:")
 			}
 		}
 	}
@@ -128,7 +135,7 @@ func Check(p *Policy, nodes []Node) error {
 			accept bool
 		}{{"accept", t.accept, true}, {"deny", t.deny, false}} {
 			for j, d := range list.dsts {
-				dst := probes[d.sel.name]
+				dst := probes["dst:"+d.sel.name]
 				if d.sel.kind == selHost || d.sel.kind == selPrefix {
 					dst = d.sel.prefix.Addr()
 				}

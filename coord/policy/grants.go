@@ -186,7 +186,7 @@ func (v *validator) grant(p path, r rawGrant) {
 var knownTailscaleCaps = map[string]bool{
 	"tailscale.com/cap/drive": true, "tailscale.com/cap/kubernetes": true,
 	"tailscale.com/cap/relay": true, "tailscale.com/cap/webui": true, "tailscale.com/cap/tsidp": true,
-	"tailscale.com/cap/drive-sharer": true,
+	"tailscale.com/cap/drive-sharer": true, "tailscale.com/cap/golink": true,
 }
 
 // checkCapName checks an app capability name: {domain}/{path}, and not

@@ -155,6 +155,10 @@ type rawSSH struct {
 	AcceptEnv   []string `json:"acceptEnv"`
 
 	SrcPosture []string `json:"srcPosture"`
+	// Session recording: lanmesh has no SSH server, so its ssh rules
+	// grant nothing yet and there is nothing to record.
+	Recorder        noEffect `json:"recorder" why:"lanmesh records no SSH sessions"`
+	EnforceRecorder noEffect `json:"enforceRecorder" why:"lanmesh records no SSH sessions"`
 }
 
 type rawTest struct {

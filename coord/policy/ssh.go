@@ -104,9 +104,9 @@ func (v *validator) ssh(p path, r rawSSH) {
 		sel, err := v.selectorAt(p.add("src").add(i), s, ctxSrc)
 		if err == nil {
 			switch sel.kind {
-			case selUser, selGroup, selTag, selMember, selTagged, selDomain:
+			case selUser, selGroup, selTag, selMember, selTagged, selDomain, selRole:
 			default:
-				err = fmt.Errorf("ssh src %q must be a user, group, tag, autogroup:member or autogroup:tagged", s)
+				err = fmt.Errorf("ssh src %q must be a user, group, tag, user:*@domain or an autogroup of users (member, tagged, admin, ...)", s)
 			}
 		}
 		if err != nil {
