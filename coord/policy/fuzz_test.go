@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/lanmesh/lanmesh/internal/wire"
@@ -13,10 +14,22 @@ func fuzzSeeds(f *testing.F) {
 	if b, err := os.ReadFile("testdata/homelab.hujson"); err == nil {
 		f.Add(b)
 	}
+	// The compatibility suite covers grants, nodeAttrs, ssh, sshTests,
+	// ipsets and postures.
+	compat, _ := filepath.Glob("testdata/compat/*/*.hujson")
+	for _, c := range compat {
+		if b, err := os.ReadFile(c); err == nil {
+			f.Add(b)
+		}
+	}
 	for _, s := range []string{
 		`{}`, `{"acls": [{"action": "accept", "src": ["*"], "dst": ["*:*"]}]}`,
 		`{"groups": {"group:a": ["group:a"]}}`, `{"acls": [/*x*/]}`, `[[[[`, `{"hosts": {"a": "::1"}}`,
 		`{"acls": [{"action": "accept", "src": ["autogroup:member"], "dst": ["autogroup:self:22", "autogroup:internet:*"], "proto": "udp"}]}`,
+		`{"tagOwners": {"tag:r": []}, "grants": [{"src": ["*"], "dst": ["tag:r", "10.0.0.0/8"], "ip": ["tcp:22", "*", "udp:53-54"], "via": ["tag:r"], "app": {"a.b/c": [{"x": 1}]}}]}`,
+		`{"nodeAttrs": [{"target": ["*"], "attr": ["funnel"], "ipPool": ["100.90.0.0/16"], "app": {"a.b/c": [{}]}}]}`,
+		`{"ssh": [{"action": "check", "src": ["autogroup:member"], "dst": ["autogroup:self"], "users": ["localpart:*@a.b", "autogroup:nonroot"], "checkPeriod": "always", "acceptEnv": ["X_*"]}], "sshTests": [{"src": "a@a.b", "dst": ["a@a.b"], "check": ["a"]}]}`,
+		`{"ipsets": {"ipset:a": ["10.0.0.0/8", "remove 10.1.0.0/16"]}, "postures": {"posture:p": ["node:os == 'linux'"]}, "acls": [{"action": "accept", "src": ["ipset:a"], "dst": ["*:*"], "srcPosture": ["posture:p"]}]}`,
 	} {
 		f.Add([]byte(s))
 	}
