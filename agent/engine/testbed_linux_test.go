@@ -47,9 +47,14 @@ func link(t *testing.T, nsA, ifA, a, nsB, ifB, b string) {
 // startEngine runs an engine inside ns, closed when the test ends.
 func startEngine(t *testing.T, ns string, opts Options) Engine {
 	t.Helper()
+	return startEngineLog(t, ns, opts, testLogger(t))
+}
+
+func startEngineLog(t *testing.T, ns string, opts Options, log *slog.Logger) Engine {
+	t.Helper()
 	var e Engine
 	var err error
-	if nerr := inNS(ns, func() { e, err = New(opts, testLogger(t)) }); nerr != nil {
+	if nerr := inNS(ns, func() { e, err = New(opts, log) }); nerr != nil {
 		t.Fatal(nerr)
 	}
 	if err != nil {

@@ -1,21 +1,22 @@
 package engine
 
 import (
+	"context"
 	"encoding/json"
-	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/netip"
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/lanmesh/lanmesh/internal/key"
 	"github.com/lanmesh/lanmesh/internal/testenv"
 )
 
@@ -88,29 +89,38 @@ func TestEngineLinkGSOSegments(t *testing.T) {
 
 // A TCP bulk transfer through two engines with a batch far below a full
 // TSO super-packet (64 KiB / MSS 1380 = 48 segments): without the segment
-// cap every super-packet is dropped and the transfer stalls.
+// cap wireguard-go drops what does not fit in a read's batch ("Dropped
+// some packets from multi-segment read"). The test counts those drops in
+// the engines' debug logs instead of timing the transfer: under -race on a
+// loaded machine a capped and an uncapped transfer are both slow (9 vs 14
+// Mbit/s measured), but only the uncapped one drops.
 func TestBulkTCPWithSmallBatch(t *testing.T) {
 	requireRoot(t)
 	testenv.RequireTool(t, "iperf3", "iperf3")
 	old := batchSize
 	batchSize = 8
 	t.Cleanup(func() { batchSize = old })
-	p := newPair(t, Options{Offloads: Offloads{TUN: true, UDPGSO: true, UDPGRO: true}})
+	drops := new(atomic.Int64)
+	log := slog.New(&dropCounter{n: drops})
+	opts := Options{Offloads: Offloads{TUN: true, UDPGSO: true, UDPGRO: true}, ListenPort: 51820}
+	p := &pair{nsA: newNS(t), nsB: newNS(t), kA: key.NewNode(), kB: key.NewNode()}
+	link(t, p.nsA, "wan0", "198.18.0.1/24", p.nsB, "wan0", "198.18.0.2/24")
+	p.a = startEngineLog(t, p.nsA, opts, log)
+	p.b = startEngineLog(t, p.nsB, opts, log)
 	p.configure(t, []netip.AddrPort{wanB}, []netip.AddrPort{wanA}, nil, nil)
 	if err := ping(p.nsA, "100.64.0.2", 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	run(t, "ip", "netns", "exec", p.nsB, "iperf3", "-s", "-1", "-D", "-B", "100.64.0.2")
 	time.Sleep(300 * time.Millisecond)
-	// 64 MiB within 30 s is 18 Mbit/s: far below what works (>1 Gbit/s
-	// here), far above a stalled transfer living on retransmits.
-	cmd := exec.Command("ip", "netns", "exec", p.nsA, "timeout", "30", "iperf3", "-c", "100.64.0.2", "-n", "64M", "-J")
+	// 16 MiB: enough for TCP to reach full-sized super-packets; the limit
+	// only stops a hung transfer, the drop count is the verdict.
+	cmd := exec.Command("ip", "netns", "exec", p.nsA, "timeout", "120", "iperf3", "-c", "100.64.0.2", "-n", "16M", "-J")
 	out, err := cmd.Output()
+	if n := drops.Load(); n > 0 {
+		t.Fatalf("wireguard-go dropped multi-segment reads %d times: super-packets exceed the batch of %d", n, batchSize)
+	}
 	if err != nil {
-		var ee *exec.ExitError
-		if errors.As(err, &ee) && ee.ExitCode() == 124 {
-			t.Fatal("64 MiB did not pass within 30 s: super-packets are being dropped")
-		}
 		t.Fatalf("iperf3: %v\n%s", err, out)
 	}
 	var r struct {
@@ -126,8 +136,22 @@ func TestBulkTCPWithSmallBatch(t *testing.T) {
 	if err := json.Unmarshal(out, &r); err != nil {
 		t.Fatalf("iperf3 output: %v", err)
 	}
-	if r.End.SumSent.Bytes < 64<<20 {
-		t.Fatalf("sent %.0f bytes, want 64 MiB", r.End.SumSent.Bytes)
+	if r.End.SumSent.Bytes < 16<<20 {
+		t.Fatalf("sent %.0f bytes, want 16 MiB", r.End.SumSent.Bytes)
 	}
-	t.Logf("64 MiB at %s with batch %d", fmt.Sprintf("%.2f Gbit/s", r.End.SumReceived.BitsPerSecond/1e9), batchSize)
+	t.Logf("16 MiB at %.3f Gbit/s with batch %d, no dropped reads", r.End.SumReceived.BitsPerSecond/1e9, batchSize)
 }
+
+// dropCounter is a debug-level slog handler that counts wireguard-go's
+// "Dropped some packets from multi-segment read" lines.
+type dropCounter struct{ n *atomic.Int64 }
+
+func (d *dropCounter) Enabled(context.Context, slog.Level) bool { return true }
+func (d *dropCounter) Handle(_ context.Context, r slog.Record) error {
+	if strings.Contains(r.Message, "multi-segment read") {
+		d.n.Add(1)
+	}
+	return nil
+}
+func (d *dropCounter) WithAttrs([]slog.Attr) slog.Handler { return d }
+func (d *dropCounter) WithGroup(string) slog.Handler      { return d }
