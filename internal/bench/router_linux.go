@@ -169,7 +169,8 @@ func RunRouter(ctx context.Context, opt VMOptions) (*RouterResult, error) {
 		"mipsel `wg`, default settings). A transfer is busybox `nc` in the guest sending /dev/zero through the tunnel to a TCP "+
 		"sink on the far end's tunnel address, timed at the receiver. Memory: /proc/PID/status in the guest; idle = joined, "+
 		"tunnel up, %s later, before any transfer; during transfer = VmRSS sampled halfway, VmHWM reset before each transfer "+
-		"(clear_refs) and read after it, max over transfers.",
+		"(clear_refs) and read after it, max over transfers. The no-tunnel row is the same transfer to router-b's WAN "+
+		"address outside any tunnel: the guest's own ceiling under TCG.",
 		ipkBinary, res.Package, agentArgs, wireGoModule, idleSettle)
 	run := rig.routerRun(ctx, opt, pkg, agentArgs)
 	if len(run.Failed()) > 0 {
@@ -325,6 +326,7 @@ func (r *vmRig) routerRun(ctx context.Context, opt VMOptions, pkg map[string][]b
 	if w.IdleRSS, w.IdleHWM, err = wggo.memory(ctx); err != nil {
 		return fail(err)
 	}
+	plain := VMPlane{Name: PlaneNoTunnel, Note: "to router-b's WAN address " + testbed.WANB + ", both tunnels idle"}
 	log.Info("bench: router: idle", "agent_rss", MiB(a.IdleRSS), "agent_hwm", MiB(a.IdleHWM), "wireguard_go_rss", MiB(w.IdleRSS))
 	for rep := 1; rep <= opt.Reps; rep++ {
 		for _, pl := range []struct {
@@ -332,7 +334,7 @@ func (r *vmRig) routerRun(ctx context.Context, opt VMOptions, pkg map[string][]b
 			proc *guestProc
 			sink *testbed.Host
 			dst  string
-		}{{&w, wggo, r.s.RouterA, wgGoHostIP}, {&a, agent, r.s.RouterB, meshDst}} {
+		}{{&w, wggo, r.s.RouterA, wgGoHostIP}, {&a, agent, r.s.RouterB, meshDst}, {&plain, nil, r.s.RouterB, testbed.WANB}} {
 			bps, rss, hwm, err := transfer(ctx, vm, pl.proc, pl.sink, pl.dst, opt.Duration)
 			if err != nil {
 				log.Error("bench: router: transfer failed", "plane", pl.p.Name, "rep", rep, "err", err)
@@ -346,6 +348,6 @@ func (r *vmRig) routerRun(ctx context.Context, opt VMOptions, pkg map[string][]b
 	if st, err := guestStatus(ctx, vm, ipkBinary, sock); err == nil && st.Peer("router-b") != nil {
 		a.Path = st.Peer("router-b").Path
 	}
-	run.Planes = []VMPlane{a, w}
+	run.Planes = []VMPlane{a, w, plain}
 	return run
 }

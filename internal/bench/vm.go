@@ -170,6 +170,11 @@ func SpliceVMSection(doc, section []byte) []byte {
 const (
 	PlaneKernel    = "lanmesh, kernel backend"
 	PlaneUserspace = "lanmesh, userspace backend"
+	// PlaneNoTunnel is the same transfer to the far end's WAN address,
+	// through the NAT box only: the guest's ceiling (sender, TCP stack,
+	// NIC). A tunnel close to it is limited by the guest's TCP, not its
+	// WireGuard.
+	PlaneNoTunnel = "no tunnel (guest TCP via the NAT box)"
 )
 
 // VMResult is the kernel-vs-userspace benchmark over one or more guests.

@@ -48,7 +48,8 @@ func RunVM(ctx context.Context, opt VMOptions) (*VMResult, error) {
 			"the nftables table and device name), and `lanmesh status --json` confirms the backend. Memory is the agent's " +
 			"/proc/PID/status in the guest: idle = joined, tunnel up, " + idleSettle.String() + " later; during transfer = " +
 			"VmRSS sampled halfway and VmHWM (reset before each transfer), max over transfers. With the kernel backend the " +
-			"data plane is in the kernel, so the agent's RSS is control plane only."}
+			"data plane is in the kernel, so the agent's RSS is control plane only. The no-tunnel row is the same transfer to " +
+			"router-b's WAN address with no agent running: the guest's own ceiling under TCG."}
 	rig, err := newVMRig(ctx, opt.Log)
 	if err != nil {
 		return nil, fmt.Errorf("vm: %w", err)
@@ -113,6 +114,7 @@ func (r *vmRig) backendRun(ctx context.Context, opt VMOptions, arch vmtest.Arch,
 		return fail(err)
 	}
 	bas := []*guestBackend{{b: "kernel", plane: VMPlane{Name: PlaneKernel}}, {b: "userspace", plane: VMPlane{Name: PlaneUserspace}}}
+	plain := VMPlane{Name: PlaneNoTunnel, Note: "to router-b's WAN address " + testbed.WANB + ", no agent running"}
 	for rep := 1; rep <= opt.Reps; rep++ {
 		for _, ba := range bas {
 			if err := r.backendRep(ctx, opt, vm, ba, rep); err != nil {
@@ -120,10 +122,19 @@ func (r *vmRig) backendRun(ctx context.Context, opt VMOptions, arch vmtest.Arch,
 				ba.plane.Errs = append(ba.plane.Errs, fmt.Sprintf("run %d: %v", rep, err))
 			}
 		}
+		bps, _, _, err := transfer(ctx, vm, nil, r.s.RouterB, testbed.WANB, opt.Duration)
+		if err != nil {
+			opt.Log.Error("bench: vm: transfer failed", "vm", vm.Name, "plane", plain.Name, "rep", rep, "err", err)
+			plain.Errs = append(plain.Errs, fmt.Sprintf("transfer %d: %v", rep, err))
+		} else {
+			opt.Log.Info("bench: vm: transfer", "vm", vm.Name, "plane", plain.Name, "rep", rep, "mbit_s", mbps(bps))
+			plain.BitsPS = append(plain.BitsPS, bps)
+		}
 	}
 	for _, ba := range bas {
 		run.Planes = append(run.Planes, ba.plane)
 	}
+	run.Planes = append(run.Planes, plain)
 	return run
 }
 
