@@ -256,13 +256,14 @@ func transfer(ctx context.Context, vm *vmtest.VM, p *guestProc, sinkHost *testbe
 		return 0, 0, 0, err
 	}
 	type res struct {
-		bps float64
-		err error
+		bps  float64
+		conn net.Conn
+		err  error
 	}
 	done := make(chan res, 1)
 	go func() {
-		b, e := sinkOnce(ln, d, 60*time.Second)
-		done <- res{b, e}
+		b, c, e := sinkOnce(ln, d, 60*time.Second)
+		done <- res{b, c, e}
 	}()
 	// Halfway through (the connection takes a moment under TCG).
 	select {
@@ -276,6 +277,9 @@ func transfer(ctx context.Context, vm *vmtest.VM, p *guestProc, sinkHost *testbe
 		}
 	}
 	r := <-done
+	if r.conn != nil {
+		defer r.conn.Close()
+	}
 	if r.err != nil {
 		log, _, _ := vm.Exec(ctx, "cat /tmp/nc.log")
 		return 0, 0, 0, fmt.Errorf("%w (guest nc: %s)", r.err, strings.TrimSpace(log))
@@ -285,8 +289,11 @@ func transfer(ctx context.Context, vm *vmtest.VM, p *guestProc, sinkHost *testbe
 			return 0, 0, 0, err
 		}
 	}
-	// The sink has its window: stop the sender, and wait for it so runs
-	// never overlap.
+	// The sink has its window and reads no more, so the sender is held
+	// by a closed TCP window: stop it, and wait for it so runs never
+	// overlap. Only then the sink closes (a close with unread data
+	// resets the connection while the guest still sends at full rate,
+	// which left a TCG guest unresponsive for minutes).
 	if err := stopGuestNC(ctx, vm); err != nil {
 		return 0, 0, 0, err
 	}
@@ -304,16 +311,25 @@ func stopGuestNC(ctx context.Context, vm *vmtest.VM) error {
 
 // sinkOnce accepts one connection on ln (waiting at most accept) and
 // reads from it for d after its first byte; it returns the bit rate of
-// what arrived in that window.
-func sinkOnce(ln net.Listener, d, accept time.Duration) (float64, error) {
+// what arrived in that window and the connection, open and no longer
+// read, for the caller to close once the sender is stopped.
+func sinkOnce(ln net.Listener, d, accept time.Duration) (float64, net.Conn, error) {
 	if tl, ok := ln.(*net.TCPListener); ok {
 		_ = tl.SetDeadline(time.Now().Add(accept))
 	}
 	c, err := ln.Accept()
 	if err != nil {
-		return 0, fmt.Errorf("sink: no connection: %w", err)
+		return 0, nil, fmt.Errorf("sink: no connection: %w", err)
 	}
-	defer c.Close()
+	bps, err := sinkRead(c, d, accept)
+	if err != nil {
+		c.Close()
+		return 0, nil, err
+	}
+	return bps, c, nil
+}
+
+func sinkRead(c net.Conn, d, accept time.Duration) (float64, error) {
 	buf := make([]byte, 256<<10)
 	_ = c.SetReadDeadline(time.Now().Add(accept))
 	if _, err := c.Read(buf); err != nil {

@@ -145,3 +145,4 @@ func FuzzIPKFiles(f *testing.F) {
 		_, _ = IPKFiles(b, "/usr/sbin/lanmesh") // never panics
 	})
 }
+
