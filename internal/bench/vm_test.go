@@ -145,4 +145,3 @@ func FuzzIPKFiles(f *testing.F) {
 		_, _ = IPKFiles(b, "/usr/sbin/lanmesh") // never panics
 	})
 }
-
