@@ -69,7 +69,7 @@ func WriteRouterReport(w io.Writer, r *RouterResult) error {
 		if len(p.Errs) > 0 {
 			note = fmt.Sprintf("ERROR (%d errors): %s", len(p.Errs), p.Errs[0])
 		}
-		t.Add(p.Name, vs, med, spread, fmt.Sprintf("%d/%d", len(p.BitsPS), r.Reps),
+		t.Add(p.Name, vs, med, spread, p.runs(r.Reps),
 			mibOrDash(p.IdleRSS), mibOrDash(p.IdleHWM), mibOrDash(p.LoadRSS), mibOrDash(p.LoadHWM), note)
 	}
 	if len(run.Planes) == 0 {

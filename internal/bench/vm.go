@@ -32,7 +32,17 @@ type VMPlane struct {
 	IdleRSS, IdleHWM int64
 	LoadRSS, LoadHWM int64
 	Path             string // lanmesh: path to the far end after the transfers
-	Errs             []string
+	// Tries is how many transfers were attempted when not the run's Reps.
+	Tries int
+	Errs  []string
+}
+
+// runs formats successful/attempted transfers.
+func (p *VMPlane) runs(reps int) string {
+	if p.Tries > 0 {
+		reps = p.Tries
+	}
+	return fmt.Sprintf("%d/%d", len(p.BitsPS), reps)
 }
 
 func (p *VMPlane) addLoad(bps float64, rss, hwm int64) {
@@ -231,7 +241,7 @@ func WriteVMSection(w io.Writer, r *VMResult) error {
 			if len(p.Errs) > 0 {
 				note = fmt.Sprintf("ERROR (%d errors): %s", len(p.Errs), p.Errs[0])
 			}
-			t.Add(run.Arch, p.Name, vs, med, spread, fmt.Sprintf("%d/%d", len(p.BitsPS), r.Reps),
+			t.Add(run.Arch, p.Name, vs, med, spread, p.runs(r.Reps),
 				mibOrDash(p.IdleRSS), mibOrDash(p.IdleHWM), mibOrDash(p.LoadRSS), mibOrDash(p.LoadHWM), note)
 		}
 	}
