@@ -74,14 +74,21 @@ func (r *VMRun) plane(name string) *VMPlane {
 func (r *VMRun) Failed() []string {
 	var f []string
 	for _, e := range r.Errs {
-		f = append(f, r.Arch+": "+e)
+		f = append(f, r.Arch+": "+firstLine(e))
 	}
 	for _, p := range r.Planes {
 		if len(p.Errs) > 0 {
-			f = append(f, fmt.Sprintf("%s: %s: %s", r.Arch, p.Name, p.Errs[0]))
+			f = append(f, fmt.Sprintf("%s: %s: %s", r.Arch, p.Name, firstLine(p.Errs[0])))
 		}
 	}
 	return f
+}
+
+// firstLine keeps a report's list items on one line; the full error is
+// in the benchmark's log.
+func firstLine(s string) string {
+	l, _, _ := strings.Cut(s, "\n")
+	return l
 }
 
 // ParseProcStatusKB returns a "Name:  <n> kB" field of /proc/PID/status
