@@ -179,3 +179,17 @@ func TestAPIKeyRateLimit(t *testing.T) {
 		t.Fatalf("codes %v, want %v", codes, want)
 	}
 }
+
+// FuzzParseBearer: only "Bearer lmapi_<12 hex>_<43 chars>" is taken
+// apart; anything else is refused without a panic.
+func FuzzParseBearer(f *testing.F) {
+	for _, s := range []string{"Bearer lmapi_0123456789ab_" + strings.Repeat("A", 43), "Bearer ", "Basic x", "Bearer lmapi__", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, h string) {
+		id, secret, ok := parseBearer(h)
+		if ok && (len(id) != 12 || len(secret) != 43 || !strings.Contains(h, id+"_"+secret)) {
+			t.Fatalf("%q parsed as %q %q", h, id, secret)
+		}
+	})
+}
