@@ -6,7 +6,7 @@
 #   make fuzz    longer fuzzing (FUZZTIME=1m)
 #   make demo    the namespace demo (installs and builds only what it runs)
 #   make bench   size, throughput (host, and kernel vs userspace in x86-64/MIPS VMs), firewall, dns,
-#                coord-scale, abuse, router (packaged agent in the MIPS VM) and revocation tables into bench/results/
+#                coord-scale, abuse, router (packaged agent in the MIPS VM), revocation and plugins tables into bench/results/
 #   make lint    gofmt, go vet, lanmesh-vet (S8, CI skips), go mod tidy check, staticcheck, shellcheck
 #   make clean
 

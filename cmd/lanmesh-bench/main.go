@@ -27,7 +27,7 @@ func main() {
 	}
 	bin := flag.String("bin", "bin", "directory with host builds and <os>_<arch>/ router builds (from `make build`)")
 	out := flag.String("out", "bench/results", "directory for the result tables")
-	only := flag.String("only", "size,throughput,firewall,dns,coordscale,connect,abuse,router,vm,revocation", "comma-separated benchmarks to run: size, throughput, firewall, dns, coordscale, connect, abuse, router (MIPS VM), vm (kernel vs userspace backend in VMs), revocation (root; 50 agents), policycompat (needs -policy-dir)")
+	only := flag.String("only", "size,throughput,firewall,dns,coordscale,connect,abuse,router,vm,revocation,plugins", "comma-separated benchmarks to run: size, throughput, firewall, dns, coordscale, connect, abuse, router (MIPS VM), vm (kernel vs userspace backend in VMs), revocation (root; 50 agents), plugins (IdP plugin start-up and crash restart), policycompat (needs -policy-dir)")
 	n := flag.Int("n", 5, "throughput: interleaved repetitions per data plane")
 	dur := flag.Duration("t", 10*time.Second, "throughput: duration of one iperf3 run")
 	abuseHold = flag.Duration("abuse-t", 30*time.Second, "abuse: how long the agents hold their netmap streams under the flood")
@@ -63,7 +63,7 @@ func run(ctx context.Context, log *slog.Logger, bin, out, only, modes string, n 
 	want := map[string]bool{}
 	for _, s := range strings.Split(only, ",") {
 		switch s = strings.TrimSpace(s); s {
-		case "size", "throughput", "firewall", "dns", "coordscale", "connect", "abuse", "router", "vm", "revocation":
+		case "size", "throughput", "firewall", "dns", "coordscale", "connect", "abuse", "router", "vm", "revocation", "plugins":
 			want[s] = true
 		case "policycompat":
 			// Not in the default set: it needs a corpus (-policy-dir).
@@ -73,7 +73,7 @@ func run(ctx context.Context, log *slog.Logger, bin, out, only, modes string, n 
 			want[s] = true
 		case "":
 		default:
-			return fmt.Errorf("-only: unknown benchmark %q (want size, throughput, firewall, dns, coordscale, connect, abuse, router, vm, revocation, policycompat)", s)
+			return fmt.Errorf("-only: unknown benchmark %q (want size, throughput, firewall, dns, coordscale, connect, abuse, router, vm, revocation, plugins, policycompat)", s)
 		}
 	}
 	absBin, err := filepath.Abs(bin)
@@ -156,6 +156,16 @@ func run(ctx context.Context, log *slog.Logger, bin, out, only, modes string, n 
 		log.Info("bench: abuse written", "file", filepath.Join(out, "abuse.md"))
 		for _, f := range res.Failed() {
 			failed = append(failed, "abuse: "+f)
+		}
+	}
+	if want["plugins"] {
+		res := bench.RunPlugins(ctx, bench.PluginsOptions{BinDir: absBin})
+		if err := writeReport(out, "plugins.md", func(b *bytes.Buffer) error { return bench.WritePluginsReport(b, res) }); err != nil {
+			return err
+		}
+		log.Info("bench: plugins written", "file", filepath.Join(out, "plugins.md"))
+		if res.Err != nil {
+			failed = append(failed, "plugins: "+res.Err.Error())
 		}
 	}
 	if want["revocation"] {
