@@ -280,5 +280,24 @@ func (c *encCache) appendFilter(b []byte, f *wire.PacketFilter) []byte {
 		}
 		b = append(b, ']')
 	}
+	if len(f.Caps) > 0 {
+		if !first {
+			b = append(b, ',')
+		}
+		b = append(b, `"caps":[`...)
+		for i := range f.Caps {
+			g := &f.Caps[i]
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, `{"src":`...)
+			b = c.prefixes(b, g.Src)
+			cb, _ := json.Marshal(g.Caps) // raw JSON values: always marshals
+			b = append(b, `,"caps":`...)
+			b = append(b, cb...)
+			b = append(b, '}')
+		}
+		b = append(b, ']')
+	}
 	return append(b, '}')
 }

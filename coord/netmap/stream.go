@@ -16,6 +16,7 @@ type Stream struct {
 	sent      bool
 	selfVer   uint64
 	selfLAN   uint64
+	selfCaps  string // the cap_map last sent in self
 	resultSum [32]byte
 	domain    string
 	derp      *wire.DERPMap
@@ -55,12 +56,19 @@ func (s *Stream) Next(snap *Snapshot) (line []byte, ok bool) {
 	}
 	changed := false
 
-	// Self, with its own valid LAN hosts.
+	// Self, with its own valid LAN hosts and its cap_map (only the node
+	// itself gets its nodeAttrs).
 	selfLAN := sumLAN(snap.Nodes[si].LANHosts)
-	if full || se.ver != s.selfVer || selfLAN != s.selfLAN {
-		s.selfVer, s.selfLAN = se.ver, selfLAN
+	selfCaps := se.result.CapMapJSON
+	if full || se.ver != s.selfVer || selfLAN != s.selfLAN || string(selfCaps) != s.selfCaps {
+		s.selfVer, s.selfLAN, s.selfCaps = se.ver, selfLAN, string(selfCaps)
 		b = append(b, `,"self":`...)
 		b = appendNode(b, se.json, snap.Nodes[si].LANHosts)
+		if len(selfCaps) > 0 {
+			b = append(b[:len(b)-1], `,"cap_map":`...)
+			b = append(b, selfCaps...)
+			b = append(b, '}')
+		}
 		changed = true
 	}
 	if full || snap.Domain != s.domain {

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -235,5 +236,72 @@ func BenchmarkPolicyFanout(b *testing.B) {
 				b.Fatal("no delta")
 			}
 		}
+	}
+}
+
+// TestStreamCaps: grants' app capabilities reach the destination in its
+// packet filter, nodeAttrs reach the targeted node in its self cap_map
+// (and no peer's), and a policy change resends both.
+func TestStreamCaps(t *testing.T) {
+	pol := `{"tagOwners": {"tag:web": ["alice@"]},
+	  "grants": [{"src": ["alice@"], "dst": ["tag:web"], "ip": ["tcp:443"], "app": {"example.com/cap/web": [{"role": "admin"}]}}],
+	  "nodeAttrs": [{"target": ["tag:web"], "attr": ["funnel"], "app": {"example.com/cap/site": [{"name": "wiki"}]}}]}`
+	l := &fakeLoader{users: []store.User{{Name: "alice"}, {Name: "bob"}},
+		nodes: []store.Node{node(1, "alice"), node(2, "alice", "tag:web"), node(3, "bob")}, policy: pol}
+	h := NewHub(l, nil)
+	defer h.Close()
+	web, alice := NewStream(2), NewStream(1)
+
+	m := next(t, h, web)
+	if got, _ := json.Marshal(m.Self.CapMap); string(got) != `{"example.com/cap/site":[{"name":"wiki"}],"funnel":[]}` {
+		t.Errorf("tag:web node's cap_map: %s", got)
+	}
+	caps := m.PacketFilter.CapsFrom(netip.MustParseAddr("100.64.0.1"))
+	if got, _ := json.Marshal(caps); string(got) != `{"example.com/cap/web":[{"role":"admin"}]}` {
+		t.Errorf("caps of alice's node on the web node: %s", got)
+	}
+	if m.PacketFilter.CapsFrom(netip.MustParseAddr("100.64.0.3")) != nil {
+		t.Error("bob's node has caps on the web node")
+	}
+	// The same encoding as encoding/json would write.
+	want, _ := json.Marshal(m.PacketFilter)
+	snap, _ := h.Snapshot(context.Background())
+	got := snap.enc.appendFilter(nil, &snap.entries[snap.byID[2]].result.Filter)
+	if string(got) != string(want) {
+		t.Errorf("filter encoding\n got %s\nwant %s", got, want)
+	}
+
+	m = next(t, h, alice)
+	if m.Self.CapMap != nil {
+		t.Errorf("alice's node got a cap_map: %v", m.Self.CapMap)
+	}
+	for _, p := range m.Peers {
+		if p.CapMap != nil {
+			t.Errorf("peer %d's cap_map was sent to another node: %v", p.ID, p.CapMap)
+		}
+	}
+
+	// A new value: the web node gets its new self and filter, alice's
+	// node nothing.
+	l.policy = strings.Replace(strings.Replace(pol, "wiki", "blog!", 1), `"admin"`, `"reader"`, 1)
+	h.Changed()
+	m = next(t, h, web)
+	if m == nil || m.Self == nil || m.PacketFilter == nil {
+		t.Fatalf("after the policy change the web node got %+v", m)
+	}
+	if got, _ := json.Marshal(m.Self.CapMap["example.com/cap/site"]); string(got) != `[{"name":"blog!"}]` {
+		t.Errorf("new node cap: %s", got)
+	}
+	if got, _ := json.Marshal(m.PacketFilter.CapsFrom(netip.MustParseAddr("100.64.0.1"))); string(got) != `{"example.com/cap/web":[{"role":"reader"}]}` {
+		t.Errorf("new peer caps: %s", got)
+	}
+	if m := next(t, h, alice); m != nil {
+		t.Errorf("alice's node got %+v for a change that is not hers", m)
+	}
+	// nodeAttrs gone: self comes again, without cap_map.
+	l.policy = `{"tagOwners": {"tag:web": ["alice@"]}, "grants": [{"src": ["alice@"], "dst": ["tag:web"], "ip": ["tcp:443"]}]}`
+	h.Changed()
+	if m = next(t, h, web); m == nil || m.Self == nil || m.Self.CapMap != nil || len(m.PacketFilter.Caps) != 0 {
+		t.Errorf("after removing nodeAttrs and app: %+v", m)
 	}
 }

@@ -65,10 +65,16 @@ type NodeResult struct {
 	// Routes are the node's approved routes, auto-approved ones included.
 	Routes []netip.Prefix
 	Filter wire.PacketFilter
-	// Sum fingerprints peers, routes and filter: equal sums, equal results.
+	// CapMap is what the policy's nodeAttrs give the node (attributes
+	// and node capabilities), CapMapJSON its encoding; nil when none.
+	CapMap     wire.CapMap
+	CapMapJSON []byte
+	// Sum fingerprints peers, routes and filter (caps included): equal
+	// sums, equal results.
 	Sum [32]byte
 
 	peers      *peerSet
+	capEnc     [][]byte // per Filter.Caps entry: its Caps as JSON
 	inboundACL []int // per Filter.Inbound rule: index in Policy.rules(), -1 for the default policy
 	forwardACL []int
 }
@@ -335,6 +341,14 @@ func (r *NodeResult) fingerprint(srcSum func(ps []netip.Prefix) [32]byte) {
 			h.Write([]byte{0xfe})
 		}
 		h.Write([]byte{0xfd})
+	}
+	h.Write(r.CapMapJSON)
+	h.Write([]byte{0xfb})
+	for i, g := range r.Filter.Caps {
+		s := srcSum(g.Src)
+		h.Write(s[:])
+		h.Write(r.capEnc[i])
+		h.Write([]byte{0xfc})
 	}
 	h.Sum(r.Sum[:0])
 }

@@ -3,6 +3,7 @@ package policy
 import (
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"reflect"
 	"strings"
 	"testing"
@@ -73,17 +74,48 @@ func TestGrantAppCaps(t *testing.T) {
 		{"src": ["*"], "dst": ["tag:router"], "ip": ["tcp:443"], "app": {"example.com/cap/web": [{"path": "/"}]}},
 	]}`)
 	c := mustCompile(t, p, nodes)
-	caps := c.PeerCaps(3)
-	b, _ := json.Marshal(caps)
-	if got := string(b); !strings.Contains(got, `"2":{"example.com/cap/admin":[{"level":"full"}],"example.com/cap/web":[{"path":"/"}]}`) ||
-		!strings.Contains(got, `"1":{"example.com/cap/web":[{"path":"/"}]}`) || strings.Contains(got, `"1":{"example.com/cap/admin"`) {
-		t.Errorf("caps on node 3: %s", got)
+	r3, _ := c.Node(3)
+	capsOf := func(ip string) string {
+		b, _ := json.Marshal(r3.Filter.CapsFrom(netip.MustParseAddr(ip)))
+		return string(b)
 	}
-	if caps := c.PeerCaps(1); len(caps) != 0 {
-		t.Errorf("node 1 is no grant's dst, yet has caps %v", caps)
+	if got := capsOf("100.64.0.2"); got != `{"example.com/cap/admin":[{"level":"full"}],"example.com/cap/web":[{"path":"/"}]}` {
+		t.Errorf("bob's caps on node 3: %s", got)
 	}
+	if got := capsOf("fd7a::1"); got != `{"example.com/cap/web":[{"path":"/"}]}` {
+		t.Errorf("alice's caps on node 3: %s", got)
+	}
+	// "*" is mesh addresses and approved LANs, never the world (S2).
+	if got := capsOf("198.19.1.7"); got != `{"example.com/cap/web":[{"path":"/"}]}` {
+		t.Errorf("a LAN host's caps on node 3: %s", got)
+	}
+	if got := capsOf("198.18.0.1"); got != "null" {
+		t.Errorf("an internet address has caps on node 3: %s", got)
+	}
+	if r1, _ := c.Node(1); len(r1.Filter.Caps) != 0 {
+		t.Errorf("node 1 is no grant's dst, yet has caps %+v", r1.Filter.Caps)
+	}
+	// Caps are part of the result: changing a value changes the sum,
+	// so coord sends the node its new filter.
+	p2 := mustParse(t, "{"+owners+`, "grants": [
+		{"src": ["bob@example.com"], "dst": ["tag:router"], "app": {"example.com/cap/admin": [{"level": "read"}]}},
+		{"src": ["*"], "dst": ["tag:router"], "ip": ["tcp:443"], "app": {"example.com/cap/web": [{"path": "/"}]}},
+	]}`)
+	if r, _ := mustCompile(t, p2, nodes).Node(3); r.Sum == r3.Sum {
+		t.Error("a changed capability value left the node's sum unchanged")
+	}
+	// autogroup:self: only the node's own user's devices get the caps.
+	ps := mustParse(t, "{"+owners+`, "grants": [{"src": ["autogroup:member"], "dst": ["autogroup:self"], "app": {"example.com/cap/own": [{}]}}]}`)
+	cs := mustCompile(t, ps, nodes)
+	r1, _ := cs.Node(1)
+	if r1.Filter.CapsFrom(netip.MustParseAddr("100.64.0.1")) == nil || r1.Filter.CapsFrom(netip.MustParseAddr("100.64.0.2")) != nil {
+		t.Errorf("autogroup:self caps on alice's node: %+v", r1.Filter.Caps)
+	}
+	if r3s, _ := cs.Node(3); len(r3s.Filter.Caps) != 0 {
+		t.Errorf("a tagged node got autogroup:self caps: %+v", r3s.Filter.Caps)
+	}
+	r := r3
 	// An app-only grant opens no port.
-	r, _ := c.Node(3)
 	for _, fr := range r.Filter.Inbound {
 		if !slicesEqualPorts(fr.Ports, []wire.PortRange{{First: 443, Last: 443}}) {
 			t.Errorf("an app-only grant opened %+v", fr)

@@ -3,7 +3,8 @@ package policy
 import (
 	"encoding/json"
 	"fmt"
-	"sort"
+	"net/netip"
+	"slices"
 	"strings"
 
 	"github.com/lanmesh/lanmesh/internal/wire"
@@ -224,104 +225,111 @@ func (a *ACL) ruleName(i int) string {
 	return fmt.Sprintf("acls[%d]", i)
 }
 
-// PeerCaps returns, for the node dst, the app capabilities each of its
-// peers has on it: for every grant with app whose src selects the peer
-// and whose dst selects dst, the grant's capabilities (values of one
-// name from several grants are concatenated, in policy order). This is
-// the node's view of its peers that `lanmesh whois` would show.
-func (c *Compiled) PeerCaps(dst wire.NodeID) map[wire.NodeID]map[string][]json.RawMessage {
-	i, ok := c.byID[dst]
-	if !ok || c.policy == nil {
-		return nil
+// compileCaps fills every node's Filter.Caps from the grants with app:
+// a node a grant's dst selects gets the grant's capabilities for the
+// sources its src selects. Sources are as in an ACL's src: an identity
+// is its nodes' mesh addresses (never their LANs, S1), "*" is every mesh
+// address and approved LAN, a host, prefix or ipset is itself. For
+// autogroup:self the sources are the devices of the node's own user.
+// One grant's source list is shared by every node it reaches.
+func (c *Compiled) compileCaps() {
+	if c.policy == nil {
+		return
 	}
-	d := c.nodes[i]
-	out := map[wire.NodeID]map[string][]json.RawMessage{}
 	for gi := range c.policy.Grants {
 		g := &c.policy.Grants[gi]
-		if len(g.App) == 0 || g.posture || !g.selectsDst(d) {
+		if len(g.App) == 0 || g.posture {
 			continue
 		}
-		for _, s := range c.nodes {
-			if s == d || !g.selectsSrc(s, d) {
+		caps := wire.CapMap(g.App)
+		enc, _ := json.Marshal(caps) // raw JSON values: always marshals
+		var shared []netip.Prefix
+		sharedDone := false
+		perUser := map[string][]netip.Prefix{}
+		for _, d := range c.nodes {
+			plain, self := g.dstKinds(d)
+			var src []netip.Prefix
+			switch {
+			case plain:
+				if !sharedDone {
+					shared, sharedDone = c.capSources(g, nil), true
+				}
+				src = shared
+			case self:
+				var ok bool
+				if src, ok = perUser[d.User]; !ok {
+					src = c.capSources(g, d)
+					perUser[d.User] = src
+				}
+			}
+			if len(src) == 0 {
 				continue
 			}
-			m := out[s.ID]
-			if m == nil {
-				m = map[string][]json.RawMessage{}
-				out[s.ID] = m
-			}
-			names := make([]string, 0, len(g.App))
-			for n := range g.App {
-				names = append(names, n)
-			}
-			sort.Strings(names)
-			for _, n := range names {
-				m[n] = append(m[n], g.App[n]...)
-			}
+			r := &c.results[d.idx]
+			r.Filter.Caps = append(r.Filter.Caps, wire.CapGrant{Src: src, Caps: caps})
+			r.capEnc = append(r.capEnc, enc)
 		}
 	}
-	return out
 }
 
-func (g *Grant) selectsDst(n *node) bool {
+// dstKinds reports whether one of g's dst entries other than
+// autogroup:self selects n (plain), and whether autogroup:self does.
+func (g *Grant) dstKinds(n *node) (plain, self bool) {
 	for i := range g.dst {
 		s := &g.dst[i]
 		switch s.kind {
-		case selAll:
-			return true
 		case selSelf:
-			if !n.tagged && n.User != "" {
-				return true
-			}
+			self = self || !n.tagged && n.User != ""
+		case selAll:
+			plain = true
 		case selHost, selPrefix:
-			if overlapsAny(s.prefix, n.addrs) {
-				return true
-			}
+			plain = plain || overlapsAny(s.prefix, n.addrs)
 		case selIPSet:
-			if overlapsSome(s.set, n.addrs) {
-				return true
-			}
+			plain = plain || overlapsSome(s.set, n.addrs)
 		default:
-			if s.matchesNode(n) {
-				return true
-			}
+			plain = plain || s.matchesNode(n)
 		}
 	}
-	return false
+	return plain, self
 }
 
-// selectsSrc: s is a source of g toward d (autogroup:self in dst limits
-// sources to d's user).
-func (g *Grant) selectsSrc(s, d *node) bool {
-	self := true
-	for i := range g.dst {
-		if g.dst[i].kind != selSelf {
-			self = false
-		}
-	}
-	if self && (s.tagged || s.User != d.User) {
-		return false
-	}
+// capSources lists the addresses g's src selects; with self set, only
+// the untagged devices of self's user.
+func (c *Compiled) capSources(g *Grant, self *node) []netip.Prefix {
+	var out []netip.Prefix
 	for i := range g.src {
 		sel := &g.src[i]
 		switch sel.kind {
-		case selAll, selDangerAll:
-			return true
 		case selHost, selPrefix:
-			if overlapsAny(sel.prefix, s.addrs) {
-				return true
+			if self == nil {
+				out = append(out, sel.prefix)
 			}
+			continue
 		case selIPSet:
-			if overlapsSome(sel.set, s.addrs) {
-				return true
+			if self == nil {
+				out = append(out, sel.set...)
 			}
-		default:
-			if sel.matchesNode(s) {
-				return true
+			continue
+		case selDangerAll:
+			if self == nil {
+				out = append(out, allIPv4, allIPv6)
+			}
+			continue
+		}
+		for _, s := range c.nodes {
+			if self != nil && (s.tagged || s.User != self.User) {
+				continue
+			}
+			switch {
+			case sel.kind == selAll && self == nil:
+				out = append(out, s.addrs...)
+				out = append(out, s.subnets...)
+			case sel.kind == selAll || sel.matchesNode(s):
+				out = append(out, s.addrs...)
 			}
 		}
 	}
-	return false
+	return slices.Clip(normalize(out))
 }
 
 func boolInt(b bool) int {

@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"sort"
 	"strings"
+
+	"github.com/lanmesh/lanmesh/internal/wire"
 )
 
 // NodeAttr is one entry of the policy's nodeAttrs: the attributes in
@@ -100,16 +102,9 @@ func (p *Policy) NodeAttrsFor(n Node) []string {
 	set := map[string]bool{}
 	for i := range p.NodeAttrs {
 		a := &p.NodeAttrs[i]
-		for j := range a.target {
-			s := &a.target[j]
-			hit := s.matchesNode(nd) || s.kind == selAll ||
-				(s.kind == selHost || s.kind == selPrefix) && overlapsAny(s.prefix, nd.addrs) ||
-				s.kind == selIPSet && overlapsSome(s.set, nd.addrs)
-			if hit {
-				for _, at := range a.Attr {
-					set[strings.TrimSpace(at)] = true
-				}
-				break
+		if a.selects(nd) {
+			for _, at := range a.Attr {
+				set[strings.TrimSpace(at)] = true
 			}
 		}
 	}
@@ -118,5 +113,51 @@ func (p *Policy) NodeAttrsFor(n Node) []string {
 		out = append(out, k)
 	}
 	sort.Strings(out)
+	return out
+}
+
+// selects reports whether one of a's targets selects nd.
+func (a *NodeAttr) selects(nd *node) bool {
+	for j := range a.target {
+		s := &a.target[j]
+		if s.matchesNode(nd) || s.kind == selAll ||
+			(s.kind == selHost || s.kind == selPrefix) && overlapsAny(s.prefix, nd.addrs) ||
+			s.kind == selIPSet && overlapsSome(s.set, nd.addrs) {
+			return true
+		}
+	}
+	return false
+}
+
+// nodeCaps is what the policy's nodeAttrs give nd, as the node gets it
+// in its netmap (wire.Node.CapMap): each attribute a name without
+// values, each app capability its values (of every entry that gives it,
+// in policy order). nil when none applies.
+func (p *Policy) nodeCaps(nd *node) wire.CapMap {
+	if p == nil {
+		return nil
+	}
+	var out wire.CapMap
+	for i := range p.NodeAttrs {
+		a := &p.NodeAttrs[i]
+		if (len(a.Attr) == 0 && len(a.App) == 0) || !a.selects(nd) {
+			continue
+		}
+		if out == nil {
+			out = wire.CapMap{}
+		}
+		for _, at := range a.Attr {
+			at = strings.TrimSpace(at)
+			if _, ok := out[at]; !ok {
+				out[at] = []json.RawMessage{}
+			}
+		}
+		for name, vals := range a.App {
+			if _, ok := out[name]; !ok {
+				out[name] = []json.RawMessage{}
+			}
+			out[name] = append(out[name], vals...)
+		}
+	}
 	return out
 }

@@ -3,6 +3,7 @@ package policy
 import (
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/json"
 	"net/netip"
 	"slices"
 	"strings"
@@ -169,6 +170,9 @@ func Compile(p *Policy, in []Node) (*Compiled, error) {
 		r := &c.results[nd.idx]
 		r.ID = nd.ID
 		r.Routes = nd.routes
+		if r.CapMap = p.nodeCaps(nd); r.CapMap != nil {
+			r.CapMapJSON, _ = json.Marshal(r.CapMap) // raw JSON values: always marshals
+		}
 		for _, u := range units {
 			var src []netip.Prefix
 			if u.kind == unitPlain {
@@ -237,6 +241,7 @@ func Compile(p *Policy, in []Node) (*Compiled, error) {
 	}
 
 	c.computePeers(units, ownerNodes)
+	c.compileCaps()
 
 	srcSums := map[*netip.Prefix][32]byte{}
 	srcSum := func(ps []netip.Prefix) [32]byte {

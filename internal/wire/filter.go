@@ -1,6 +1,9 @@
 package wire
 
-import "net/netip"
+import (
+	"encoding/json"
+	"net/netip"
+)
 
 // IP protocol numbers a FilterRule names.
 const (
@@ -43,6 +46,46 @@ type FilterRule struct {
 type PacketFilter struct {
 	Inbound []FilterRule `json:"inbound,omitempty"`
 	Forward []FilterRule `json:"forward,omitempty"`
+	// Caps are the app capabilities connections to this node carry (the
+	// policy's grants with "app"): what `lanmesh whois` reports and what
+	// the node's apps may check. They admit no packet; Inbound does.
+	Caps []CapGrant `json:"caps,omitempty"`
+}
+
+// CapMap maps capability names ("example.com/cap/admin") to their
+// values, JSON objects copied verbatim from the policy. A node attribute
+// (the policy's nodeAttrs "attr") is a name with no values.
+type CapMap map[string][]json.RawMessage
+
+// CapGrant gives connections from Src the capabilities in Caps.
+type CapGrant struct {
+	Src  []netip.Prefix `json:"src"`
+	Caps CapMap         `json:"caps"`
+}
+
+// CapsFrom returns the capabilities of connections from src: for each
+// name, the values of every grant whose Src holds src, in grant order.
+// It returns nil when no grant names src.
+func (f *PacketFilter) CapsFrom(src netip.Addr) CapMap {
+	if f == nil {
+		return nil
+	}
+	var out CapMap
+	for _, g := range f.Caps {
+		if !prefixesContain(g.Src, src) {
+			continue
+		}
+		if out == nil {
+			out = CapMap{}
+		}
+		for name, vals := range g.Caps {
+			if _, ok := out[name]; !ok {
+				out[name] = []json.RawMessage{}
+			}
+			out[name] = append(out[name], vals...)
+		}
+	}
+	return out
 }
 
 // HasPorts reports whether port numbers mean anything for proto.

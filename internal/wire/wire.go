@@ -140,6 +140,10 @@ type Node struct {
 	KeyExpiry        time.Time      `json:"key_expiry,omitzero"`
 	LANHosts         []LANHost      `json:"lan_hosts,omitempty"`
 	HomeRegion       int            `json:"home_region,omitempty"`
+	// CapMap is set on Self only: the attributes and node capabilities
+	// the policy's nodeAttrs give this node (an attribute maps to no
+	// values). Apps on the node read it from `lanmesh status --json`.
+	CapMap CapMap `json:"cap_map,omitempty"`
 }
 
 // MapMessage is one line of the netmap stream (newline-delimited JSON).
