@@ -75,7 +75,7 @@ type NodeResult struct {
 
 	peers      *peerSet
 	capEnc     [][]byte // per Filter.Caps entry: its Caps as JSON
-	inboundACL []int // per Filter.Inbound rule: index in Policy.rules(), -1 for the default policy
+	inboundACL []int    // per Filter.Inbound rule: index in Policy.rules(), -1 for the default policy
 	forwardACL []int
 }
 
