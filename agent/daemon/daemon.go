@@ -244,6 +244,7 @@ func (d *Daemon) Status(context.Context) localapi.Status {
 		}
 		if d.nm != nil {
 			self.Routes = nonNil(d.nm.self.Routes)
+			self.CapMap = d.nm.self.CapMap
 		}
 		s.Self = self
 	}

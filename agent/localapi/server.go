@@ -82,6 +82,7 @@ func Listen(path string, b Backend, log *slog.Logger) (*Server, error) {
 	mux.HandleFunc("POST "+PathPing, s.ping)
 	mux.HandleFunc("GET "+PathNetcheck, s.netcheck)
 	s.loginRoutes(mux)
+	s.whoisRoutes(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case PathStatus, PathUp, PathDown, PathPing:

@@ -1,6 +1,7 @@
 package localapi
 
 import (
+	"encoding/json"
 	"net/netip"
 	"time"
 )
@@ -105,6 +106,9 @@ type Node struct {
 	Addresses        []netip.Prefix `json:"addresses"`
 	AdvertisedRoutes []netip.Prefix `json:"advertised_routes"`
 	Routes           []netip.Prefix `json:"routes"` // approved
+	// CapMap is what the policy's nodeAttrs give this node: attributes
+	// (names without values) and node capabilities (docs/policy.md).
+	CapMap map[string][]json.RawMessage `json:"cap_map,omitempty"`
 }
 
 // Peer is one peer in the netmap plus what the data plane knows of it.

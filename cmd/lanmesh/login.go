@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -123,11 +124,14 @@ type whoisResult struct {
 	User string   `json:"user,omitempty"`
 	Tags []string `json:"tags,omitempty"`
 	Self bool     `json:"self,omitempty"`
+	// Caps are the app capabilities connections from addr carry to this
+	// node (the policy's grants with "app").
+	Caps map[string][]json.RawMessage `json:"caps"`
 }
 
 func runWhois(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs, sock := newFlags("whois", "whois [--json] IP", "lanmesh whois 100.64.0.7", stderr)
-	asJSON := fs.Bool("json", false, "print JSON: addr, node, id, user, tags, self")
+	asJSON := fs.Bool("json", false, "print JSON: addr, node, id, user, tags, self, caps")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -142,21 +146,16 @@ func runWhois(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	st, err := localapi.NewClient(*sock).Status(ctx)
+	w, err := localapi.NewClient(*sock).WhoIs(ctx, ip)
 	if err != nil {
 		return userErr(err)
 	}
-	var res *whoisResult
-	if st.Self != nil && contains(st.Self.Addresses, ip) {
-		res = &whoisResult{Addr: ip.String(), Node: st.Self.Name, ID: st.Self.ID, Self: true}
+	res := whoisResult{Addr: w.Addr, Node: w.Node.Name, ID: w.Node.ID, User: w.Node.User, Tags: w.Node.Tags, Self: w.Self, Caps: w.Caps}
+	if res.Self {
+		res.User, res.Tags = "", nil
 	}
-	for _, p := range st.Peers {
-		if res == nil && contains(p.Addresses, ip) {
-			res = &whoisResult{Addr: ip.String(), Node: p.Name, ID: p.ID, User: p.User, Tags: p.Tags}
-		}
-	}
-	if res == nil {
-		return fmt.Errorf("whois: no node in this node's netmap has %s (it may not exist, or policy hides it from this node)", ip)
+	if res.Caps == nil {
+		res.Caps = map[string][]json.RawMessage{}
 	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
@@ -174,14 +173,15 @@ func runWhois(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	default:
 		fmt.Fprintf(tw, "user:\t%s\n", res.User)
 	}
+	names := make([]string, 0, len(res.Caps))
+	for n := range res.Caps {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		vals, _ := json.Marshal(res.Caps[n])
+		fmt.Fprintf(tw, "cap:\t%s %s\n", n, vals)
+	}
 	return tw.Flush()
 }
 
-func contains(ps []netip.Prefix, ip netip.Addr) bool {
-	for _, p := range ps {
-		if p.Contains(ip) {
-			return true
-		}
-	}
-	return false
-}

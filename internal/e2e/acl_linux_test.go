@@ -2,8 +2,10 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -238,6 +240,8 @@ func TestACL(t *testing.T) {
 	d = waitConnected(t, w.B.Host, w.laptopAddr("laptop-bob"), "laptop-bob", firstConnectLimit)
 	t.Logf("router-b -> bob's laptop :8080 connected after %s (the rule S1 must not extend to b1)", fmtMs(d))
 
+	checkWhois(t, w)
+
 	T, U := false, true
 	check(t, "policy without lan-b", []probe{
 		{"alice's share", alice, T, nas(445), testbed.Connected, "nas"},
@@ -282,4 +286,62 @@ func TestACL(t *testing.T) {
 		{"alice: still the share", alice, T, nas(445), testbed.Connected, "nas"},
 	})
 	noSecretsInLogs(t, w.World, secretsOf(t, w.Mesh))
+}
+
+// checkWhois: the policy's app capabilities and nodeAttrs reach the
+// nodes. Router A's `lanmesh whois` names alice's laptop with the
+// capability her grant gives, bob's laptop without; router A's status
+// carries its nodeAttrs, a laptop's none.
+func checkWhois(t *testing.T, w *aclWorld) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	type whois struct {
+		Node string                       `json:"node"`
+		User string                       `json:"user"`
+		Caps map[string][]json.RawMessage `json:"caps"`
+	}
+	ask := func(ip string) whois {
+		t.Helper()
+		r, err := w.A.CLI(ctx, "whois", "--json", ip)
+		if err != nil {
+			t.Fatalf("whois %s on router-a: %v", ip, err)
+		}
+		var out whois
+		if err := json.Unmarshal([]byte(r.Stdout), &out); err != nil {
+			t.Fatalf("whois --json: %v\n%s", err, r.Stdout)
+		}
+		return out
+	}
+	a := ask(w.IPs["laptop-alice"])
+	if got, _ := json.Marshal(a.Caps); a.Node != "laptop-alice" || a.User != "alice@example.com" || string(got) != `{"example.com/cap/nas":[{"shares":["photos"]}]}` {
+		t.Errorf("router-a: whois alice's laptop = %+v (caps %s)", a, got)
+	}
+	if b := ask(w.IPs["laptop-bob"]); b.Node != "laptop-bob" || len(b.Caps) != 0 {
+		t.Errorf("router-a: whois bob's laptop = %+v, want no caps", b)
+	}
+	r, err := w.A.CLI(ctx, "whois", w.IPs["laptop-alice"])
+	if err != nil || !strings.Contains(r.Stdout, `cap:   example.com/cap/nas [{"shares":["photos"]}]`) {
+		t.Errorf("router-a: whois (text) = %q, %v", r.Stdout, err)
+	}
+	for _, c := range []struct {
+		a    *testbed.Agent
+		want string
+	}{{w.A, `{"example.com:backup-target":[]}`}, {w.Laptops["laptop-alice"], `null`}} {
+		r, err := c.a.CLI(ctx, "status", "--json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var st struct {
+			Self struct {
+				CapMap map[string][]json.RawMessage `json:"cap_map"`
+			} `json:"self"`
+		}
+		if err := json.Unmarshal([]byte(r.Stdout), &st); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := json.Marshal(st.Self.CapMap); string(got) != c.want {
+			t.Errorf("%s: status self.cap_map = %s, want %s", c.a.Name, got, c.want)
+		}
+	}
 }
