@@ -184,4 +184,3 @@ func runWhois(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	return tw.Flush()
 }
-
