@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
@@ -37,6 +38,13 @@ func renderCompiled(c *Compiled) string {
 		}
 		for _, fr := range r.Filter.Forward {
 			fmt.Fprintf(&b, "node %d forward src=%v dst=%v ports=%v protos=%v\n", id, fr.Src, fr.Dst, fr.Ports, fr.Protos)
+		}
+		for _, g := range r.Filter.Caps {
+			caps, _ := json.Marshal(g.Caps)
+			fmt.Fprintf(&b, "node %d caps src=%v %s\n", id, g.Src, caps)
+		}
+		if r.CapMapJSON != nil {
+			fmt.Fprintf(&b, "node %d cap_map %s\n", id, r.CapMapJSON)
 		}
 	}
 	return b.String()

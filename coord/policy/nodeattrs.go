@@ -11,8 +11,9 @@ import (
 
 // NodeAttr is one entry of the policy's nodeAttrs: the attributes in
 // Attr (and app capabilities in App) apply to every node Target selects.
-// lanmesh parses all of it; coord applies none of the attributes yet, so
-// each is accepted without effect, with a warning naming it.
+// lanmesh parses all of it and carries Attr and App to the targeted
+// nodes (wire.Node.CapMap on their self); the attributes lanmesh gives
+// no meaning get a warning naming each.
 type NodeAttr struct {
 	Target []string
 	Attr   []string
@@ -50,7 +51,7 @@ func (v *validator) nodeAttr(p path, r rawNodeAttr) {
 			v.fail(p.add("attr").add(i), "empty attribute")
 			continue
 		}
-		v.warn(p.add("attr").add(i), "node attribute %q accepted without effect (lanmesh does not apply node attributes yet)", at)
+		v.warn(p.add("attr").add(i), "node attribute %q accepted without effect (carried to the node in self.cap_map; lanmesh gives it no meaning)", at)
 	}
 	if len(r.App) > 0 {
 		a.App = map[string][]json.RawMessage{}
@@ -62,7 +63,7 @@ func (v *validator) nodeAttr(p path, r rawNodeAttr) {
 				continue
 			}
 			a.App[name] = vals
-			v.warn(ap, "node capability %q accepted without effect", name)
+			v.warn(ap, "node capability %q accepted without effect (carried to the node in self.cap_map)", name)
 		}
 	}
 	for i, s := range r.IPPool {
