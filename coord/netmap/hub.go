@@ -63,7 +63,6 @@ type storedState struct {
 	domain   string
 	nodes    []store.Node // live ones, sorted by ID
 	logins   map[string]string
-	groups   map[string][]string // user name -> IdP groups
 	compiled *policy.Compiled
 	policyV  int64
 }
@@ -248,7 +247,7 @@ func (h *Hub) readStore(ctx context.Context, gen uint64) (*storedState, error) {
 	h.mu.Unlock()
 
 	now := h.now()
-	st := &storedState{gen: gen, domain: settings.Domain, logins: Logins(users), groups: UserGroups(users), policyV: pv.Version}
+	st := &storedState{gen: gen, domain: settings.Domain, logins: Logins(users), policyV: pv.Version}
 	disabled := map[string]bool{}
 	for _, u := range users {
 		if u.Disabled {
@@ -270,7 +269,7 @@ func (h *Hub) readStore(ctx context.Context, gen uint64) (*storedState, error) {
 	if !next.IsZero() {
 		h.armExpiry(next.Sub(now))
 	}
-	if st.compiled, err = policy.Compile(p, PolicyNodes(st.nodes, st.logins, st.groups)); err != nil {
+	if st.compiled, err = policy.Compile(p, PolicyNodes(st.nodes, users)); err != nil {
 		return nil, fmt.Errorf("compile policy: %w", err)
 	}
 	return st, nil
@@ -312,17 +311,6 @@ func (h *Hub) armExpiry(d time.Duration) {
 	h.timer = time.AfterFunc(d+time.Millisecond, h.Changed)
 }
 
-// UserGroups maps user names to their IdP groups.
-func UserGroups(users []store.User) map[string][]string {
-	m := make(map[string][]string, len(users))
-	for _, u := range users {
-		if len(u.Groups) > 0 {
-			m[u.Name] = u.Groups
-		}
-	}
-	return m
-}
-
 // Logins maps user names to their policy logins.
 func Logins(users []store.User) map[string]string {
 	m := make(map[string]string, len(users))
@@ -332,12 +320,33 @@ func Logins(users []store.User) map[string]string {
 	return m
 }
 
+// Roles are the user's roles as policies name them (autogroup:ROLE):
+// "admin" for a user with the admin role.
+func Roles(u store.User) []string {
+	if u.Admin {
+		return []string{"admin"}
+	}
+	return nil
+}
+
 // PolicyNodes is the compiler's view of stored nodes. A tagged node is
-// its tags' in rules; its user is only its owner (default policy).
-func PolicyNodes(nodes []store.Node, logins map[string]string, groups map[string][]string) []policy.Node {
+// its tags' in rules; its user is only its owner (default policy). An
+// untagged node carries its user's IdP groups and roles: a user with
+// the admin role (store.User.Admin) is "admin", which autogroup:admin
+// selects. autogroup:owner selects only the built-in admin user (the
+// policy compiler knows it by login): lanmesh has no other owner.
+func PolicyNodes(nodes []store.Node, users []store.User) []policy.Node {
+	byName := make(map[string]store.User, len(users))
+	for _, u := range users {
+		byName[u.Name] = u
+	}
 	out := make([]policy.Node, len(nodes))
 	for i, n := range nodes {
-		login := logins[n.User]
+		u, ok := byName[n.User]
+		login := u.Login()
+		if !ok {
+			login = "" // a node whose user row is gone selects as nobody's
+		}
 		pn := policy.Node{
 			ID:               wire.NodeID(n.ID),
 			Owner:            login,
@@ -348,7 +357,8 @@ func PolicyNodes(nodes []store.Node, logins map[string]string, groups map[string
 		}
 		if len(n.Tags) == 0 {
 			pn.User = login
-			pn.Groups = groups[n.User]
+			pn.Groups = u.Groups
+			pn.Roles = Roles(u)
 		}
 		out[i] = pn
 	}

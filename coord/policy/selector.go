@@ -164,8 +164,7 @@ func (s *selector) matchesNode(n *node) bool {
 	case selDomain:
 		return !n.tagged && strings.HasSuffix(strings.ToLower(n.User), s.domain)
 	case selRole:
-		return !n.tagged && n.User != "" && (slices.Contains(n.Roles, s.domain) ||
-			(s.domain == "admin" || s.domain == "owner") && n.User == BuiltinAdmin)
+		return !n.tagged && n.User != "" && hasRole(n.User, n.Roles, s.domain)
 	}
 	return false
 }
@@ -173,5 +172,11 @@ func (s *selector) matchesNode(n *node) bool {
 // BuiltinAdmin is the login of coord's built-in admin user, which
 // autogroup:admin and autogroup:owner always select.
 const BuiltinAdmin = "admin@"
+
+// hasRole reports whether the user with login and roles has role: one
+// of its roles, or admin and owner for the built-in admin user.
+func hasRole(login string, roles []string, role string) bool {
+	return slices.Contains(roles, role) || (role == "admin" || role == "owner") && login == BuiltinAdmin
+}
 
 func isLetter(r rune) bool { return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' }

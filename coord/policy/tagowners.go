@@ -10,10 +10,12 @@ import (
 // pre-auth key with the tag, or a node asking for it): the policy's
 // tagOwners must list the tag, and one of its owners must be the user's
 // login, a group the user is in (listed in the policy's groups, or one
-// of the user's IdP groups), or autogroup:member (every user). A tag
-// owning a tag, and autogroup:admin, grant nothing to a user here: keys
-// and nodes belong to users. On a nil policy (none set) it is false.
-func (p *Policy) TagOwnedBy(tag, login string, idpGroups []string) bool {
+// of the user's IdP groups), autogroup:member (every user), or the
+// autogroup of one of the user's roles (autogroup:admin for a user with
+// the admin role; the built-in admin user has admin and owner, as in
+// selectors). A tag owning a tag grants nothing to a user here: keys and
+// nodes belong to users. On a nil policy (none set) it is false.
+func (p *Policy) TagOwnedBy(tag, login string, idpGroups, roles []string) bool {
 	if p == nil {
 		return false
 	}
@@ -25,6 +27,10 @@ func (p *Policy) TagOwnedBy(tag, login string, idpGroups []string) bool {
 		switch {
 		case o == "autogroup:member":
 			return true
+		case strings.HasPrefix(o, "autogroup:"):
+			if hasRole(login, roles, strings.TrimPrefix(o, "autogroup:")) {
+				return true
+			}
 		case strings.HasPrefix(o, "group:"):
 			if p.groupUsers[o][login] || slices.Contains(idpGroups, strings.TrimPrefix(o, "group:")) {
 				return true
@@ -38,12 +44,12 @@ func (p *Policy) TagOwnedBy(tag, login string, idpGroups []string) bool {
 
 // CheckTagOwners returns an error naming the first of tags the user may
 // not own, with the fix; nil when it owns them all.
-func (p *Policy) CheckTagOwners(tags []string, user, login string, idpGroups []string) error {
+func (p *Policy) CheckTagOwners(tags []string, user, login string, idpGroups, roles []string) error {
 	for _, t := range tags {
 		if _, ok := p.TagOwners[t]; !ok {
 			return fmt.Errorf("tag %q is not in the policy's tagOwners: add it there (e.g. \"tagOwners\": {%q: [%q]}) or use another tag", t, t, login)
 		}
-		if !p.TagOwnedBy(t, login, idpGroups) {
+		if !p.TagOwnedBy(t, login, idpGroups, roles) {
 			return fmt.Errorf("user %s (%s) does not own tag %q: the policy's tagOwners for it are %s; add the user (or one of their groups) there, or create the key for an owner (--user)",
 				user, login, t, strings.Join(p.TagOwners[t], ", "))
 		}

@@ -23,36 +23,40 @@ func TestTagOwnedBy(t *testing.T) {
 	for _, tc := range []struct {
 		tag, login string
 		groups     []string
+		roles      []string
 		want       bool
 	}{
-		{"tag:router", "ann@example.net", nil, true},
-		{"tag:router", "bob@", nil, false},
-		{"tag:ci", "bob@", nil, true},
-		{"tag:ci", "cy@example.net", []string{"eng"}, true}, // IdP group
-		{"tag:ci", "cy@example.net", []string{"ops"}, false},
-		{"tag:any", "cy@example.net", nil, true},
-		{"tag:nested", "ann@example.net", nil, true},
-		{"tag:admin-only", "ann@example.net", nil, false},
-		{"tag:by-tag", "ann@example.net", nil, false},
-		{"tag:unknown", "ann@example.net", nil, false},
+		{"tag:router", "ann@example.net", nil, nil, true},
+		{"tag:router", "bob@", nil, nil, false},
+		{"tag:ci", "bob@", nil, nil, true},
+		{"tag:ci", "cy@example.net", []string{"eng"}, nil, true}, // IdP group
+		{"tag:ci", "cy@example.net", []string{"ops"}, nil, false},
+		{"tag:any", "cy@example.net", nil, nil, true},
+		{"tag:nested", "ann@example.net", nil, nil, true},
+		{"tag:admin-only", "ann@example.net", nil, nil, false},
+		{"tag:admin-only", "ann@example.net", nil, []string{"admin"}, true},  // the admin role
+		{"tag:admin-only", "admin@", nil, nil, true},                         // the built-in admin user
+		{"tag:admin-only", "ann@example.net", []string{"admin"}, nil, false}, // an IdP group named admin is no role
+		{"tag:by-tag", "ann@example.net", nil, nil, false},
+		{"tag:unknown", "ann@example.net", nil, nil, false},
 	} {
-		if got := p.TagOwnedBy(tc.tag, tc.login, tc.groups); got != tc.want {
+		if got := p.TagOwnedBy(tc.tag, tc.login, tc.groups, tc.roles); got != tc.want {
 			t.Errorf("TagOwnedBy(%s, %s, %v) = %v, want %v", tc.tag, tc.login, tc.groups, got, tc.want)
 		}
 	}
-	if err := p.CheckTagOwners([]string{"tag:router", "tag:any"}, "ann", "ann@example.net", nil); err != nil {
+	if err := p.CheckTagOwners([]string{"tag:router", "tag:any"}, "ann", "ann@example.net", nil, nil); err != nil {
 		t.Errorf("ann owns both: %v", err)
 	}
-	err = p.CheckTagOwners([]string{"tag:any", "tag:router"}, "bob", "bob@", nil)
+	err = p.CheckTagOwners([]string{"tag:any", "tag:router"}, "bob", "bob@", nil, nil)
 	if err == nil || !strings.Contains(err.Error(), `does not own tag "tag:router"`) || !strings.Contains(err.Error(), "group:ops") {
 		t.Errorf("bob and tag:router: %v", err)
 	}
-	err = p.CheckTagOwners([]string{"tag:nope"}, "bob", "bob@", nil)
+	err = p.CheckTagOwners([]string{"tag:nope"}, "bob", "bob@", nil, nil)
 	if err == nil || !strings.Contains(err.Error(), "not in the policy's tagOwners") {
 		t.Errorf("unknown tag: %v", err)
 	}
 	var none *Policy
-	if none.TagOwnedBy("tag:router", "ann@example.net", nil) {
+	if none.TagOwnedBy("tag:router", "ann@example.net", nil, nil) {
 		t.Error("nil policy owns a tag")
 	}
 }

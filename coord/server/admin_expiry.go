@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/lanmesh/lanmesh/coord/adminapi"
+	"github.com/lanmesh/lanmesh/coord/netmap"
 	"github.com/lanmesh/lanmesh/coord/policy"
 	"github.com/lanmesh/lanmesh/coord/store"
 )
@@ -103,7 +104,7 @@ func (s *Server) checkTagOwners(ctx context.Context, tags []string, user string)
 	}
 	for _, u := range users {
 		if u.Name == user {
-			if err := p.CheckTagOwners(tags, u.Name, u.Login(), u.Groups); err != nil {
+			if err := p.CheckTagOwners(tags, u.Name, u.Login(), u.Groups, netmap.Roles(u)); err != nil {
 				return errTagOwner{err}
 			}
 			return nil

@@ -63,7 +63,7 @@ func (s *Server) checkPolicy(ctx context.Context, req adminapi.PolicyRequest) (*
 			live = append(live, n)
 		}
 	}
-	if err := policy.Check(p, netmap.PolicyNodes(live, netmap.Logins(users), netmap.UserGroups(users))); err != nil {
+	if err := policy.Check(p, netmap.PolicyNodes(live, users)); err != nil {
 		return nil, res, err, nil
 	}
 	res.Nodes, res.Tests = len(live), len(p.Tests)
