@@ -145,8 +145,12 @@ var nodesListCmd = &command{
 				if n.Ephemeral {
 					state += " (ephemeral)"
 				}
+				expires := when(n.KeyExpiry)
+				if n.KeyExpiryOffByPolicy {
+					expires = "off (policy)"
+				}
 				rows = append(rows, []string{fmt.Sprint(n.ID), n.Name, n.IPv4.String(), n.IPv6.String(), state,
-					orDash(n.User), orDash(strings.Join(n.Tags, ",")), when(n.KeyExpiry), when(n.LastSeen)})
+					orDash(n.User), orDash(strings.Join(n.Tags, ",")), expires, when(n.LastSeen)})
 			}
 			return table(g.stdout, "ID\tNAME\tIPV4\tIPV6\tSTATE\tUSER\tTAGS\tKEY EXPIRES\tLAST SEEN", rows)
 		}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/lanmesh/lanmesh/coord/adminapi"
+	"github.com/lanmesh/lanmesh/coord/policy"
 )
 
 var nodesExpiryCmd = &command{
@@ -42,6 +43,11 @@ var nodesExpiryCmd = &command{
 			}
 			if *asJSON {
 				return printJSON(g.stdout, n)
+			}
+			if n.KeyExpiryOffByPolicy {
+				_, err := fmt.Fprintf(g.stdout, "the key of node %d (%s) never expires while the policy's nodeAttrs give it %s; without them it expires at %s\n",
+					n.ID, n.Name, policy.AttrDisableKeyExpiry, when(n.KeyExpiry))
+				return err
 			}
 			if n.KeyExpiry.IsZero() {
 				_, err := fmt.Fprintf(g.stdout, "the key of node %d (%s) never expires\n", n.ID, n.Name)

@@ -251,10 +251,14 @@ type Node struct {
 	Endpoints        []netip.AddrPort `json:"endpoints,omitempty"`
 	AdvertisedRoutes []netip.Prefix   `json:"advertised_routes,omitempty"`
 	ApprovedRoutes   []netip.Prefix   `json:"approved_routes,omitempty"`
-	KeyExpiry        time.Time        `json:"key_expiry,omitzero"`
-	LastSeen         time.Time        `json:"last_seen,omitzero"`
-	Created          time.Time        `json:"created"`
-	Ephemeral        bool             `json:"ephemeral,omitempty"`
+	KeyExpiry        time.Time        `json:"key_expiry,omitzero"` // as stored (set by a login, a key or an admin)
+	// KeyExpiryOffByPolicy: the policy's nodeAttrs turn the key expiry
+	// off (lanmesh:disable-key-expiry): the node does not expire while
+	// they do, and KeyExpiry applies again once they stop.
+	KeyExpiryOffByPolicy bool      `json:"key_expiry_off_by_policy,omitempty"`
+	LastSeen             time.Time `json:"last_seen,omitzero"`
+	Created              time.Time `json:"created"`
+	Ephemeral            bool      `json:"ephemeral,omitempty"`
 }
 
 // ExpiryRequest sets when a node's key expires: In (a Go duration from

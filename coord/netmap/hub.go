@@ -59,12 +59,15 @@ type Hub struct {
 
 // storedState is what one store read and compile produced.
 type storedState struct {
-	gen      uint64
-	domain   string
-	nodes    []store.Node // live ones, sorted by ID
-	logins   map[string]string
-	compiled *policy.Compiled
-	policyV  int64
+	gen    uint64
+	domain string
+	nodes  []store.Node // live ones, sorted by ID
+	logins map[string]string
+	// expiryOff: stored nodes whose key expiry the policy turns off
+	// (expiry.go); their KeyExpiry in nodes is zero.
+	expiryOff map[int64]bool
+	compiled  *policy.Compiled
+	policyV   int64
 }
 
 // NewHub returns a hub reading from l. now may be nil (time.Now).
@@ -255,7 +258,11 @@ func (h *Hub) readStore(ctx context.Context, gen uint64) (*storedState, error) {
 		}
 	}
 	var next time.Time
+	st.expiryOff = KeyExpiryOff(p, nodes, users)
 	for _, n := range nodes {
+		if st.expiryOff[n.ID] {
+			n.KeyExpiry = time.Time{} // in force: never; the store keeps its expiry
+		}
 		// A disabled user's nodes are in no netmap and (the relays read
 		// the same snapshot) on no relay (S15).
 		if n.Expired(now) || disabled[n.User] {

@@ -54,8 +54,9 @@ func renderCompiled(c *Compiled) string {
 // NAME.hujson is a policy built from what Tailscale's documentation
 // says or what Headscale's recordings of Tailscale's verdicts show (the
 // file's first line names the source). NAME.want says "accept" or
-// "refuse: <part of the error>", and may list "warning: <part>" lines
-// and a "strict-refuse: <part>" line (refused by policy check --strict).
+// "refuse: <part of the error>", and may list "warning: <part>" lines,
+// "no-warning: <part>" lines (no warning may contain it) and a
+// "strict-refuse: <part>" line (refused by policy check --strict).
 // For accepted policies, NAME.filter is the expected compiled result
 // on compatNodes (go test -run TestCompat -update-compat rewrites it).
 func TestCompat(t *testing.T) {
@@ -109,6 +110,10 @@ func TestCompat(t *testing.T) {
 				case "warning":
 					if !strings.Contains(strings.Join(warns, "\n"), arg) {
 						t.Errorf("want warning %q, got:\n%s", arg, strings.Join(warns, "\n"))
+					}
+				case "no-warning":
+					if strings.Contains(strings.Join(warns, "\n"), arg) {
+						t.Errorf("want no warning naming %q, got:\n%s", arg, strings.Join(warns, "\n"))
 					}
 				case "strict-refuse":
 					if !strings.Contains(strings.Join(notPortable, "\n"), arg) {

@@ -51,6 +51,17 @@ func (v *validator) nodeAttr(p path, r rawNodeAttr) {
 			v.fail(p.add("attr").add(i), "empty attribute")
 			continue
 		}
+		applied, hint, err := checkAttr(at)
+		switch {
+		case err != nil:
+			v.fail(p.add("attr").add(i), "%v", err)
+			continue
+		case applied:
+			continue
+		case hint != "":
+			v.warn(p.add("attr").add(i), "%s", hint)
+			continue
+		}
 		v.warn(p.add("attr").add(i), "node attribute %q accepted without effect (carried to the node in self.cap_map; lanmesh gives it no meaning)", at)
 	}
 	if len(r.App) > 0 {

@@ -122,17 +122,19 @@ func (s *Server) adminListNodes(w http.ResponseWriter, r *http.Request) {
 	out := []adminapi.Node{}
 	for _, n := range nodes {
 		live, _ := snap.Node(wire.NodeID(n.ID))
-		out = append(out, s.apiNode(n, live.Online))
+		out = append(out, s.apiNode(n, live.Online, snap.KeyExpiryOff(n.ID)))
 	}
 	writeJSON(w, http.StatusOK, out)
 }
 
-func (s *Server) apiNode(n store.Node, online bool) adminapi.Node {
+// apiNode is the admin API's form of a node; expiryOff says the policy
+// in force turns its key expiry off (KeyExpiry stays the stored one).
+func (s *Server) apiNode(n store.Node, online, expiryOff bool) adminapi.Node {
 	return adminapi.Node{
 		ID: n.ID, Name: n.Name, Hostname: n.Hostname, OS: n.OS,
 		NodeKey: n.NodeKey.String(), Machine: n.MachineKey.String(),
 		IPv4: n.IPv4, IPv6: n.IPv6, User: n.User, Tags: n.Tags,
-		Online: online, Expired: n.Expired(s.cfg.Now()),
+		Online: online, Expired: !expiryOff && n.Expired(s.cfg.Now()), KeyExpiryOffByPolicy: expiryOff,
 		Endpoints: n.Endpoints, AdvertisedRoutes: n.AdvertisedRoutes, ApprovedRoutes: n.ApprovedRoutes,
 		KeyExpiry: n.KeyExpiry, LastSeen: n.LastSeen, Created: n.Created, Ephemeral: n.Ephemeral,
 	}

@@ -302,7 +302,7 @@ func (a *Admin) ExpireNode(ctx context.Context, who Actor, ref string) (adminapi
 		}
 		a.s.hub.Changed()
 		a.s.log.Info("node key expired by admin", "node", n.Name, "id", n.ID, "by", who.String())
-		out = a.s.apiNode(n, false)
+		out = a.s.apiNode(n, false, a.s.expiryOffOrFalse(ctx, n.ID))
 		return "node " + n.Name, nil
 	})
 	return out, err

@@ -37,7 +37,7 @@ func (a *Admin) SetNodeExpiry(ctx context.Context, who Actor, ref string, req ad
 		}
 		a.s.hub.Changed() // re-arms the hub's expiry timer; an expired node leaves now
 		a.s.log.Info("node key expiry set by admin", "node", n.Name, "id", n.ID, "key_expiry", n.KeyExpiry, "by", who.String())
-		out = a.s.apiNode(n, false)
+		out = a.s.apiNode(n, false, a.s.expiryOffOrFalse(ctx, n.ID))
 		if at.IsZero() {
 			return "node " + n.Name + ": never expires", nil
 		}

@@ -57,9 +57,12 @@ func (s *Server) checkPolicy(ctx context.Context, req adminapi.PolicyRequest) (*
 		return nil, res, nil, err
 	}
 	now := s.cfg.Now()
+	// Live as they will be once p is in force: p's nodeAttrs may keep
+	// nodes past their stored key expiry.
+	off := netmap.KeyExpiryOff(p, nodes, users)
 	live := nodes[:0]
 	for _, n := range nodes {
-		if !n.Expired(now) {
+		if off[n.ID] || !n.Expired(now) {
 			live = append(live, n)
 		}
 	}

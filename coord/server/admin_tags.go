@@ -48,7 +48,7 @@ func (a *Admin) SetNodeTags(ctx context.Context, who Actor, ref string, tags []s
 		}
 		a.s.hub.Changed() // policies match the node by its new tags
 		a.s.log.Info("node tags set", "node", n.Name, "id", n.ID, "tags", n.Tags, "by", who.String())
-		out = a.s.apiNode(n, false)
+		out = a.s.apiNode(n, false, a.s.expiryOffOrFalse(ctx, n.ID))
 		return fmt.Sprintf("%v to %v", old, n.Tags), nil
 	})
 	return out, err

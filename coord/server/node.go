@@ -42,6 +42,17 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 		reg.AuthKeyID, reg.AuthKeyHash = ak.ID, sum[:]
 		keyID = ak.ID
 	}
+	if reg.AuthKeyID == "" {
+		// A known node coming back without an auth key: the policy may
+		// keep it alive past its stored key expiry.
+		if known, err := s.st.NodeByMachine(r.Context(), mk); err == nil && known.Expired(reg.Now) {
+			if reg.KeyExpiryOff, err = s.keyExpiryOff(r.Context(), known.ID); err != nil {
+				s.log.Error("register: key expiry", "machine", mk, "err", err)
+				writeErr(w, http.StatusInternalServerError, "internal error; see coord's log")
+				return
+			}
+		}
+	}
 	n, err := s.st.Register(r.Context(), reg)
 	if err != nil {
 		code, msg := registerError(err)
@@ -102,7 +113,12 @@ func (s *Server) handleMap(w http.ResponseWriter, r *http.Request) {
 	case !key.Equal(n.NodeKey[:], req.NodeKey[:]):
 		writeRefusal(w, http.StatusUnauthorized, wire.ReasonNodeKeyMismatch, "node key does not match the registered one: register again")
 		return
-	case n.Expired(s.cfg.Now()):
+	}
+	if expired, err := s.nodeExpired(ctx, n); err != nil {
+		s.log.Error("map: key expiry", "node", n.Name, "err", err)
+		writeErr(w, http.StatusInternalServerError, "internal error; see coord's log")
+		return
+	} else if expired {
 		writeRefusal(w, http.StatusUnauthorized, wire.ReasonNodeExpired, (&store.NodeExpiredError{At: n.KeyExpiry}).Error())
 		return
 	}

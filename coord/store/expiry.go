@@ -17,7 +17,7 @@ func (s *SQLite) SetNodeExpiry(ctx context.Context, id int64, at time.Time) (Nod
 	}
 	var out Node
 	err := s.tx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE nodes SET key_expiry = ? WHERE id = ?`, v, id)
+		res, err := tx.ExecContext(ctx, `UPDATE nodes SET key_expiry = ?, key_revoked = 0 WHERE id = ?`, v, id)
 		if err != nil {
 			return err
 		}

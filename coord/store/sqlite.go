@@ -168,6 +168,9 @@ CREATE TABLE api_keys (
 	revoked INTEGER NOT NULL DEFAULT 0,
 	last_used INTEGER NOT NULL DEFAULT 0
 );`,
+	// 10: a node key expired on purpose (logout, nodes expire), which no
+	// policy nodeAttrs bring back (Node.KeyRevoked).
+	10: `ALTER TABLE nodes ADD COLUMN key_revoked INTEGER NOT NULL DEFAULT 0;`,
 }
 
 func (s *SQLite) migrate(ctx context.Context) error {
@@ -341,7 +344,7 @@ func (s *SQLite) Register(ctx context.Context, r Registration) (Node, error) {
 			if !known {
 				return ErrNeedAuthKey
 			}
-			if existing.Expired(r.Now) {
+			if existing.Expired(r.Now) && !r.KeyExpiryOff {
 				return &NodeExpiredError{At: existing.KeyExpiry}
 			}
 			if err := userEnabled(ctx, tx, existing.User); err != nil {
@@ -372,7 +375,7 @@ func (s *SQLite) Register(ctx context.Context, r Registration) (Node, error) {
 		if known {
 			// Re-auth of a known machine: same node, same addresses, fresh
 			// key expiry and the tags of the new key.
-			if _, err := tx.ExecContext(ctx, `UPDATE nodes SET node_key=?, os=?, tags=?, user_name=?, key_expiry=?, last_seen=?, ephemeral=? WHERE id=?`,
+			if _, err := tx.ExecContext(ctx, `UPDATE nodes SET node_key=?, os=?, tags=?, user_name=?, key_expiry=?, key_revoked=0, last_seen=?, ephemeral=? WHERE id=?`,
 				r.NodeKey[:], r.OS, mustJSON(ak.Tags), ak.User, expiry, r.Now.UnixNano(), ak.Ephemeral, existing.ID); err != nil {
 				return err
 			}
@@ -614,7 +617,7 @@ func containsPrefix(list []netip.Prefix, p netip.Prefix) bool {
 }
 
 const nodeCols = `id, machine_key, node_key, name, hostname, os, host, ipv4, ipv6, user_name, tags,
-	endpoints, advertised_routes, approved_routes, key_expiry, last_seen, created, lan_hosts, home_region, ephemeral`
+	endpoints, advertised_routes, approved_routes, key_expiry, last_seen, created, lan_hosts, home_region, ephemeral, key_revoked`
 
 type querier interface {
 	QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row
@@ -634,7 +637,7 @@ func scanNode(row interface{ Scan(...any) error }) (Node, error) {
 	var v4, v6, tags, eps, adv, appr, lan string
 	var host, exp, seen, created int64
 	if err := row.Scan(&n.ID, &mk, &nk, &n.Name, &n.Hostname, &n.OS, &host, &v4, &v6, &n.User, &tags,
-		&eps, &adv, &appr, &exp, &seen, &created, &lan, &n.HomeRegion, &n.Ephemeral); err != nil {
+		&eps, &adv, &appr, &exp, &seen, &created, &lan, &n.HomeRegion, &n.Ephemeral, &n.KeyRevoked); err != nil {
 		return n, err
 	}
 	if len(mk) != 32 || len(nk) != 32 {

@@ -33,8 +33,9 @@ type Store interface {
 	UpdateNodeStatus(ctx context.Context, id int64, s NodeStatus) (Node, error)
 	ApproveRoutes(ctx context.Context, id int64, routes []netip.Prefix) (Node, error)
 	DeleteNode(ctx context.Context, id int64) error
-	// ExpireNode sets the node key's expiry to now: the node leaves every
-	// netmap and must register again with an auth key.
+	// ExpireNode sets the node key's expiry to now and marks it revoked
+	// (Node.KeyRevoked): the node leaves every netmap and must register
+	// again with an auth key, whatever the policy's nodeAttrs say.
 	ExpireNode(ctx context.Context, id int64, now time.Time) (Node, error)
 	// SetNodeTags replaces a node's tags (at least one) and turns its
 	// key expiry off, as tagged devices' keys do not expire.
@@ -143,6 +144,11 @@ type Node struct {
 	LANHosts         []wire.LANHost // as the node published them (checked on read against routes)
 	HomeRegion       int            // relay region the node is connected to
 	Ephemeral        bool           // joined with an ephemeral key: deleted soon after it disconnects
+	// KeyRevoked: the key was expired on purpose (ExpireNode: logout or
+	// an admin's nodes expire), not by time; no policy nodeAttrs keep
+	// such a node alive. A new key expiry (SetNodeExpiry, tags, a fresh
+	// registration) clears it.
+	KeyRevoked bool
 }
 
 // Expired reports whether the node key has expired at now.
@@ -165,6 +171,10 @@ type Registration struct {
 	// for this machine: the node is created, or re-authenticated with a
 	// fresh key expiry, for that user without an auth key.
 	LoginUser string
+	// KeyExpiryOff says the policy in force turns the known node's key
+	// expiry off (nodeAttrs lanmesh:disable-key-expiry): it may come back
+	// without an auth key past its stored expiry, which is kept.
+	KeyExpiryOff bool
 	// KeyLifetime is how long an untagged node key lives from now.
 	KeyLifetime time.Duration
 	Now         time.Time

@@ -258,7 +258,7 @@ func TestMigrateV1(t *testing.T) {
 		`DROP TABLE users`, `DROP TABLE policies`, `DROP INDEX nodes_user`, `DROP INDEX nodes_node_key`, `DROP TABLE identities`, `DROP TABLE audit_events`, `DROP TABLE api_keys`,
 		`ALTER TABLE nodes DROP COLUMN lan_hosts`, `ALTER TABLE preauth_keys DROP COLUMN user_name`,
 		`ALTER TABLE nodes DROP COLUMN home_region`, `ALTER TABLE preauth_keys DROP COLUMN revoked`,
-		`ALTER TABLE preauth_keys DROP COLUMN ephemeral`, `ALTER TABLE nodes DROP COLUMN ephemeral`,
+		`ALTER TABLE preauth_keys DROP COLUMN ephemeral`, `ALTER TABLE nodes DROP COLUMN ephemeral`, `ALTER TABLE nodes DROP COLUMN key_revoked`,
 		`DELETE FROM schema_migrations WHERE version >= 2`,
 		`INSERT INTO nodes(machine_key, node_key, name, hostname, host, ipv4, ipv6, tags, endpoints, advertised_routes, approved_routes, created)
 			VALUES(zeroblob(32), zeroblob(32), 'old', 'old', 1, '100.64.0.1', 'fd00::1', '[]', '[]', '[]', '[]', 0)`,
@@ -303,7 +303,7 @@ func TestMigrateDuplicateNodeKeys(t *testing.T) {
 	}
 	// Back to schema 4, where nothing stopped the impostor taking the key.
 	for _, q := range []string{`DROP INDEX nodes_node_key`, `DROP TABLE identities`, `DROP TABLE audit_events`, `DROP TABLE api_keys`, `ALTER TABLE users DROP COLUMN idp_groups`,
-		`ALTER TABLE users DROP COLUMN admin`, `ALTER TABLE preauth_keys DROP COLUMN ephemeral`, `ALTER TABLE nodes DROP COLUMN ephemeral`,
+		`ALTER TABLE users DROP COLUMN admin`, `ALTER TABLE preauth_keys DROP COLUMN ephemeral`, `ALTER TABLE nodes DROP COLUMN ephemeral`, `ALTER TABLE nodes DROP COLUMN key_revoked`,
 		`DELETE FROM schema_migrations WHERE version >= 5`,
 		`UPDATE nodes SET node_key = (SELECT node_key FROM nodes WHERE name = 'victim') WHERE name = 'impostor'`} {
 		if _, err := s.db.ExecContext(ctx, q); err != nil {

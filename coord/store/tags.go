@@ -15,7 +15,7 @@ func (s *SQLite) SetNodeTags(ctx context.Context, id int64, tags []string) (Node
 	}
 	var out Node
 	err := s.tx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE nodes SET tags = ?, key_expiry = 0 WHERE id = ?`, mustJSON(tags), id)
+		res, err := tx.ExecContext(ctx, `UPDATE nodes SET tags = ?, key_expiry = 0, key_revoked = 0 WHERE id = ?`, mustJSON(tags), id)
 		if err != nil {
 			return err
 		}

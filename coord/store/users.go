@@ -317,6 +317,9 @@ func (s *SQLite) ExpireNode(ctx context.Context, id int64, now time.Time) (Node,
 		if _, err := tx.ExecContext(ctx, `UPDATE nodes SET key_expiry = ? WHERE id = ? AND (key_expiry = 0 OR key_expiry > ?)`, now.UnixNano(), id, now.UnixNano()); err != nil {
 			return err
 		}
+		if _, err := tx.ExecContext(ctx, `UPDATE nodes SET key_revoked = 1 WHERE id = ?`, id); err != nil {
+			return err
+		}
 		var err error
 		out, err = nodeWhere(ctx, tx, `id = ?`, id)
 		return err
