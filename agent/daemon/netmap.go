@@ -136,6 +136,10 @@ func engineConfig(nodeKey key.NodePrivate, nm *netmap, prefs state.Prefs) engine
 	// are approved for the same route the lower ID keeps it, so the choice
 	// is stable across netmaps.
 	taken := map[netip.Prefix]bool{}
+	var via map[wire.NodeID][]netip.Prefix
+	if prefs.AcceptRoutes {
+		via = viaRoutes(nm, prefs, taken)
+	}
 	for _, p := range nm.sortedPeers() {
 		if p.Key.IsZero() || p.Key == selfKey || len(p.Addresses) == 0 {
 			continue
@@ -146,6 +150,10 @@ func engineConfig(nodeKey key.NodePrivate, nm *netmap, prefs state.Prefs) engine
 			AllowedIPs: slices.Clone(p.Addresses),
 			Endpoints:  slices.Clone(p.Endpoints),
 			HomeRegion: p.HomeRegion,
+		}
+		for _, r := range via[p.ID] {
+			ep.AllowedIPs = append(ep.AllowedIPs, r)
+			cfg.Routes = appendUnique(cfg.Routes, r)
 		}
 		if prefs.AcceptRoutes {
 			for _, r := range p.Routes {
@@ -167,6 +175,52 @@ func engineConfig(nodeKey key.NodePrivate, nm *netmap, prefs state.Prefs) engine
 		cfg.Peers = append(cfg.Peers, ep)
 	}
 	return cfg
+}
+
+// viaRoutes picks, for each of the filter's via routes, the peer that
+// carries it: the first listed peer that serves an approved route
+// holding the destination, online ones before offline ones. The
+// destinations it assigns are marked taken, so no other peer gets the
+// same prefix; one inside a LAN this node advertises stays local.
+func viaRoutes(nm *netmap, prefs state.Prefs, taken map[netip.Prefix]bool) map[wire.NodeID][]netip.Prefix {
+	if nm.filter == nil || len(nm.filter.Via) == 0 {
+		return nil
+	}
+	serves := func(p wire.Node, dst netip.Prefix) bool {
+		for _, r := range p.Routes {
+			if r.Bits() > 0 && r.Bits() <= dst.Bits() && r.Contains(dst.Addr()) {
+				return true
+			}
+		}
+		return false
+	}
+	out := map[wire.NodeID][]netip.Prefix{}
+	for _, v := range nm.filter.Via {
+		dst := v.Dst.Masked()
+		if !dst.IsValid() || dst.Bits() == 0 || taken[dst] || slices.ContainsFunc(prefs.AdvertiseRoutes, func(lan netip.Prefix) bool {
+			return lan.Bits() > 0 && lan.Overlaps(dst)
+		}) {
+			continue
+		}
+		var pick *wire.Node
+		for _, id := range v.Peers {
+			p, ok := nm.peers[id]
+			if !ok || p.Key.IsZero() || !serves(p, dst) {
+				continue
+			}
+			if pick == nil || p.Online && !pick.Online {
+				pick = &p
+			}
+			if pick.Online {
+				break
+			}
+		}
+		if pick != nil {
+			taken[dst] = true
+			out[pick.ID] = append(out[pick.ID], dst)
+		}
+	}
+	return out
 }
 
 func appendUnique(s []netip.Prefix, p netip.Prefix) []netip.Prefix {

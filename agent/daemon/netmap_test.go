@@ -5,6 +5,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/lanmesh/lanmesh/agent/engine"
 	"github.com/lanmesh/lanmesh/agent/state"
 	"github.com/lanmesh/lanmesh/internal/key"
 	"github.com/lanmesh/lanmesh/internal/wire"
@@ -163,5 +164,73 @@ func TestNetmapFilterAndDERPMap(t *testing.T) {
 	// A new full map without a filter is deny-all again (S14).
 	if _, err := nm.apply(&wire.MapMessage{Full: true, Self: &self}); err != nil || nm.filter != nil {
 		t.Fatal("full map without filter kept the old one")
+	}
+}
+
+// TestEngineConfigVia: a grant's via steers a LAN that two routers serve
+// to the named one (the other would drop it), online before offline;
+// without via the lower ID keeps it.
+func TestEngineConfigVia(t *testing.T) {
+	nk := key.NewNode()
+	self := node(1, "a")
+	self.Key = nk.Public()
+	r2 := node(2, "r2", "198.19.1.0/24")
+	r3 := node(3, "r3", "198.19.1.0/24")
+	r4 := node(4, "r4", "198.19.1.0/24")
+	r2.Online, r3.Online, r4.Online = true, false, true
+	nm := &netmap{full: true, self: self, peers: map[wire.NodeID]wire.Node{2: r2, 3: r3, 4: r4}, filter: &wire.PacketFilter{}}
+	lan := pfx("198.19.1.0/24")[0]
+	host := pfx("198.19.1.20/32")[0]
+	routesOf := func(cfg engine.Config, name string) []netip.Prefix {
+		for _, p := range cfg.Peers {
+			if p.Name == name {
+				var out []netip.Prefix
+				for _, a := range p.AllowedIPs {
+					if !meshRange.Overlaps(a) && a.Addr().Is4() {
+						out = append(out, a)
+					}
+				}
+				return out
+			}
+		}
+		t.Fatalf("no peer %s", name)
+		return nil
+	}
+	prefs := state.Prefs{AcceptRoutes: true}
+	cfg := engineConfig(nk, nm, prefs)
+	if got := routesOf(cfg, "r2"); !slices.Equal(got, []netip.Prefix{lan}) {
+		t.Fatalf("without via, r2 (lowest ID) has %v", got)
+	}
+	// via [3, 4]: r3 is offline, so r4; r2 loses the LAN.
+	nm.filter.Via = []wire.ViaRoute{{Dst: lan, Peers: []wire.NodeID{3, 4}}, {Dst: host, Peers: []wire.NodeID{3}}}
+	cfg = engineConfig(nk, nm, prefs)
+	if got := routesOf(cfg, "r4"); !slices.Equal(got, []netip.Prefix{lan}) {
+		t.Errorf("via: r4 has %v, want %v", got, lan)
+	}
+	if got := routesOf(cfg, "r2"); len(got) != 0 {
+		t.Errorf("via: r2 still has %v", got)
+	}
+	// A host route through the only via router, offline or not.
+	if got := routesOf(cfg, "r3"); !slices.Equal(got, []netip.Prefix{host}) {
+		t.Errorf("via host: r3 has %v", got)
+	}
+	if !slices.Contains(cfg.Routes, host) || !slices.Contains(cfg.Routes, lan) {
+		t.Errorf("routes %v", cfg.Routes)
+	}
+	if _, rej, err := engine.ValidateConfig(cfg); len(rej) != 0 || err != nil {
+		t.Errorf("the data plane refuses the via config: %v %v", rej, err)
+	}
+	// Without accept-routes nothing is routed; a via LAN this node
+	// advertises stays local; a via peer that does not serve the LAN
+	// gets nothing.
+	if got := routesOf(engineConfig(nk, nm, state.Prefs{}), "r4"); len(got) != 0 {
+		t.Errorf("no accept-routes: r4 has %v", got)
+	}
+	if got := routesOf(engineConfig(nk, nm, state.Prefs{AcceptRoutes: true, AdvertiseRoutes: pfx("198.19.0.0/16")}), "r4"); len(got) != 0 {
+		t.Errorf("own LAN: r4 has %v", got)
+	}
+	nm.filter.Via = []wire.ViaRoute{{Dst: pfx("198.19.9.0/24")[0], Peers: []wire.NodeID{4}}}
+	if got := routesOf(engineConfig(nk, nm, prefs), "r4"); len(got) != 0 {
+		t.Errorf("a LAN r4 does not serve: %v", got)
 	}
 }

@@ -298,6 +298,15 @@ func (c *encCache) appendFilter(b []byte, f *wire.PacketFilter) []byte {
 			b = append(b, '}')
 		}
 		b = append(b, ']')
+		first = false
+	}
+	if len(f.Via) > 0 {
+		if !first {
+			b = append(b, ',')
+		}
+		vb, _ := json.Marshal(f.Via) // prefixes and IDs: always marshals
+		b = append(b, `"via":`...)
+		b = append(b, vb...)
 	}
 	return append(b, '}')
 }

@@ -305,3 +305,21 @@ func TestStreamCaps(t *testing.T) {
 		t.Errorf("after removing nodeAttrs and app: %+v", m)
 	}
 }
+
+// TestAppendFilter: the stream's filter encoding is encoding/json's,
+// caps and via included.
+func TestAppendFilter(t *testing.T) {
+	p := func(s string) netip.Prefix { return netip.MustParsePrefix(s) }
+	f := wire.PacketFilter{
+		Inbound: []wire.FilterRule{{Src: []netip.Prefix{p("100.64.0.1/32")}, Dst: []netip.Prefix{p("100.64.0.2/32")}, Ports: []wire.PortRange{{First: 443, Last: 443}}, Protos: []uint8{6}}},
+		Caps:    []wire.CapGrant{{Src: []netip.Prefix{p("100.64.0.1/32")}, Caps: wire.CapMap{"example.com/cap/a": {json.RawMessage(`{"x":1}`)}}}},
+		Via:     []wire.ViaRoute{{Dst: p("198.19.1.0/24"), Peers: []wire.NodeID{3, 6}}},
+	}
+	for _, f := range []wire.PacketFilter{f, {Via: f.Via}, {Caps: f.Caps, Via: f.Via}, {}} {
+		want, _ := json.Marshal(f)
+		got := (&encCache{m: map[sliceKey][]byte{}}).appendFilter(nil, &f)
+		if string(got) != string(want) {
+			t.Errorf("appendFilter\n got %s\nwant %s", got, want)
+		}
+	}
+}

@@ -342,6 +342,14 @@ func (r *NodeResult) fingerprint(srcSum func(ps []netip.Prefix) [32]byte) {
 		}
 		h.Write([]byte{0xfd})
 	}
+	for _, v := range r.Filter.Via {
+		hashPrefixes(h, []netip.Prefix{v.Dst})
+		for _, id := range v.Peers {
+			binary.BigEndian.PutUint64(b[:], uint64(id))
+			h.Write(b[:])
+		}
+	}
+	h.Write([]byte{0xfa})
 	h.Write(r.CapMapJSON)
 	h.Write([]byte{0xfb})
 	for i, g := range r.Filter.Caps {

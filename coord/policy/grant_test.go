@@ -235,3 +235,44 @@ func TestPostures(t *testing.T) {
 		}
 	}
 }
+
+// TestGrantViaSteers: a grant's sources get via routes naming the via
+// routers for the routed part of the destination, so their agents send
+// that traffic to the router that admits it; other nodes get none, and
+// a router's own addresses and autogroup:internet are not steered.
+func TestGrantViaSteers(t *testing.T) {
+	nodes := meshNodes()
+	// Node 3 (tag:router, 198.19.1.0/24 and an exit route) has the
+	// lower ID; node 6 serves the same LAN and is the via router.
+	nodes = append(nodes, Node{ID: 6, Owner: "alice@example.com", Tags: []string{"tag:router", "tag:via"}, Addresses: pfx("100.64.0.6/32"),
+		ApprovedRoutes: pfx("198.19.1.0/24", "0.0.0.0/0"), AdvertisedRoutes: pfx("198.19.1.0/24", "0.0.0.0/0")})
+	p := mustParse(t, `{"tagOwners": {"tag:router": [], "tag:via": []}, "hosts": {"lan1": "198.19.1.0/24", "printer": "198.19.1.20"},
+		"grants": [
+			{"src": ["bob@example.com"], "dst": ["lan1", "tag:router"], "ip": ["tcp:443"], "via": ["tag:via"]},
+			{"src": ["alice@example.com"], "dst": ["printer"], "ip": ["*"], "via": ["tag:via"]},
+			{"src": ["bob@example.com"], "dst": ["autogroup:internet"], "ip": ["*"], "via": ["tag:via"]},
+		]}`)
+	c := mustCompile(t, p, nodes)
+	viaOf := func(id wire.NodeID) string {
+		r, _ := c.Node(id)
+		return fmt.Sprint(r.Filter.Via)
+	}
+	if got := viaOf(2); got != "[{198.19.1.0/24 [6]}]" {
+		t.Errorf("bob's node: via %s", got)
+	}
+	if got := viaOf(1); got != "[{198.19.1.20/32 [6]}]" {
+		t.Errorf("alice's node: via %s", got)
+	}
+	for _, id := range []wire.NodeID{3, 4, 6} {
+		if got := viaOf(id); got != "[]" {
+			t.Errorf("node %d: via %s, want none", id, got)
+		}
+	}
+	// Via is part of the result: a policy without it has another sum.
+	r2, _ := c.Node(2)
+	p2 := mustParse(t, `{"tagOwners": {"tag:router": [], "tag:via": []}, "hosts": {"lan1": "198.19.1.0/24"},
+		"grants": [{"src": ["bob@example.com"], "dst": ["lan1", "tag:router"], "ip": ["tcp:443"]}]}`)
+	if r, _ := mustCompile(t, p2, nodes).Node(2); r.Sum == r2.Sum || len(r.Filter.Via) != 0 {
+		t.Errorf("without via: sum unchanged or via %v", r.Filter.Via)
+	}
+}

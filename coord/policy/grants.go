@@ -338,3 +338,61 @@ func boolInt(b bool) int {
 	}
 	return 0
 }
+
+// compileVia fills each node's Filter.Via from the rules with via: for
+// every source node of such a rule, the routed part of the rule's
+// destination on each via router (what the router admits beyond its own
+// addresses) goes through that router. Without it, a node whose LAN is
+// served by two routers would pick one by ID, and the router that is
+// not named would drop the traffic. autogroup:internet is not steered:
+// which exit node to use stays the user's choice (--exit-node), and only
+// the named exit nodes admit the traffic.
+func (c *Compiled) compileVia(units []*unit) {
+	type routed struct {
+		dst netip.Prefix
+		id  wire.NodeID
+	}
+	per := map[int]map[netip.Prefix][]wire.NodeID{}
+	for _, u := range units {
+		if len(u.via) == 0 || u.kind != unitPlain || u.dst.sel.kind == selInternet {
+			continue
+		}
+		var rs []routed
+		for _, r := range c.nodes {
+			if len(r.subnets) == 0 || !u.dstM.has(r.idx) || !anyMatches(u.via, r) {
+				continue
+			}
+			for _, d := range u.allDst(r) {
+				if d.Bits() > 0 && !overlapsAny(d, r.addrs) && overlapsAny(d, r.subnets) {
+					rs = append(rs, routed{d, r.ID})
+				}
+			}
+		}
+		if len(rs) == 0 {
+			continue
+		}
+		u.srcM.each(func(i int) {
+			m := per[i]
+			if m == nil {
+				m = map[netip.Prefix][]wire.NodeID{}
+				per[i] = m
+			}
+			for _, x := range rs {
+				if x.id != c.nodes[i].ID && !slices.Contains(m[x.dst], x.id) {
+					m[x.dst] = append(m[x.dst], x.id)
+				}
+			}
+		})
+	}
+	for i, m := range per {
+		r := &c.results[i]
+		for dst, ids := range m {
+			if len(ids) == 0 {
+				continue
+			}
+			slices.Sort(ids)
+			r.Filter.Via = append(r.Filter.Via, wire.ViaRoute{Dst: dst, Peers: ids})
+		}
+		slices.SortFunc(r.Filter.Via, func(a, b wire.ViaRoute) int { return comparePrefix(a.Dst, b.Dst) })
+	}
+}

@@ -242,6 +242,7 @@ func Compile(p *Policy, in []Node) (*Compiled, error) {
 
 	c.computePeers(units, ownerNodes)
 	c.compileCaps()
+	c.compileVia(units)
 
 	srcSums := map[*netip.Prefix][32]byte{}
 	srcSum := func(ps []netip.Prefix) [32]byte {

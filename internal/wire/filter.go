@@ -50,6 +50,19 @@ type PacketFilter struct {
 	// policy's grants with "app"): what `lanmesh whois` reports and what
 	// the node's apps may check. They admit no packet; Inbound does.
 	Caps []CapGrant `json:"caps,omitempty"`
+	// Via steers routed traffic of this node (the policy's grants with
+	// "via"): packets to Dst go to one of Peers, the subnet routers the
+	// grant names, and not to another router serving the same LAN.
+	// Sorted by Dst. They admit no packet either.
+	Via []ViaRoute `json:"via,omitempty"`
+}
+
+// ViaRoute sends traffic to Dst through one of Peers (in order of
+// preference: the agent takes the first that is in its netmap, online,
+// and serves an approved route holding Dst).
+type ViaRoute struct {
+	Dst   netip.Prefix `json:"dst"`
+	Peers []NodeID     `json:"peers"`
 }
 
 // CapMap maps capability names ("example.com/cap/admin") to their
