@@ -43,6 +43,9 @@ func renderCompiled(c *Compiled) string {
 			caps, _ := json.Marshal(g.Caps)
 			fmt.Fprintf(&b, "node %d caps src=%v %s\n", id, g.Src, caps)
 		}
+		for _, v := range r.Filter.Via {
+			fmt.Fprintf(&b, "node %d via %v through %v\n", id, v.Dst, v.Peers)
+		}
 		if r.CapMapJSON != nil {
 			fmt.Fprintf(&b, "node %d cap_map %s\n", id, r.CapMapJSON)
 		}
