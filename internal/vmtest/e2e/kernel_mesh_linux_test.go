@@ -69,6 +69,15 @@ func (n *kernelNode) wait(t *testing.T, ctx context.Context, what string, ok fun
 		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		out, rc, err := n.vm.Exec(cctx, "lanmesh --socket "+n.sock+" status --json")
 		cancel()
+		if err != nil && !n.vm.Exited() && time.Now().Before(deadline) && ctx.Err() == nil {
+			// One slow answer is not a verdict: under TCG on a loaded
+			// host a status call has once taken over 45 s while the agent
+			// was idle (CI at 6174dea). Keep polling; the agent's health
+			// is judged by what status says, and a dead QEMU or the
+			// deadline still fails below.
+			t.Logf("%s: status --json while waiting for %s: %v; polling again", n.name, what, firstLine(err))
+			continue
+		}
 		if err != nil {
 			dump, _ := n.vm.Run(ctx, fmt.Sprintf("kill -QUIT $(cat /run/%[1]s.pid); sleep 2; tail -c 60000 /tmp/%[1]s.log", n.name))
 			t.Fatalf("%s: status --json while waiting for %s: %v\nagent log with goroutines:\n%s", n.name, what, err, dump)
@@ -544,4 +553,11 @@ ping -c 1 -W 5 %s; /usr/lib/lmvm/ip netns exec h ping -c 1 -W 5 %s`, meshRIP, me
 		}
 	})
 	t.Logf("TestKernelMesh wall time %v", time.Since(t0).Round(time.Second))
+}
+
+// firstLine is the first line of err's text (vmtest errors carry the
+// console's tail after it).
+func firstLine(err error) string {
+	s, _, _ := strings.Cut(err.Error(), "\n")
+	return s
 }
