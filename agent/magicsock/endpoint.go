@@ -35,6 +35,9 @@ type Endpoint struct {
 	// initSent is when we last sent the peer an initiation, as the
 	// smaller key; 0 once disarmed (see crossing).
 	initSent atomic.Int64
+	// lastInit is the last initiation sent to the peer, echoed while
+	// nothing comes back (see resendDelays).
+	lastInit atomic.Pointer[sentInit]
 }
 
 func (e *Endpoint) noteRecv() { e.lastRecv.Store(time.Now().UnixNano()) }
@@ -99,9 +102,18 @@ func (c *Conn) Send(bufs [][]byte, ep conn.Endpoint) error {
 	if !ok {
 		return conn.ErrWrongEndpointType
 	}
+	return c.send(bufs, e, true)
+}
+
+// send is Send; arm says whether an initiation in bufs gets echoes (not
+// when bufs is an echo itself).
+func (c *Conn) send(bufs [][]byte, e *Endpoint, arm bool) error {
 	dst, ua := e.addr, (*net.UDPAddr)(nil)
 	if !e.key.IsZero() {
 		c.noteSent(e, bufs)
+		if arm {
+			c.armResend(e, bufs)
+		}
 		dst, ua = c.directUDP(e.key)
 		if !dst.IsValid() {
 			return c.sendRelay(e.key, bufs)

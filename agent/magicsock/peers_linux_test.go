@@ -268,6 +268,10 @@ func waitUntil(t *testing.T, cond func() bool, what string) {
 // a later one. The larger key holds nothing; a second initiation, or one
 // after transport data or after the window, is not held.
 func TestCrossedInitiationHeld(t *testing.T) {
+	// Echoes of our initiations would re-arm the guard (they are
+	// initiations too); this test is about the guard alone.
+	defer func(d []time.Duration) { resendDelays = d }(resendDelays)
+	resendDelays = nil
 	r1 := startRelay(t, 1, "one")
 	dm := &wire.DERPMap{Regions: []wire.DERPRegion{r1}}
 	ks, kl := key.NewNode(), key.NewNode()
@@ -335,4 +339,61 @@ func TestCrossedInitiationHeld(t *testing.T) {
 	send(l, wgInit(11), epS)
 	send(l, wgData(12), epS)
 	order(chS, "a late initiation", 11, 12)
+}
+
+// An initiation that reached the peer before the peer knew our key is
+// dropped there; its echo, sent while nothing came back, reaches the peer
+// once it is configured, well before wireguard-go's 5 s retry. An answer
+// from the peer stops the echoes.
+func TestInitiationEcho(t *testing.T) {
+	r1 := startRelay(t, 1, "one")
+	dm := &wire.DERPMap{Regions: []wire.DERPRegion{r1}}
+	ks, kl := key.NewNode(), key.NewNode()
+	s, l := New(Options{}), New(Options{})
+	chS, chL := openConn(t, s), openConn(t, l)
+	if err := s.SetConfig(ks, []Peer{{Key: kl.Public(), HomeRegion: 1}}, dm); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.SetConfig(kl, nil, dm); err != nil { // L does not know S yet
+		t.Fatal(err)
+	}
+	waitUntil(t, func() bool { return s.relayCodeNow() == "one" && l.relayCodeNow() == "one" }, "both on the relay")
+	epL, _ := s.ParseEndpoint(kl.Public().Hex())
+
+	sent := time.Now()
+	if err := s.Send([][]byte{wgInit(1)}, epL); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case g := <-chL:
+		t.Fatalf("L handed a stranger's packet (tag %d) to WireGuard", g.pkt[4])
+	case <-time.After(100 * time.Millisecond):
+	}
+	// Coord's netmap reaches L: it now knows S.
+	if err := l.SetConfig(kl, []Peer{{Key: ks.Public(), HomeRegion: 1}}, dm); err != nil {
+		t.Fatal(err)
+	}
+	epS, _ := l.ParseEndpoint(ks.Public().Hex())
+	g := recvWithin(t, chL, 2*time.Second, "the echo of S's initiation")
+	if g.pkt[4] != 1 || g.pkt[0] != 1 {
+		t.Fatalf("L got %v, want the initiation with tag 1", g.pkt[:5])
+	}
+	if e, ok := g.ep.(*Endpoint); !ok || e.Key() != ks.Public() {
+		t.Fatalf("the echo came without S's endpoint: %v", g.ep)
+	}
+	if d := time.Since(sent); d > 1500*time.Millisecond {
+		t.Errorf("echo arrived %v after the initiation; want well under wireguard-go's 5 s retry", d)
+	}
+	// L answers; S stops echoing.
+	if err := l.Send([][]byte{wgResp(2)}, epS); err != nil {
+		t.Fatal(err)
+	}
+	if g := recvWithin(t, chS, 2*time.Second, "L's response"); g.pkt[4] != 2 {
+		t.Fatalf("S got tag %d, want the response", g.pkt[4])
+	}
+	select {
+	case g := <-chL:
+		t.Fatalf("S echoed again (tag %d) after L answered", g.pkt[4])
+	case <-time.After(3*time.Second - time.Since(sent)): // past the last echo
+	}
 }
