@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/lanmesh/lanmesh/coord/adminapi"
-	"github.com/lanmesh/lanmesh/internal/controlclient"
 	"github.com/lanmesh/lanmesh/internal/key"
 	"github.com/lanmesh/lanmesh/internal/wire"
 )
@@ -112,16 +111,7 @@ wait:
 	}
 	as.waitFor(t, "b removed once the attribute is gone", removed(b.self.ID))
 	t.Logf("attribute removed -> b left a's netmap in %v", time.Since(start))
-	select {
-	case <-bs.done:
-	case <-time.After(5 * time.Second):
-		t.Fatal("b's stream still open after the attribute was removed")
-	}
-	err := b.c.Map(ctx, wire.MapRequest{NodeKey: b.nk}, func(*wire.MapMessage) error { return nil })
-	var se *controlclient.StatusError
-	if !errors.As(err, &se) || se.Reason != wire.ReasonNodeExpired {
-		t.Fatalf("map after the attribute was removed: %v, want reason %s", err, wire.ReasonNodeExpired)
-	}
+	b.expiredOut(t, bs, "after the attribute was removed")
 	if _, err := b.c.Register(ctx, wire.RegisterRequest{NodeKey: key.NewNode().Public(), Hostname: "b"}); err == nil {
 		t.Fatal("re-register without an auth key accepted after the attribute was removed")
 	}

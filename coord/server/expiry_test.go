@@ -64,16 +64,7 @@ func TestNodeExpiryOnTime(t *testing.T) {
 	if late < 0 {
 		t.Fatalf("b left %v before its key expired", -late)
 	}
-	select {
-	case <-bs.done:
-	case <-time.After(5 * time.Second):
-		t.Fatal("expired node's stream still open")
-	}
-	err := b.c.Map(ctx, wire.MapRequest{NodeKey: b.nk}, func(*wire.MapMessage) error { return nil })
-	var se *controlclient.StatusError
-	if !errors.As(err, &se) || se.Reason != wire.ReasonNodeExpired {
-		t.Fatalf("map after expiry: %v, want reason %s", err, wire.ReasonNodeExpired)
-	}
+	b.expiredOut(t, bs, "after expiry")
 
 	// Re-auth with an auth key: same node, same addresses, fresh expiry.
 	nk := key.NewNode().Public()

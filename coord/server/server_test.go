@@ -192,6 +192,23 @@ func (n *testNode) openMap(req wire.MapRequest) *mapStream {
 	return ms
 }
 
+// expiredOut asserts that n, whose key just expired (or stopped being
+// exempt), is out: its open stream ms closes and its next map request is
+// refused as node_expired.
+func (n *testNode) expiredOut(t *testing.T, ms *mapStream, when string) {
+	t.Helper()
+	select {
+	case <-ms.done:
+	case <-time.After(5 * time.Second):
+		t.Fatalf("%s: the node's stream is still open", when)
+	}
+	err := n.c.Map(context.Background(), wire.MapRequest{NodeKey: n.nk}, func(*wire.MapMessage) error { return nil })
+	var se *controlclient.StatusError
+	if !errors.As(err, &se) || se.Reason != wire.ReasonNodeExpired {
+		t.Fatalf("%s: map request: %v, want reason %s", when, err, wire.ReasonNodeExpired)
+	}
+}
+
 // waitFor returns the first non-keep-alive message for which ok is true.
 func (ms *mapStream) waitFor(t *testing.T, what string, ok func(*wire.MapMessage) bool) *wire.MapMessage {
 	t.Helper()
