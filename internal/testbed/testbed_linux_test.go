@@ -241,7 +241,13 @@ func TestCloseCleansUp(t *testing.T) {
 	if p.Running() || syscall.Kill(p.Pid(), 0) == nil {
 		t.Errorf("process %d still running", p.Pid())
 	}
-	if _, err := os.Stat(w.Dir); !os.IsNotExist(err) {
+	if w.keep {
+		// LANMESH_KEEP_LOGS asks for the directory to stay.
+		if _, err := os.Stat(w.Dir); err != nil {
+			t.Errorf("LANMESH_KEEP_LOGS is set but the scratch dir is gone: %v", err)
+		}
+		os.RemoveAll(w.Dir)
+	} else if _, err := os.Stat(w.Dir); !os.IsNotExist(err) {
 		t.Errorf("scratch dir %s left behind", w.Dir)
 	}
 }
