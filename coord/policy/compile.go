@@ -344,6 +344,8 @@ func (r *NodeResult) fingerprint(srcSum func(ps []netip.Prefix) [32]byte) {
 	}
 	for _, v := range r.Filter.Via {
 		hashPrefixes(h, []netip.Prefix{v.Dst})
+		binary.BigEndian.PutUint64(b[:], uint64(len(v.Peers))) // so entries cannot run into each other
+		h.Write(b[:])
 		for _, id := range v.Peers {
 			binary.BigEndian.PutUint64(b[:], uint64(id))
 			h.Write(b[:])

@@ -387,9 +387,6 @@ func (c *Compiled) compileVia(units []*unit) {
 	for i, m := range per {
 		r := &c.results[i]
 		for dst, ids := range m {
-			if len(ids) == 0 {
-				continue
-			}
 			slices.Sort(ids)
 			r.Filter.Via = append(r.Filter.Via, wire.ViaRoute{Dst: dst, Peers: ids})
 		}

@@ -57,9 +57,9 @@ type PacketFilter struct {
 	Via []ViaRoute `json:"via,omitempty"`
 }
 
-// ViaRoute sends traffic to Dst through one of Peers (in order of
-// preference: the agent takes the first that is in its netmap, online,
-// and serves an approved route holding Dst).
+// ViaRoute sends traffic to Dst through one of Peers, sorted by ID: of
+// those in its netmap that serve an approved route holding Dst, the
+// agent takes the first online one, else the first.
 type ViaRoute struct {
 	Dst   netip.Prefix `json:"dst"`
 	Peers []NodeID     `json:"peers"`
