@@ -9,6 +9,7 @@ import (
 	"slices"
 
 	"github.com/lanmesh/lanmesh/agent/localapi"
+	"github.com/lanmesh/lanmesh/internal/wire"
 )
 
 // WhoIs implements localapi.WhoIsBackend: the node holding addr in this
@@ -24,14 +25,14 @@ func (d *Daemon) WhoIs(_ context.Context, addr netip.Addr) (localapi.WhoIsRespon
 	resp := localapi.WhoIsResponse{Addr: addr.String(), Caps: map[string][]json.RawMessage{}}
 	self := d.nm.self
 	switch {
-	case containsAddr(self.Addresses, addr):
+	case wire.PrefixesContain(self.Addresses, addr):
 		resp.Self = true
 		resp.Node = localapi.WhoIsNode{ID: int64(self.ID), Name: self.Name, User: self.User,
 			Tags: slices.Clone(self.Tags), Addresses: nonNil(self.Addresses)}
 	default:
 		found := false
 		for _, p := range d.nm.peers {
-			if containsAddr(p.Addresses, addr) {
+			if wire.PrefixesContain(p.Addresses, addr) {
 				resp.Node = localapi.WhoIsNode{ID: int64(p.ID), Name: p.Name, User: p.User,
 					Tags: slices.Clone(p.Tags), Addresses: nonNil(p.Addresses)}
 				found = true
@@ -47,13 +48,4 @@ func (d *Daemon) WhoIs(_ context.Context, addr netip.Addr) (localapi.WhoIsRespon
 		resp.Caps[name] = slices.Clone(vals)
 	}
 	return resp, nil
-}
-
-func containsAddr(ps []netip.Prefix, a netip.Addr) bool {
-	for _, p := range ps {
-		if p.Contains(a) {
-			return true
-		}
-	}
-	return false
 }

@@ -85,7 +85,7 @@ func (f *PacketFilter) CapsFrom(src netip.Addr) CapMap {
 	}
 	var out CapMap
 	for _, g := range f.Caps {
-		if !prefixesContain(g.Src, src) {
+		if !PrefixesContain(g.Src, src) {
 			continue
 		}
 		if out == nil {
@@ -109,7 +109,7 @@ func HasPorts(proto uint8) bool {
 // Match reports whether r admits a packet. port is the destination port
 // and is ignored for protocols without ports.
 func (r FilterRule) Match(src, dst netip.Addr, proto uint8, port uint16) bool {
-	if !containsProto(r.Protos, proto) || !prefixesContain(r.Src, src) || !prefixesContain(r.Dst, dst) {
+	if !containsProto(r.Protos, proto) || !PrefixesContain(r.Src, src) || !PrefixesContain(r.Dst, dst) {
 		return false
 	}
 	if !HasPorts(proto) {
@@ -142,7 +142,8 @@ func containsProto(ps []uint8, p uint8) bool {
 	return false
 }
 
-func prefixesContain(ps []netip.Prefix, a netip.Addr) bool {
+// PrefixesContain reports whether any of ps holds a.
+func PrefixesContain(ps []netip.Prefix, a netip.Addr) bool {
 	for _, p := range ps {
 		if p.Contains(a) {
 			return true
